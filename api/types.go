@@ -1,0 +1,326 @@
+package api
+
+import "time"
+
+// Headers understood by every node.
+const (
+	// HeaderRequestID carries the idempotency key of a write. A retried
+	// write with the same id is applied at most once; the reply repeats
+	// the original outcome.
+	HeaderRequestID = "X-Keyd-Request-Id"
+	// HeaderMinIndex asks the node to wait (bounded) until it has applied
+	// at least this Raft index before serving the request.
+	HeaderMinIndex = "X-Keyd-Min-Index"
+	// HeaderIndex is set on replies to the node's applied index (for reads)
+	// or the write's log index (for writes).
+	HeaderIndex = "X-Keyd-Index"
+	// HeaderForwarded marks a request a follower forwarded to the leader;
+	// the leader never forwards it again.
+	HeaderForwarded = "X-Keyd-Forwarded"
+	// HeaderAuthorization carries "Bearer <token>".
+	HeaderAuthorization = "Authorization"
+)
+
+// Limits enforced by every node.
+const (
+	// MaxBodyBytes caps a single-item request body.
+	MaxBodyBytes = 64 << 10
+	// MaxBatchBodyBytes caps a batch request body.
+	MaxBatchBodyBytes = 4 << 20
+	// MaxBatchItems caps the items of one batch request.
+	MaxBatchItems = 1000
+	// MaxPlaintextBytes caps one plaintext or message.
+	MaxPlaintextBytes = 32 << 10
+	// MaxKeyNameLen caps a key name.
+	MaxKeyNameLen = 128
+	// MaxListLimit caps one page of the key list.
+	MaxListLimit = 1000
+)
+
+// InitRequest starts a cluster: POST /v1/sys/init.
+type InitRequest struct {
+	Custodians int `json:"custodians"`
+	Threshold  int `json:"threshold"`
+}
+
+// InitResponse carries the custodian shares and the admin token. They are
+// shown once and never stored by keyd.
+type InitResponse struct {
+	Shares      []string `json:"shares"`
+	AdminToken  string   `json:"admin_token"`
+	Fingerprint string   `json:"commitments_fingerprint"`
+	Index       uint64   `json:"index"`
+}
+
+// UnsealRequest submits one custodian share: POST /v1/sys/unseal.
+type UnsealRequest struct {
+	Share string `json:"share"`
+}
+
+// SealStatus is the seal state of one node: GET /v1/sys/status and the
+// reply of POST /v1/sys/unseal.
+type SealStatus struct {
+	NodeID      string `json:"node_id"`
+	Initialized bool   `json:"initialized"`
+	Sealed      bool   `json:"sealed"`
+	// Progress counts verified custodian shares held towards Threshold.
+	Progress    int    `json:"progress"`
+	Threshold   int    `json:"threshold"`
+	Custodians  int    `json:"custodians"`
+	Fingerprint string `json:"commitments_fingerprint,omitempty"`
+	// UnsealedBy says how the node was unsealed: "custodians" or "dev".
+	UnsealedBy string `json:"unsealed_by,omitempty"`
+	Leader     string `json:"leader,omitempty"`
+	LeaderID   string `json:"leader_id,omitempty"`
+	RaftState  string `json:"raft_state"`
+	Applied    uint64 `json:"applied_index"`
+	Peers      []Peer `json:"peers,omitempty"`
+}
+
+// Peer is one Raft server as a node sees it.
+type Peer struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr,omitempty"`
+	Voter    bool   `json:"voter"`
+	Leader   bool   `json:"leader"`
+}
+
+// Key states.
+const (
+	KeyEnabled         = "enabled"
+	KeyDisabled        = "disabled"
+	KeyPendingDeletion = "pending_deletion"
+)
+
+// CreateKeyRequest: POST /v1/keys.
+type CreateKeyRequest struct {
+	Name string `json:"name"`
+	// Type is one of aes256-gcm (default), xchacha20-poly1305,
+	// hmac-sha256, ed25519, ecdsa-p256.
+	Type string `json:"type,omitempty"`
+	// RotationPeriod, when set ("720h"), makes the leader rotate the key
+	// automatically once each period.
+	RotationPeriod string `json:"rotation_period,omitempty"`
+}
+
+// KeyConfigRequest: POST /v1/keys/{name}/config. Nil fields are unchanged.
+type KeyConfigRequest struct {
+	MinDecryptionVersion *uint32 `json:"min_decryption_version,omitempty"`
+	// RotationPeriod "0" or "" with the field present disables automatic rotation.
+	RotationPeriod *string `json:"rotation_period,omitempty"`
+}
+
+// ScheduleDeletionRequest: POST /v1/keys/{name}/schedule-deletion.
+type ScheduleDeletionRequest struct {
+	// PendingWindow is how long the key stays recoverable, e.g. "168h".
+	// Between 24h and 720h; default 168h (7 days).
+	PendingWindow string `json:"pending_window,omitempty"`
+}
+
+// KeyVersion is the public metadata of one key version. No material.
+type KeyVersion struct {
+	Version   uint32    `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	// PublicKey is the PKIX DER public key of a signing key version.
+	PublicKey []byte `json:"public_key,omitempty"`
+}
+
+// KeyInfo is a key's metadata: GET /v1/keys/{name} and write replies.
+type KeyInfo struct {
+	Name                 string       `json:"name"`
+	Type                 string       `json:"type"`
+	State                string       `json:"state"`
+	LatestVersion        uint32       `json:"latest_version"`
+	MinDecryptionVersion uint32       `json:"min_decryption_version"`
+	RotationPeriod       string       `json:"rotation_period,omitempty"`
+	CreatedAt            time.Time    `json:"created_at"`
+	RotatedAt            time.Time    `json:"rotated_at"`
+	DeletionAt           *time.Time   `json:"deletion_at,omitempty"`
+	Versions             []KeyVersion `json:"versions"`
+	// Index is the Raft index of the write that produced this reply, or
+	// the applied index the read was served at.
+	Index uint64 `json:"index"`
+}
+
+// KeyList is a page of key names: GET /v1/keys?limit=N&after=NAME.
+type KeyList struct {
+	Keys []string `json:"keys"`
+	// Next, when set, is the value to pass as after= for the next page.
+	Next  string `json:"next,omitempty"`
+	Index uint64 `json:"index"`
+}
+
+// EncryptRequest: POST /v1/keys/{name}/encrypt. Binary fields are base64
+// (standard encoding) in JSON.
+type EncryptRequest struct {
+	Plaintext []byte `json:"plaintext"`
+	Context   []byte `json:"context,omitempty"`
+}
+
+// EncryptResponse carries a ciphertext of the form keyd:vN:<base64>.
+type EncryptResponse struct {
+	Ciphertext string `json:"ciphertext"`
+	Version    uint32 `json:"version"`
+}
+
+// DecryptRequest: POST /v1/keys/{name}/decrypt; also the body of
+// /reencrypt.
+type DecryptRequest struct {
+	Ciphertext string `json:"ciphertext"`
+	Context    []byte `json:"context,omitempty"`
+}
+
+// DecryptResponse carries the plaintext.
+type DecryptResponse struct {
+	Plaintext []byte `json:"plaintext"`
+	Version   uint32 `json:"version"`
+}
+
+// DataKeyRequest: POST /v1/keys/{name}/datakey.
+type DataKeyRequest struct {
+	// Bytes is the data key length: 16, 24 or 32 (default 32).
+	Bytes   int    `json:"bytes,omitempty"`
+	Context []byte `json:"context,omitempty"`
+	// WithoutPlaintext returns only the wrapped data key.
+	WithoutPlaintext bool `json:"without_plaintext,omitempty"`
+}
+
+// DataKeyResponse carries the wrapped data key and, unless asked not to,
+// its plaintext.
+type DataKeyResponse struct {
+	Ciphertext string `json:"ciphertext"`
+	Plaintext  []byte `json:"plaintext,omitempty"`
+	Version    uint32 `json:"version"`
+}
+
+// SignRequest: POST /v1/keys/{name}/sign and /hmac.
+type SignRequest struct {
+	Message []byte `json:"message"`
+}
+
+// SignResponse carries a signature or MAC of the form keyd:vN:<base64>.
+type SignResponse struct {
+	Signature string `json:"signature"`
+	Version   uint32 `json:"version"`
+}
+
+// VerifyRequest: POST /v1/keys/{name}/verify and /verify-hmac.
+type VerifyRequest struct {
+	Message   []byte `json:"message"`
+	Signature string `json:"signature"`
+}
+
+// VerifyResponse says whether the signature or MAC is valid.
+type VerifyResponse struct {
+	Valid bool `json:"valid"`
+}
+
+// BatchItemError is the error of one batch item.
+type BatchItemError struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+// BatchEncryptRequest: POST /v1/keys/{name}/batch/encrypt.
+type BatchEncryptRequest struct {
+	Items []EncryptRequest `json:"items"`
+}
+
+// BatchEncryptItem is one result; exactly one of Ciphertext and Error is set.
+type BatchEncryptItem struct {
+	Ciphertext string          `json:"ciphertext,omitempty"`
+	Version    uint32          `json:"version,omitempty"`
+	Error      *BatchItemError `json:"error,omitempty"`
+}
+
+// BatchEncryptResponse holds one result per item, in order.
+type BatchEncryptResponse struct {
+	Results []BatchEncryptItem `json:"results"`
+}
+
+// BatchDecryptRequest: POST /v1/keys/{name}/batch/decrypt and
+// /batch/reencrypt.
+type BatchDecryptRequest struct {
+	Items []DecryptRequest `json:"items"`
+}
+
+// BatchDecryptItem is one result; exactly one of Plaintext (or Ciphertext,
+// for reencrypt) and Error is set.
+type BatchDecryptItem struct {
+	Plaintext  []byte          `json:"plaintext,omitempty"`
+	Ciphertext string          `json:"ciphertext,omitempty"`
+	Version    uint32          `json:"version,omitempty"`
+	Error      *BatchItemError `json:"error,omitempty"`
+}
+
+// BatchDecryptResponse holds one result per item, in order.
+type BatchDecryptResponse struct {
+	Results []BatchDecryptItem `json:"results"`
+}
+
+// BatchSignRequest: POST /v1/keys/{name}/batch/sign and /batch/hmac.
+type BatchSignRequest struct {
+	Items []SignRequest `json:"items"`
+}
+
+// BatchSignItem is one result.
+type BatchSignItem struct {
+	Signature string          `json:"signature,omitempty"`
+	Version   uint32          `json:"version,omitempty"`
+	Error     *BatchItemError `json:"error,omitempty"`
+}
+
+// BatchSignResponse holds one result per item, in order.
+type BatchSignResponse struct {
+	Results []BatchSignItem `json:"results"`
+}
+
+// BatchVerifyRequest: POST /v1/keys/{name}/batch/verify and
+// /batch/verify-hmac.
+type BatchVerifyRequest struct {
+	Items []VerifyRequest `json:"items"`
+}
+
+// BatchVerifyItem is one result.
+type BatchVerifyItem struct {
+	Valid bool            `json:"valid"`
+	Error *BatchItemError `json:"error,omitempty"`
+}
+
+// BatchVerifyResponse holds one result per item, in order.
+type BatchVerifyResponse struct {
+	Results []BatchVerifyItem `json:"results"`
+}
+
+// BatchDataKeyRequest: POST /v1/keys/{name}/batch/datakey.
+type BatchDataKeyRequest struct {
+	Items []DataKeyRequest `json:"items"`
+}
+
+// BatchDataKeyItem is one result.
+type BatchDataKeyItem struct {
+	Ciphertext string          `json:"ciphertext,omitempty"`
+	Plaintext  []byte          `json:"plaintext,omitempty"`
+	Version    uint32          `json:"version,omitempty"`
+	Error      *BatchItemError `json:"error,omitempty"`
+}
+
+// BatchDataKeyResponse holds one result per item, in order.
+type BatchDataKeyResponse struct {
+	Results []BatchDataKeyItem `json:"results"`
+}
+
+// WriteResponse is the reply of writes that return no key, e.g. seal.
+type WriteResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// Health is GET /v1/sys/health: unauthenticated, cheap.
+type Health struct {
+	NodeID      string `json:"node_id"`
+	Initialized bool   `json:"initialized"`
+	Sealed      bool   `json:"sealed"`
+	Leader      bool   `json:"leader"`
+	Applied     uint64 `json:"applied_index"`
+}

@@ -1,0 +1,371 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/keyd/keyd/api"
+)
+
+// maxReplyBytes caps a reply body. The largest legitimate reply is a full
+// batch (api.MaxBatchItems items of at most api.MaxPlaintextBytes each,
+// base64-encoded), so the cap sits well above it.
+const maxReplyBytes = 64 << 20
+
+// policy says where a call goes and what may be retried.
+type policy uint8
+
+const (
+	// polWrite: the known leader first (any node forwards), one request id
+	// for all attempts, retries on connection errors and retryable codes.
+	polWrite policy = iota + 1
+	// polRead: reads and crypto calls; any healthy node, the last good one
+	// first; sends the min-index header; retries like polWrite.
+	polRead
+	// polStatus: like polRead without the min-index header.
+	polStatus
+	// polUnseal: the first reachable node. It moves on only when the dial
+	// failed, i.e. the share surely never reached a node, because a
+	// re-submitted share may count as a duplicate.
+	polUnseal
+	// polNode: one given node, one attempt.
+	polNode
+)
+
+// call is one logical API call, possibly made of several attempts.
+type call struct {
+	pol    policy
+	method string
+	path   string // path and query
+	addr   string // polNode: the node's base URL
+	in     any    // request body, JSON-encoded once; nil sends none
+	out    any    // reply body target; nil ignores the body
+}
+
+// do runs cl with routing, retries and backoff. It returns nil, an
+// *api.Error, a *ConnError, an ErrBadResponse error, or (when ctx ends
+// between attempts) an error matching both ctx's error and the last
+// attempt's error.
+func (c *Client) do(ctx context.Context, cl call) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	var body []byte
+	if cl.in != nil {
+		var err error
+		if body, err = json.Marshal(cl.in); err != nil {
+			return fmt.Errorf("client: encode request: %w", err)
+		}
+	}
+	var reqID string
+	if cl.pol == polWrite {
+		// One id per logical write, reused by every retry, so a write whose
+		// reply was lost is applied once and its retry sees the outcome.
+		reqID = requestIDFrom(ctx)
+	}
+	var minIndex uint64
+	if cl.pol == polRead {
+		minIndex = c.LastIndex()
+	}
+	maxRetries := c.maxRetries
+	if cl.pol == polNode {
+		maxRetries = 0
+	}
+
+	var (
+		lastErr   error
+		prev      string // node of the previous attempt
+		hint      string // next node, from a not_leader hint
+		refreshed bool   // topology refreshed during this write
+	)
+	for retry := 0; ; retry++ {
+		addr := hint
+		hint = ""
+		if addr == "" {
+			switch cl.pol {
+			case polNode:
+				addr = cl.addr
+			case polWrite:
+				if !refreshed && !c.leaderKnown() {
+					refreshed = true
+					c.refresh(ctx, prev)
+				}
+				addr = c.pickWrite()
+			default:
+				addr = c.pickAny(prev)
+			}
+		}
+		err := c.attempt(ctx, addr, &cl, body, reqID, minIndex)
+		if err == nil {
+			c.markUp(addr, cl.pol == polRead || cl.pol == polStatus)
+			return nil
+		}
+		lastErr, prev = err, addr
+
+		immediate := false
+		var ce *ConnError
+		var ae *api.Error
+		switch {
+		case errors.As(err, &ce) && ctx.Err() != nil:
+			// The caller's context ended the attempt: not the node's fault.
+			return err
+		case errors.As(err, &ce):
+			if !ce.Temporary() || (cl.pol == polUnseal && !isDialError(ce.Err)) {
+				return err
+			}
+			c.markDown(addr)
+			if cl.pol == polWrite {
+				c.forgetLeader(addr)
+				refreshed = false
+			}
+		case errors.As(err, &ae) && api.Retryable(ae.Code) && cl.pol != polUnseal:
+			switch ae.Code {
+			case api.CodeNotLeader:
+				if u, ok := c.setLeader(ae.Leader); ok && u != addr {
+					// Follow the hint at once: it names the node to ask.
+					hint, immediate = u, true
+				} else {
+					c.forgetLeader(addr)
+					refreshed = false
+				}
+			case api.CodeSealed:
+				c.markDown(addr)
+			default: // unavailable, index_not_applied: another node may do better
+				c.unprefer(addr)
+			}
+		default:
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("client: %w: %w", err, lastErr)
+		}
+		if retry >= maxRetries {
+			return lastErr
+		}
+		var d time.Duration
+		if !immediate {
+			d = backoff(retry)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+			// Sleeping would outlive the caller; give up now.
+			return fmt.Errorf("client: %w before the next retry: %w", context.DeadlineExceeded, lastErr)
+		}
+		if err := sleep(ctx, d); err != nil {
+			return fmt.Errorf("client: %w while waiting to retry: %w", err, lastErr)
+		}
+	}
+}
+
+// refresh asks one node for the cluster status to learn the leader and
+// peers. Failures are ignored: the write then goes to any node, which
+// forwards it.
+func (c *Client) refresh(ctx context.Context, exclude string) {
+	c.mu.Lock()
+	now := time.Now()
+	// Many concurrent writes that lost the leader need one refresh, not one
+	// each; the others go to any node meanwhile, which forwards them.
+	due := now.Sub(c.refreshedAt) >= refreshEvery
+	if due {
+		c.refreshedAt = now
+	}
+	c.mu.Unlock()
+	if !due {
+		return
+	}
+	addr := c.pickAny(exclude)
+	var st api.SealStatus
+	err := c.attempt(ctx, addr, &call{pol: polStatus, method: http.MethodGet, path: api.PathStatus, out: &st}, nil, "", 0)
+	var ce *ConnError
+	if errors.As(err, &ce) && ctx.Err() == nil {
+		c.markDown(addr)
+	}
+}
+
+// attempt makes one HTTP request to addr and decodes the reply.
+func (c *Client) attempt(ctx context.Context, addr string, cl *call, body []byte, reqID string, minIndex uint64) error {
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, cl.method, addr+cl.path, rd)
+	if err != nil {
+		return fmt.Errorf("client: build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "keyd-client/1")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set(api.HeaderAuthorization, "Bearer "+c.token)
+	}
+	if reqID != "" {
+		req.Header.Set(api.HeaderRequestID, reqID)
+	}
+	if minIndex > 0 {
+		req.Header.Set(api.HeaderMinIndex, strconv.FormatUint(minIndex, 10))
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// *url.Error repeats method and URL; the node address is enough.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return &ConnError{Addr: addr, Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes+1))
+	if err != nil {
+		return &ConnError{Addr: addr, Err: err}
+	}
+	if len(data) > maxReplyBytes {
+		return fmt.Errorf("client: reply from %s: %w: larger than %d bytes", addr, ErrBadResponse, maxReplyBytes)
+	}
+	if err := decodeReply(resp.StatusCode, resp.Header.Get("Content-Type"), data, cl.out); err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) {
+			return ae
+		}
+		return fmt.Errorf("client: reply from %s: %w", addr, err)
+	}
+	if cl.pol == polWrite {
+		if i, err := strconv.ParseUint(resp.Header.Get(api.HeaderIndex), 10, 64); err == nil {
+			c.observeIndex(i)
+		}
+		c.observeIndex(bodyIndex(cl.out))
+	}
+	if st, ok := cl.out.(*api.SealStatus); ok {
+		c.learn(st)
+	}
+	return nil
+}
+
+// bodyIndex returns the Raft index a write reply carries in its body.
+func bodyIndex(out any) uint64 {
+	switch v := out.(type) {
+	case *api.KeyInfo:
+		return v.Index
+	case *api.InitResponse:
+		return v.Index
+	case *api.WriteResponse:
+		return v.Index
+	}
+	return 0
+}
+
+// decodeReply turns one reply into out (2xx) or an error: the server's
+// *api.Error, an *api.Error synthesized from a gateway status, or an
+// ErrBadResponse error. It never echoes the body.
+func decodeReply(status int, contentType string, data []byte, out any) error {
+	isJSON := false
+	if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt == "application/json" {
+		isJSON = true
+	}
+	if status >= 200 && status < 300 {
+		if out == nil || (status == http.StatusNoContent && len(data) == 0) {
+			return nil
+		}
+		if !isJSON {
+			return fmt.Errorf("%w: HTTP %d with Content-Type %.64q, want application/json", ErrBadResponse, status, contentType)
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%w: decode JSON: %w", ErrBadResponse, err)
+		}
+		return nil
+	}
+	if isJSON {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Code != "" {
+			e.Status = status
+			return &e
+		}
+	}
+	return statusError(status)
+}
+
+// statusError maps an error status without an api.Error body (a proxy or
+// load balancer answered) to the closest code, so retries still work.
+func statusError(status int) error {
+	var code api.Code
+	switch status {
+	case http.StatusMisdirectedRequest:
+		code = api.CodeNotLeader
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+		code = api.CodeUnavailable
+	case http.StatusUnauthorized:
+		code = api.CodeUnauthorized
+	case http.StatusForbidden:
+		code = api.CodeForbidden
+	case http.StatusRequestEntityTooLarge:
+		code = api.CodeTooLarge
+	default:
+		return fmt.Errorf("%w: HTTP %d without an error body", ErrBadResponse, status)
+	}
+	return &api.Error{Code: code, Message: "HTTP " + strconv.Itoa(status) + " without an error body", Status: status}
+}
+
+// isDialError reports whether err happened before a connection existed, so
+// the request cannot have reached a node.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// unprefer stops preferring addr without putting it on cool-down.
+func (c *Client) unprefer(addr string) {
+	c.mu.Lock()
+	if c.preferred == addr {
+		c.preferred = ""
+	}
+	c.mu.Unlock()
+}
+
+// backoff returns the sleep before retry number retry+1: full jitter over
+// an exponential ceiling, base 50ms, cap 1s.
+func backoff(retry int) time.Duration {
+	ceil := backoffCap
+	if retry < 20 {
+		ceil = min(backoffCap, backoffBase<<retry)
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	return time.Duration(binary.LittleEndian.Uint64(b[:]) % uint64(ceil))
+}
+
+// sleep waits d or until ctx ends, whichever is first.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// newRequestID returns 16 random bytes, hex-encoded.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,94 @@
+package client
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/keyd/keyd/api"
+)
+
+// Health asks the node at addr ("host:port" or "https://host:port") for its
+// health, in one attempt with no retry, so a probe reports a down node
+// quickly. Errors: ErrInvalidAddr, *ConnError, *api.Error.
+func (c *Client) Health(ctx context.Context, addr string) (*api.Health, error) {
+	u, err := normalizeAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	var h api.Health
+	if err := c.do(ctx, call{pol: polNode, addr: u, method: http.MethodGet, path: api.PathHealth, out: &h}); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// Status returns the seal status of any reachable node, retrying others on
+// failure. As a side effect the client learns the leader and the peers'
+// API addresses from the reply.
+func (c *Client) Status(ctx context.Context) (*api.SealStatus, error) {
+	var st api.SealStatus
+	if err := c.do(ctx, call{pol: polStatus, method: http.MethodGet, path: api.PathStatus, out: &st}); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// StatusOf returns the seal status of the node at addr, in one attempt.
+func (c *Client) StatusOf(ctx context.Context, addr string) (*api.SealStatus, error) {
+	u, err := normalizeAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	var st api.SealStatus
+	if err := c.do(ctx, call{pol: polNode, addr: u, method: http.MethodGet, path: api.PathStatus, out: &st}); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Init initializes the cluster with custodians shares of which threshold
+// unseal it. It is a write: retries reuse one request id, so a lost reply
+// is answered again rather than failing with api.ErrAlreadyInitialized.
+// The reply holds the shares and the admin token; the caller owns them and
+// must show them once and never log them.
+func (c *Client) Init(ctx context.Context, custodians, threshold int) (*api.InitResponse, error) {
+	var r api.InitResponse
+	in := api.InitRequest{Custodians: custodians, Threshold: threshold}
+	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathInit, in: in, out: &r}); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Unseal submits one custodian share to the first reachable node; the node
+// relays it to its peers. It moves to another node only when a connection
+// could not be opened, so a share is never submitted twice. Errors:
+// api.ErrInvalidShare, *ConnError, ... The share never appears in an error.
+func (c *Client) Unseal(ctx context.Context, share string) (*api.SealStatus, error) {
+	var st api.SealStatus
+	in := api.UnsealRequest{Share: share}
+	if err := c.do(ctx, call{pol: polUnseal, method: http.MethodPost, path: api.PathUnseal, in: in, out: &st}); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// UnsealAt submits one custodian share to the node at addr, in one attempt.
+func (c *Client) UnsealAt(ctx context.Context, addr, share string) (*api.SealStatus, error) {
+	u, err := normalizeAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	var st api.SealStatus
+	in := api.UnsealRequest{Share: share}
+	if err := c.do(ctx, call{pol: polNode, addr: u, method: http.MethodPost, path: api.PathUnseal, in: in, out: &st}); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Seal seals every reachable node. It is a write routed to the leader.
+func (c *Client) Seal(ctx context.Context) error {
+	var r api.WriteResponse
+	return c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathSeal, in: struct{}{}, out: &r})
+}

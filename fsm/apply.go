@@ -1,0 +1,314 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// applier applies commands inside one bbolt write transaction. Every
+// applyX checks all its preconditions before its first write, so a command
+// that fails changes nothing.
+type applier struct {
+	tx      *bolt.Tx
+	changed map[string]*KeyRecord // name -> new record (nil when deleted)
+	ev      *Event
+}
+
+// errStorage marks a bbolt failure inside an apply; it aborts the batch.
+type errStorage struct{ err error }
+
+func (e errStorage) Error() string { return "fsm: storage: " + e.err.Error() }
+
+func (a *applier) apply(index uint64, data []byte) (res *Result) {
+	cmd, err := Decode(data)
+	if err != nil {
+		return &Result{Index: index, Err: err}
+	}
+	m := cmd.meta()
+	if m.RequestID != "" {
+		if v := a.tx.Bucket(bucketRequests).Get([]byte(m.RequestID)); len(v) == 8 {
+			return &Result{Index: binary.BigEndian.Uint64(v), Duplicate: true}
+		}
+	}
+	if err := a.dispatch(cmd); err != nil {
+		var se errStorage
+		if errors.As(err, &se) {
+			panic(fmt.Sprintf("fsm: bbolt write failed, halting replica: %v", se.err))
+		}
+		return &Result{Index: index, Err: err}
+	}
+	if m.RequestID != "" {
+		a.rememberRequest(m, index)
+	}
+	return &Result{Index: index}
+}
+
+func (a *applier) dispatch(cmd Command) error {
+	switch c := cmd.(type) {
+	case *Init:
+		return a.applyInit(c)
+	case *CreateKey:
+		return a.applyCreateKey(c)
+	case *RotateKey:
+		return a.applyRotateKey(c)
+	case *SetKeyState:
+		return a.updateKey(c.Name, func(k *KeyRecord) error {
+			if k.State == StatePendingDeletion {
+				return ErrKeyPendingDeletion
+			}
+			if c.Enabled {
+				k.State = StateEnabled
+			} else {
+				k.State = StateDisabled
+			}
+			return nil
+		})
+	case *ConfigureKey:
+		return a.updateKey(c.Name, func(k *KeyRecord) error {
+			if c.MinDecryptionVersion != nil {
+				v := *c.MinDecryptionVersion
+				if v < 1 || v > k.Latest() {
+					return fmt.Errorf("%w: min decryption version %d outside 1..%d", ErrInvalidCommand, v, k.Latest())
+				}
+				k.MinDecryptionVersion = v
+			}
+			if c.RotationPeriod != nil {
+				if *c.RotationPeriod < 0 {
+					return fmt.Errorf("%w: negative rotation period", ErrInvalidCommand)
+				}
+				k.RotationPeriod = *c.RotationPeriod
+			}
+			return nil
+		})
+	case *ScheduleDeletion:
+		return a.updateKey(c.Name, func(k *KeyRecord) error {
+			if k.State == StatePendingDeletion {
+				return ErrKeyPendingDeletion
+			}
+			if !c.DeleteAt.After(c.At) {
+				return fmt.Errorf("%w: deletion time not in the future", ErrInvalidCommand)
+			}
+			k.State = StatePendingDeletion
+			k.DeletionAt = c.DeleteAt
+			return nil
+		})
+	case *CancelDeletion:
+		return a.updateKey(c.Name, func(k *KeyRecord) error {
+			if k.State != StatePendingDeletion {
+				return fmt.Errorf("%w: key is not scheduled for deletion", ErrConflict)
+			}
+			k.State = StateDisabled
+			k.DeletionAt = time.Time{}
+			return nil
+		})
+	case *DeleteKey:
+		return a.applyDeleteKey(c)
+	case *PutToken:
+		return a.applyPutToken(c)
+	case *RevokeToken:
+		if len(c.Hash) == 0 {
+			return fmt.Errorf("%w: empty token hash", ErrInvalidCommand)
+		}
+		if err := a.tx.Bucket(bucketTokens).Delete(c.Hash); err != nil {
+			return errStorage{err}
+		}
+		a.ev.Tokens = true
+		return nil
+	}
+	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd)
+}
+
+func (a *applier) applyInit(c *Init) error {
+	meta := a.tx.Bucket(bucketMeta)
+	if meta.Get(keyInit) != nil {
+		return ErrAlreadyInitialized
+	}
+	if c.Threshold < 1 || c.Custodians < c.Threshold || len(c.Commitments) == 0 || len(c.WrappedBarrier) == 0 || len(c.AdminTokenHash) == 0 {
+		return fmt.Errorf("%w: init record incomplete", ErrInvalidCommand)
+	}
+	rec, err := json.Marshal(&InitRecord{
+		Custodians: c.Custodians, Threshold: c.Threshold,
+		Commitments: c.Commitments, WrappedBarrier: c.WrappedBarrier, At: c.At,
+	})
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyInit, rec); err != nil {
+		return errStorage{err}
+	}
+	if err := a.putToken(&TokenRecord{Hash: c.AdminTokenHash, Policies: []string{"admin"}, CreatedAt: c.At}); err != nil {
+		return err
+	}
+	a.ev.Init = true
+	return nil
+}
+
+func validVersion(w *WrappedVersion, want uint32) error {
+	if w.Version != want {
+		return fmt.Errorf("%w: version %d, want %d", ErrInvalidCommand, w.Version, want)
+	}
+	if w.BarrierVersion == 0 || len(w.Wrapped) == 0 {
+		return fmt.Errorf("%w: version %d has no wrapped material", ErrInvalidCommand, w.Version)
+	}
+	return nil
+}
+
+func (a *applier) applyCreateKey(c *CreateKey) error {
+	if c.Name == "" || c.Type == "" {
+		return fmt.Errorf("%w: key name and type required", ErrInvalidCommand)
+	}
+	if err := a.requireInit(); err != nil {
+		return err
+	}
+	if err := validVersion(&c.First, 1); err != nil {
+		return err
+	}
+	if c.RotationPeriod < 0 {
+		return fmt.Errorf("%w: negative rotation period", ErrInvalidCommand)
+	}
+	if a.tx.Bucket(bucketKeys).Get([]byte(c.Name)) != nil {
+		return ErrKeyExists
+	}
+	first := c.First
+	first.CreatedAt = c.At
+	rec := &KeyRecord{
+		Name: c.Name, Type: c.Type, State: StateEnabled,
+		CreatedAt: c.At, RotatedAt: c.At,
+		MinDecryptionVersion: 1, RotationPeriod: c.RotationPeriod,
+		Versions: []WrappedVersion{first},
+	}
+	return a.putKey(rec)
+}
+
+func (a *applier) applyRotateKey(c *RotateKey) error {
+	return a.updateKey(c.Name, func(k *KeyRecord) error {
+		if k.State == StatePendingDeletion {
+			return ErrKeyPendingDeletion
+		}
+		if k.Latest() != c.FromVersion {
+			return fmt.Errorf("%w: key is at version %d, rotation expected %d", ErrConflict, k.Latest(), c.FromVersion)
+		}
+		if err := validVersion(&c.New, c.FromVersion+1); err != nil {
+			return err
+		}
+		nv := c.New
+		nv.CreatedAt = c.At
+		k.Versions = append(k.Versions, nv)
+		k.RotatedAt = c.At
+		return nil
+	})
+}
+
+func (a *applier) applyDeleteKey(c *DeleteKey) error {
+	k, err := getKey(a.tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if k.State != StatePendingDeletion || !k.DeletionAt.Equal(c.DeleteAt) {
+		return fmt.Errorf("%w: key is not scheduled for deletion at that time", ErrConflict)
+	}
+	if c.At.Before(k.DeletionAt) {
+		return fmt.Errorf("%w: deletion time not reached", ErrConflict)
+	}
+	if err := a.tx.Bucket(bucketKeys).Delete([]byte(c.Name)); err != nil {
+		return errStorage{err}
+	}
+	delete(a.changed, c.Name)
+	a.ev.Deleted = append(a.ev.Deleted, c.Name)
+	return nil
+}
+
+func (a *applier) applyPutToken(c *PutToken) error {
+	if len(c.Hash) != 32 || len(c.Policies) == 0 {
+		return fmt.Errorf("%w: token needs a 32-byte hash and a policy", ErrInvalidCommand)
+	}
+	return a.putToken(&TokenRecord{Hash: c.Hash, Policies: c.Policies, CreatedAt: c.At, ExpiresAt: c.ExpiresAt})
+}
+
+func (a *applier) putToken(rec *TokenRecord) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := a.tx.Bucket(bucketTokens).Put(rec.Hash, v); err != nil {
+		return errStorage{err}
+	}
+	a.ev.Tokens = true
+	return nil
+}
+
+func (a *applier) requireInit() error {
+	if a.tx.Bucket(bucketMeta).Get(keyInit) == nil {
+		return ErrNotInitialized
+	}
+	return nil
+}
+
+// updateKey loads name, lets fn change it and stores it. fn returns an
+// error before changing anything it should not.
+func (a *applier) updateKey(name string, fn func(*KeyRecord) error) error {
+	k, err := getKey(a.tx, name)
+	if err != nil {
+		return err
+	}
+	if err := fn(k); err != nil {
+		return err
+	}
+	return a.putKey(k)
+}
+
+func (a *applier) putKey(k *KeyRecord) error {
+	v, err := json.Marshal(k)
+	if err != nil {
+		return err
+	}
+	if err := a.tx.Bucket(bucketKeys).Put([]byte(k.Name), v); err != nil {
+		return errStorage{err}
+	}
+	a.changed[k.Name] = k
+	a.ev.Deleted = removeName(a.ev.Deleted, k.Name)
+	return nil
+}
+
+func removeName(names []string, name string) []string {
+	out := names[:0]
+	for _, n := range names {
+		if n != name {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// rememberRequest records the request id and prunes ids older than
+// RequestRetention on the proposer's clock (deterministic on every replica).
+func (a *applier) rememberRequest(m *Meta, index uint64) {
+	reqs := a.tx.Bucket(bucketRequests)
+	byTime := a.tx.Bucket(bucketReqByTime)
+	var idx [8]byte
+	binary.BigEndian.PutUint64(idx[:], index)
+	tkey := make([]byte, 8+len(m.RequestID))
+	binary.BigEndian.PutUint64(tkey, uint64(m.At.UnixNano()))
+	copy(tkey[8:], m.RequestID)
+	if err := reqs.Put([]byte(m.RequestID), idx[:]); err != nil {
+		panic(fmt.Sprintf("fsm: bbolt write failed, halting replica: %v", err))
+	}
+	if err := byTime.Put(tkey, nil); err != nil {
+		panic(fmt.Sprintf("fsm: bbolt write failed, halting replica: %v", err))
+	}
+	var cutoff [8]byte
+	binary.BigEndian.PutUint64(cutoff[:], uint64(m.At.Add(-RequestRetention).UnixNano()))
+	c := byTime.Cursor()
+	for k, _ := c.First(); k != nil && len(k) >= 8 && bytes.Compare(k[:8], cutoff[:]) < 0; k, _ = c.First() {
+		_ = reqs.Delete(k[8:])
+		if err := c.Delete(); err != nil {
+			panic(fmt.Sprintf("fsm: bbolt write failed, halting replica: %v", err))
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Op identifies a replicated command. Values are part of the log format:
+// never renumber, only append.
+type Op uint8
+
+const (
+	opInvalid Op = iota
+	OpInit
+	OpCreateKey
+	OpRotateKey
+	OpSetKeyState
+	OpConfigureKey
+	OpScheduleDeletion
+	OpCancelDeletion
+	OpDeleteKey
+	OpPutToken
+	OpRevokeToken
+	opMax // keep last
+)
+
+// formatVersion is the first byte of every encoded command.
+const formatVersion = 1
+
+// MaxCommandSize bounds an encoded command, well under raft's
+// SuggestedMaxDataSize.
+const MaxCommandSize = 256 << 10
+
+// Meta is carried by every command: the client's request id (for
+// deduplication of retried writes) and the proposer's clock, which is the
+// only time the state machine uses, so every replica computes the same
+// state.
+type Meta struct {
+	RequestID string    `json:"rid,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+func (m *Meta) meta() *Meta { return m }
+
+// Command is a replicated state change. The unexported methods close the
+// set, so Apply's switch is exhaustive over the types in this package.
+// Commands carry wrapped key material only.
+type Command interface {
+	op() Op
+	meta() *Meta
+}
+
+// WrappedVersion is one customer key version as stored and replicated:
+// material wrapped by barrier key BarrierVersion, with AAD binding the key
+// name and version.
+type WrappedVersion struct {
+	Version        uint32    `json:"v"`
+	BarrierVersion uint32    `json:"bv"`
+	Wrapped        []byte    `json:"w"`
+	PublicKey      []byte    `json:"pub,omitempty"`
+	CreatedAt      time.Time `json:"at"`
+}
+
+// Init records the cluster's root commitments, the barrier keyring wrapped
+// by the root key, and the initial admin token's hash.
+type Init struct {
+	Meta
+	Custodians     int    `json:"n"`
+	Threshold      int    `json:"t"`
+	Commitments    []byte `json:"commitments"`
+	WrappedBarrier []byte `json:"barrier"`
+	AdminTokenHash []byte `json:"admin_hash"`
+}
+
+// CreateKey adds a key with its first version.
+type CreateKey struct {
+	Meta
+	Name           string         `json:"name"`
+	Type           string         `json:"type"`
+	RotationPeriod time.Duration  `json:"rotation_period,omitempty"`
+	First          WrappedVersion `json:"first"`
+}
+
+// RotateKey adds version FromVersion+1. It fails with ErrConflict when the
+// key's latest version is no longer FromVersion, which makes automatic
+// rotation happen once even when two leaders race.
+type RotateKey struct {
+	Meta
+	Name        string         `json:"name"`
+	FromVersion uint32         `json:"from"`
+	New         WrappedVersion `json:"new"`
+}
+
+// SetKeyState enables or disables a key.
+type SetKeyState struct {
+	Meta
+	Name    string `json:"name"`
+	Enabled bool   `json:"enabled"`
+}
+
+// ConfigureKey changes a key's settings; nil fields are left unchanged.
+type ConfigureKey struct {
+	Meta
+	Name                 string         `json:"name"`
+	MinDecryptionVersion *uint32        `json:"min_decryption_version,omitempty"`
+	RotationPeriod       *time.Duration `json:"rotation_period,omitempty"`
+}
+
+// ScheduleDeletion disables a key until DeleteAt, when the leader deletes it.
+type ScheduleDeletion struct {
+	Meta
+	Name     string    `json:"name"`
+	DeleteAt time.Time `json:"delete_at"`
+}
+
+// CancelDeletion returns a key scheduled for deletion to the disabled state.
+type CancelDeletion struct {
+	Meta
+	Name string `json:"name"`
+}
+
+// DeleteKey removes a key whose deletion time has passed. DeleteAt must
+// match the key's schedule, so a cancelled and rescheduled deletion is not
+// applied early by a stale proposal.
+type DeleteKey struct {
+	Meta
+	Name     string    `json:"name"`
+	DeleteAt time.Time `json:"delete_at"`
+}
+
+// PutToken stores a token's hash (never the token) with its policies.
+type PutToken struct {
+	Meta
+	Hash      []byte    `json:"hash"`
+	Policies  []string  `json:"policies"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// RevokeToken removes a token.
+type RevokeToken struct {
+	Meta
+	Hash []byte `json:"hash"`
+}
+
+func (*Init) op() Op             { return OpInit }
+func (*CreateKey) op() Op        { return OpCreateKey }
+func (*RotateKey) op() Op        { return OpRotateKey }
+func (*SetKeyState) op() Op      { return OpSetKeyState }
+func (*ConfigureKey) op() Op     { return OpConfigureKey }
+func (*ScheduleDeletion) op() Op { return OpScheduleDeletion }
+func (*CancelDeletion) op() Op   { return OpCancelDeletion }
+func (*DeleteKey) op() Op        { return OpDeleteKey }
+func (*PutToken) op() Op         { return OpPutToken }
+func (*RevokeToken) op() Op      { return OpRevokeToken }
+
+func newCommand(op Op) Command {
+	switch op {
+	case OpInit:
+		return new(Init)
+	case OpCreateKey:
+		return new(CreateKey)
+	case OpRotateKey:
+		return new(RotateKey)
+	case OpSetKeyState:
+		return new(SetKeyState)
+	case OpConfigureKey:
+		return new(ConfigureKey)
+	case OpScheduleDeletion:
+		return new(ScheduleDeletion)
+	case OpCancelDeletion:
+		return new(CancelDeletion)
+	case OpDeleteKey:
+		return new(DeleteKey)
+	case OpPutToken:
+		return new(PutToken)
+	case OpRevokeToken:
+		return new(RevokeToken)
+	}
+	return nil
+}
+
+// Encode returns [formatVersion][op][JSON body].
+func Encode(c Command) ([]byte, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil command", ErrInvalidCommand)
+	}
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode %T: %w", c, err)
+	}
+	out := make([]byte, 0, 2+len(body))
+	out = append(out, formatVersion, byte(c.op()))
+	out = append(out, body...)
+	if len(out) > MaxCommandSize {
+		return nil, fmt.Errorf("%w: command of %d bytes exceeds %d", ErrInvalidCommand, len(out), MaxCommandSize)
+	}
+	return out, nil
+}
+
+// Decode parses an encoded command. Unknown versions and ops give
+// ErrUnknownCommand; a malformed body gives ErrInvalidCommand.
+func Decode(b []byte) (Command, error) {
+	if len(b) < 2 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrInvalidCommand, len(b))
+	}
+	if b[0] != formatVersion {
+		return nil, fmt.Errorf("%w: format version %d", ErrUnknownCommand, b[0])
+	}
+	c := newCommand(Op(b[1]))
+	if c == nil {
+		return nil, fmt.Errorf("%w: op %d", ErrUnknownCommand, b[1])
+	}
+	if err := json.Unmarshal(b[2:], c); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &se) || errors.As(err, &te) {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidCommand, err)
+		}
+		return nil, fmt.Errorf("%w: body", ErrInvalidCommand)
+	}
+	return c, nil
+}

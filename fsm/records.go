@@ -1,0 +1,102 @@
+package fsm
+
+import (
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Apply returns them inside *Result; callers branch with
+// errors.Is.
+var (
+	ErrInvalidCommand     = errors.New("fsm: invalid command")
+	ErrUnknownCommand     = errors.New("fsm: unknown command")
+	ErrKeyNotFound        = errors.New("fsm: key not found")
+	ErrKeyExists          = errors.New("fsm: key exists")
+	ErrKeyPendingDeletion = errors.New("fsm: key is scheduled for deletion")
+	ErrConflict           = errors.New("fsm: conflicting change")
+	ErrNotInitialized     = errors.New("fsm: not initialized")
+	ErrAlreadyInitialized = errors.New("fsm: already initialized")
+	ErrSnapshotCorrupt    = errors.New("fsm: snapshot corrupt")
+	ErrClosed             = errors.New("fsm: closed")
+)
+
+// Key states as stored.
+const (
+	StateEnabled         = "enabled"
+	StateDisabled        = "disabled"
+	StatePendingDeletion = "pending_deletion"
+)
+
+// KeyRecord is a customer key as stored in the FSM: metadata and wrapped
+// versions 1..len(Versions), in order.
+type KeyRecord struct {
+	Name                 string           `json:"name"`
+	Type                 string           `json:"type"`
+	State                string           `json:"state"`
+	CreatedAt            time.Time        `json:"created_at"`
+	RotatedAt            time.Time        `json:"rotated_at"`
+	DeletionAt           time.Time        `json:"deletion_at,omitzero"`
+	MinDecryptionVersion uint32           `json:"min_decryption_version"`
+	RotationPeriod       time.Duration    `json:"rotation_period,omitempty"`
+	Versions             []WrappedVersion `json:"versions"`
+}
+
+// Latest returns the newest version number.
+func (k *KeyRecord) Latest() uint32 { return uint32(len(k.Versions)) }
+
+// RotationDue reports whether automatic rotation is due at now.
+func (k *KeyRecord) RotationDue(now time.Time) bool {
+	return k.RotationPeriod > 0 && k.State == StateEnabled && !now.Before(k.RotatedAt.Add(k.RotationPeriod))
+}
+
+// InitRecord is the cluster's root record.
+type InitRecord struct {
+	Custodians     int       `json:"n"`
+	Threshold      int       `json:"t"`
+	Commitments    []byte    `json:"commitments"`
+	WrappedBarrier []byte    `json:"barrier"`
+	At             time.Time `json:"at"`
+}
+
+// TokenRecord is a token's hash and policies.
+type TokenRecord struct {
+	Hash      []byte    `json:"hash"`
+	Policies  []string  `json:"policies"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// Result is what the FSM returns from applying one log entry.
+type Result struct {
+	// Index is the log index the change was applied at. For a duplicate
+	// request id it is the index of the original application.
+	Index uint64
+	// Duplicate is set when the request id was seen before and nothing
+	// was applied this time.
+	Duplicate bool
+	// Err is the command's own error (a sentinel of this package), if any.
+	// A failed command changes nothing.
+	Err error
+}
+
+// Event tells the observer what an applied batch changed. It is delivered
+// synchronously after the change is committed and before waiters on the
+// index are released, so a reader that waited for an index sees the
+// observer's view of it.
+type Event struct {
+	Index uint64
+	// Keys holds the new records of keys that changed.
+	Keys []*KeyRecord
+	// Deleted names keys that were removed.
+	Deleted []string
+	// Init is set when the cluster was initialized in this batch.
+	Init bool
+	// Tokens is set when tokens changed.
+	Tokens bool
+	// Restored is set after a snapshot restore: every view must be rebuilt.
+	Restored bool
+}
+
+// Observer receives Events. It must be fast and must not call back into
+// Apply; it may read the FSM.
+type Observer func(Event)

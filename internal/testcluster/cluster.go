@@ -1,0 +1,414 @@
+// Package testcluster runs in-process keyd clusters on 127.0.0.1 for
+// integration tests, in the shape of raft's MakeCluster: each node has its
+// own data directory, certificates from one in-memory CA and a
+// fault-injecting Raft stream layer.
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/client"
+	"github.com/keyd/keyd/node"
+	"github.com/keyd/keyd/transport"
+	"github.com/keyd/keyd/transport/devcerts"
+)
+
+// Options configures a cluster.
+type Options struct {
+	Nodes int
+	// Regions are assigned round-robin.
+	Regions []string
+	// Log receives every node's logs (default: discarded). Tests that
+	// scan logs for secrets pass a buffer.
+	Log io.Writer
+	// SchedulerInterval for every node (default 100ms).
+	SchedulerInterval time.Duration
+}
+
+// Slot is one node position; it survives restarts.
+type Slot struct {
+	ID       string
+	Dir      string
+	APIAddr  string
+	RaftAddr string
+	Faults   *transport.FaultLayer
+	Node     *node.Node
+	identity transport.Identity
+}
+
+// Cluster is an in-process cluster. Methods are safe for use from one test
+// goroutine; Node accessors may be used from others.
+type Cluster struct {
+	CA    *devcerts.CA
+	opts  Options
+	mu    sync.Mutex
+	slots []*Slot
+	log   *syncWriter
+	// Token is the admin token once Init ran.
+	Token string
+	// Shares are the custodian shares once Init ran.
+	Shares []string
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// New starts a cluster and registers its Close with t.Cleanup.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if len(opts.Regions) == 0 {
+		opts.Regions = []string{"local"}
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.SchedulerInterval == 0 {
+		opts.SchedulerInterval = 100 * time.Millisecond
+	}
+	ca, err := devcerts.NewCA("keyd test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{CA: ca, opts: opts, log: &syncWriter{w: opts.Log}}
+	t.Cleanup(c.Close)
+	var lns [][2]net.Listener
+	for i := 0; i < opts.Nodes; i++ {
+		id := fmt.Sprintf("n%d", i+1)
+		apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raftLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ident, err := ca.Identity(id, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.slots = append(c.slots, &Slot{ID: id, Dir: t.TempDir(), APIAddr: apiLn.Addr().String(), RaftAddr: raftLn.Addr().String(), identity: ident})
+		lns = append(lns, [2]net.Listener{apiLn, raftLn})
+	}
+	for i, s := range c.slots {
+		if err := c.start(s, lns[i][0], lns[i][1], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func (c *Cluster) peers() []node.Peer {
+	var ps []node.Peer
+	for i, s := range c.slots {
+		ps = append(ps, node.Peer{ID: s.ID, APIAddr: s.APIAddr, RaftAddr: s.RaftAddr, Region: c.opts.Regions[i%len(c.opts.Regions)]})
+	}
+	return ps
+}
+
+func (c *Cluster) start(s *Slot, apiLn, raftLn net.Listener, i int) error {
+	cfg := node.DefaultConfig()
+	cfg.NodeID = s.ID
+	cfg.Region = c.opts.Regions[i%len(c.opts.Regions)]
+	cfg.DataDir = s.Dir
+	cfg.APIListener = apiLn
+	cfg.RaftListener = raftLn
+	cfg.Identity = s.identity
+	cfg.Peers = c.peers()
+	cfg.Bootstrap = true
+	cfg.SchedulerInterval = c.opts.SchedulerInterval
+	cfg.Logger = slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.RaftLogOutput = c.log
+	cfg.WrapStreamLayer = func(l raft.StreamLayer) raft.StreamLayer {
+		s.Faults = transport.NewFaultLayer(l)
+		return s.Faults
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(context.Background()); err != nil {
+		_ = n.Close()
+		return err
+	}
+	c.mu.Lock()
+	s.Node = n
+	c.mu.Unlock()
+	return nil
+}
+
+// Close stops every node.
+func (c *Cluster) Close() {
+	for _, s := range c.slots {
+		if n := c.node(s); n != nil {
+			_ = n.Close()
+		}
+	}
+}
+
+func (c *Cluster) node(s *Slot) *node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return s.Node
+}
+
+// Size returns the number of slots.
+func (c *Cluster) Size() int { return len(c.slots) }
+
+// Slot returns slot i.
+func (c *Cluster) Slot(i int) *Slot { return c.slots[i] }
+
+// Node returns the running node in slot i (nil when stopped).
+func (c *Cluster) Node(i int) *node.Node { return c.node(c.slots[i]) }
+
+// Addrs returns every slot's API address.
+func (c *Cluster) Addrs() []string {
+	var out []string
+	for _, s := range c.slots {
+		out = append(out, s.APIAddr)
+	}
+	return out
+}
+
+// Stop closes the node in slot i, keeping its data directory. In process
+// this is as abrupt as a kill for everything that is not yet on disk:
+// acknowledged writes are fsynced by Raft before they are acknowledged.
+func (c *Cluster) Stop(t testing.TB, i int) {
+	t.Helper()
+	s := c.slots[i]
+	n := c.node(s)
+	if n == nil {
+		return
+	}
+	_ = n.Close()
+	c.mu.Lock()
+	s.Node = nil
+	c.mu.Unlock()
+}
+
+// Restart starts slot i again on the same addresses and data directory.
+func (c *Cluster) Restart(t testing.TB, i int) {
+	t.Helper()
+	s := c.slots[i]
+	var apiLn, raftLn net.Listener
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		apiLn, err = net.Listen("tcp", s.APIAddr)
+		if err == nil {
+			raftLn, err = net.Listen("tcp", s.RaftAddr)
+			if err == nil {
+				break
+			}
+			_ = apiLn.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rebind %s: %v", s.ID, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.start(s, apiLn, raftLn, i); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WaitLeader waits until exactly one running node is leader and every
+// running node agrees on it, and returns its slot.
+func (c *Cluster) WaitLeader(t testing.TB) int {
+	t.Helper()
+	var leader int
+	c.Eventually(t, 15*time.Second, func() error {
+		leader = -1
+		var leaderID string
+		for i := range c.slots {
+			n := c.Node(i)
+			if n == nil {
+				continue
+			}
+			if n.IsLeader() {
+				if leader >= 0 {
+					return fmt.Errorf("two leaders: %d and %d", leader, i)
+				}
+				leader = i
+			}
+			id, _ := n.Leader()
+			if leaderID == "" {
+				leaderID = id
+			} else if id != leaderID {
+				return fmt.Errorf("nodes disagree on the leader")
+			}
+		}
+		if leader < 0 {
+			return fmt.Errorf("no leader")
+		}
+		return nil
+	})
+	return leader
+}
+
+// Eventually polls fn until it returns nil or the timeout passes.
+func (c *Cluster) Eventually(t testing.TB, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	delay := 10 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not reached within %s: %v", timeout, err)
+		}
+		time.Sleep(delay)
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// TLS returns a client TLS config trusting the cluster CA.
+func (c *Cluster) TLS() *tls.Config {
+	return &tls.Config{RootCAs: c.CA.Pool(), MinVersion: tls.VersionTLS13}
+}
+
+// Client returns a client for every node, with the admin token.
+func (c *Cluster) Client(t testing.TB) *client.Client {
+	return c.ClientFor(t, c.Addrs()...)
+}
+
+// ClientFor returns a client seeded with the given addresses only.
+func (c *Cluster) ClientFor(t testing.TB, addrs ...string) *client.Client {
+	t.Helper()
+	cl, err := client.New(context.Background(), client.Config{Addrs: addrs, Token: c.Token, TLS: c.TLS(), Timeout: 5 * time.Second, MaxRetries: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// Init initialises the cluster with n custodians and threshold k and
+// records the shares and the admin token.
+func (c *Cluster) Init(t testing.TB, n, k int) *api.InitResponse {
+	t.Helper()
+	c.WaitLeader(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := c.Client(t).Init(ctx, n, k)
+	if err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	c.Token = res.AdminToken
+	c.Shares = res.Shares
+	c.WaitApplied(t, res.Index)
+	return res
+}
+
+// Unseal submits the first threshold shares to slot 0's node and waits
+// until every running node is unsealed.
+func (c *Cluster) Unseal(t testing.TB, threshold int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := c.Client(t)
+	for _, sh := range c.Shares[:threshold] {
+		if _, err := cl.UnsealAt(ctx, c.slots[0].APIAddr, sh); err != nil {
+			t.Fatalf("unseal: %v", err)
+		}
+	}
+	c.WaitUnsealed(t)
+}
+
+// WaitUnsealed waits until every running node is unsealed.
+func (c *Cluster) WaitUnsealed(t testing.TB) {
+	t.Helper()
+	c.Eventually(t, 15*time.Second, func() error {
+		for i := range c.slots {
+			if n := c.Node(i); n != nil && n.Sealed() {
+				return fmt.Errorf("%s still sealed", n.ID())
+			}
+		}
+		return nil
+	})
+}
+
+// WaitApplied waits until every running node applied index.
+func (c *Cluster) WaitApplied(t testing.TB, index uint64) {
+	t.Helper()
+	c.Eventually(t, 15*time.Second, func() error {
+		for i := range c.slots {
+			if n := c.Node(i); n != nil && n.AppliedIndex() < index {
+				return fmt.Errorf("%s applied %d < %d", n.ID(), n.AppliedIndex(), index)
+			}
+		}
+		return nil
+	})
+}
+
+// EnsureSameState waits until every running node holds the same
+// replicated state.
+func (c *Cluster) EnsureSameState(t testing.TB) {
+	t.Helper()
+	c.Eventually(t, 15*time.Second, func() error {
+		var first []byte
+		for i := range c.slots {
+			n := c.Node(i)
+			if n == nil {
+				continue
+			}
+			var b bytes.Buffer
+			if err := n.DumpState(&b); err != nil {
+				return err
+			}
+			if first == nil {
+				first = b.Bytes()
+			} else if !bytes.Equal(first, b.Bytes()) {
+				return fmt.Errorf("%s differs", n.ID())
+			}
+		}
+		return nil
+	})
+}
+
+// Isolate cuts slot i off from every peer, both ways.
+func (c *Cluster) Isolate(t testing.TB, i int) {
+	t.Helper()
+	c.slots[i].Faults.Isolate()
+	for j, s := range c.slots {
+		if j != i && s.Faults != nil {
+			s.Faults.Block(raft.ServerAddress(c.slots[i].RaftAddr))
+		}
+	}
+}
+
+// Heal removes every fault.
+func (c *Cluster) Heal(t testing.TB) {
+	t.Helper()
+	for _, s := range c.slots {
+		if s.Faults != nil {
+			s.Faults.Heal()
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package node
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keyd/keyd/transport"
+)
+
+// Peer is a cluster member known from configuration.
+type Peer struct {
+	ID       string
+	RaftAddr string
+	APIAddr  string
+	Region   string
+}
+
+// Timing is a named set of Raft timeouts.
+type Timing struct {
+	Heartbeat   time.Duration
+	Election    time.Duration
+	LeaderLease time.Duration
+	Commit      time.Duration
+}
+
+// Timing profiles. LAN fails over in about a second on loopback; WAN
+// tolerates round trips of a few hundred milliseconds between regions.
+var (
+	TimingLAN = Timing{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond, Commit: 50 * time.Millisecond}
+	TimingWAN = Timing{Heartbeat: 2 * time.Second, Election: 2 * time.Second, LeaderLease: time.Second, Commit: 100 * time.Millisecond}
+)
+
+// TimingProfile returns the named profile ("lan" or "wan").
+func TimingProfile(name string) (Timing, error) {
+	switch name {
+	case "", "lan":
+		return TimingLAN, nil
+	case "wan":
+		return TimingWAN, nil
+	}
+	return Timing{}, fmt.Errorf("node: unknown timing profile %q (want lan or wan)", name)
+}
+
+// Config is one node's configuration. Build it with DefaultConfig and
+// check it with Validate; the file format lives in cmd/keyd.
+type Config struct {
+	// NodeID names the node in Raft and in its certificate's URI SAN.
+	NodeID string
+	// Region labels the node's failure domain.
+	Region string
+	// DataDir holds the Raft log, snapshots and the state database.
+	DataDir string
+
+	// APIAddr is where the HTTPS API listens; APIAdvertise is what peers
+	// and clients use (default: the listener's address).
+	APIAddr      string
+	APIAdvertise string
+	// RaftAddr is where the Raft transport listens (mutual TLS);
+	// RaftAdvertise is what peers dial (default: the listener's address).
+	RaftAddr      string
+	RaftAdvertise string
+	// APIListener and RaftListener, when set, are used instead of
+	// listening on APIAddr and RaftAddr (tests bind port 0 first).
+	APIListener  net.Listener
+	RaftListener net.Listener
+
+	// Identity is the node's certificate and the cluster CA. It secures
+	// Raft, node-to-node calls, and (unless APITLS is set) the API.
+	Identity transport.Identity
+	// APITLS optionally replaces the API's TLS configuration, e.g. with a
+	// certificate from a public CA. It must still accept (not require)
+	// client certificates from the cluster CA for node-to-node calls.
+	APITLS *tls.Config
+
+	// Peers lists the cluster's members (including this node is fine).
+	Peers []Peer
+	// Bootstrap forms a new cluster from Peers when the node has no Raft
+	// state yet. Every initial member may set it with the same Peers.
+	Bootstrap bool
+
+	// Timing holds the Raft timeouts; see TimingLAN and TimingWAN.
+	Timing Timing
+	// SchedulerInterval is how often the leader looks for keys due for
+	// automatic rotation or deletion.
+	SchedulerInterval time.Duration
+	// IndexWait bounds how long a request carrying a minimum index waits.
+	IndexWait time.Duration
+	// ApplyTimeout bounds a Raft write.
+	ApplyTimeout time.Duration
+	// SnapshotThreshold is the number of log entries between snapshots.
+	SnapshotThreshold uint64
+
+	// Logger receives structured logs; never key material.
+	Logger *slog.Logger
+	// RaftLogOutput receives Raft's own log lines (default os.Stderr).
+	RaftLogOutput io.Writer
+	// WrapStreamLayer, when set, wraps the Raft stream layer (tests
+	// inject faults with transport.FaultLayer).
+	WrapStreamLayer func(raft.StreamLayer) raft.StreamLayer
+}
+
+// DefaultConfig returns a configuration with every tunable set; callers
+// fill in identity, addresses and data directory.
+func DefaultConfig() Config {
+	return Config{
+		Region:            "default",
+		APIAddr:           "127.0.0.1:8200",
+		RaftAddr:          "127.0.0.1:8201",
+		Timing:            TimingLAN,
+		SchedulerInterval: time.Minute,
+		IndexWait:         5 * time.Second,
+		ApplyTimeout:      10 * time.Second,
+		SnapshotThreshold: 8192,
+		Logger:            slog.Default(),
+	}
+}
+
+// Validate names every field that is missing or wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("node: config: "+format, args...)) }
+	if err := transport.ValidateNodeID(c.NodeID); err != nil {
+		bad("NodeID: %v", err)
+	}
+	if c.DataDir == "" {
+		bad("DataDir is required")
+	}
+	if c.APIListener == nil && c.APIAddr == "" {
+		bad("APIAddr is required")
+	}
+	if c.RaftListener == nil && c.RaftAddr == "" {
+		bad("RaftAddr is required")
+	}
+	if len(c.Identity.Cert.Certificate) == 0 || c.Identity.CAs == nil {
+		bad("Identity needs a certificate and the cluster CA")
+	}
+	if c.Timing.Heartbeat <= 0 || c.Timing.Election <= 0 || c.Timing.LeaderLease <= 0 || c.Timing.LeaderLease > c.Timing.Heartbeat {
+		bad("Timing: timeouts must be positive with LeaderLease <= Heartbeat")
+	}
+	if c.SchedulerInterval <= 0 || c.IndexWait <= 0 || c.ApplyTimeout <= 0 {
+		bad("SchedulerInterval, IndexWait and ApplyTimeout must be positive")
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Peers {
+		if p.ID == "" || p.RaftAddr == "" || p.APIAddr == "" {
+			bad("Peers[%d]: ID, RaftAddr and APIAddr are required", i)
+		}
+		if seen[p.ID] {
+			bad("Peers[%d]: duplicate ID %q", i, p.ID)
+		}
+		seen[p.ID] = true
+	}
+	if c.Bootstrap && len(c.Peers) == 0 {
+		bad("Bootstrap needs Peers (include this node)")
+	}
+	if c.Logger == nil {
+		bad("Logger is required")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,166 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/transport"
+)
+
+// Internal node-to-node routes. They are served on the API listener and
+// accept only callers presenting a cluster node certificate.
+const (
+	PathInternalShare = "/v1/internal/unseal-share"
+	PathInternalSeal  = "/v1/internal/seal"
+)
+
+// peerBook maps node ids to API addresses.
+type peerBook struct {
+	mu    sync.RWMutex
+	byID  map[string]Peer
+	local string
+}
+
+func newPeerBook(local string, peers []Peer) *peerBook {
+	b := &peerBook{byID: map[string]Peer{}, local: local}
+	for _, p := range peers {
+		b.byID[p.ID] = p
+	}
+	return b
+}
+
+func (b *peerBook) apiAddr(id string) string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.byID[id].APIAddr
+}
+
+func (b *peerBook) set(p Peer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.byID[p.ID] = p
+}
+
+// others returns every known peer except this node.
+func (b *peerBook) others() []Peer {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []Peer
+	for id, p := range b.byID {
+		if id != b.local && p.APIAddr != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// newPeerClient returns an HTTP client for node-to-node calls: mutual TLS
+// with the node's identity, verifying that the server is a cluster node.
+func newPeerClient(id transport.Identity) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			TLSClientConfig:     transport.PeerClientConfig(id),
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		Timeout: 30 * time.Second,
+	}
+}
+
+// Forward sends a write that arrived on a follower to the leader, with the
+// same method, path, headers and body, and copies the leader's reply. It
+// returns an error (not written) when no leader can be reached.
+func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) error {
+	_, addr := n.Leader()
+	if addr == "" || addr == n.apiAdvertise() {
+		return n.notLeader()
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("node: forward: %w", err)
+	}
+	for _, h := range []string{api.HeaderAuthorization, api.HeaderRequestID, api.HeaderMinIndex, "Content-Type"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(api.HeaderForwarded, n.cfg.NodeID)
+	resp, err := n.peerHTTP.Do(req)
+	if err != nil {
+		// The write may or may not have reached the leader: the client
+		// retries with the same request id.
+		return &api.Error{Code: api.CodeUnavailable, Message: "leader unreachable; retry with the same request id"}
+	}
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", api.HeaderIndex} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, io.LimitReader(resp.Body, api.MaxBatchBodyBytes))
+	return nil
+}
+
+// relayShare sends a custodian share this node verified to every peer, so
+// the whole cluster unseals from shares submitted to any one node. Shares
+// travel only over mutual TLS between nodes and stay in memory; the root
+// never leaves a node.
+func (n *Node) relayShare(share string) {
+	body, _ := json.Marshal(api.UnsealRequest{Share: share})
+	for _, p := range n.peers.others() {
+		n.group.Go(func(ctx context.Context) {
+			n.postPeer(ctx, p, PathInternalShare, body)
+		})
+	}
+}
+
+// relaySeal asks every peer to seal, waiting at most a few seconds.
+func (n *Node) relaySeal(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range n.peers.others() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.postPeer(ctx, p, PathInternalSeal, []byte("{}"))
+		}()
+	}
+	wg.Wait()
+}
+
+// postPeer posts body to a peer, retrying briefly while it is unreachable.
+func (n *Node) postPeer(ctx context.Context, p Peer, path string, body []byte) {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; attempt < 5; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+p.APIAddr+path, bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := n.peerHTTP.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+	n.log.Warn("peer did not accept relayed call", "peer", p.ID, "path", path)
+}

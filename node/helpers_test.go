@@ -1,0 +1,24 @@
+package node_test
+
+import (
+	"context"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/keyd/keyd/client"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The HTTP/2 and keep-alive pools of closed clients wind down on
+		// their own timers.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+func testclientRID(ctx context.Context, rid string) context.Context {
+	return client.WithRequestID(ctx, rid)
+}

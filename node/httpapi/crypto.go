@@ -1,0 +1,176 @@
+package httpapi
+
+import (
+	"io"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/keyring"
+)
+
+// Crypto handlers run on any unsealed node from memory: no Raft, no disk.
+
+func tooLarge(field string) error {
+	return &api.Error{Code: api.CodeBadRequest, Message: field + " exceeds the limit of 32768 bytes"}
+}
+
+func (s *Server) encrypt(c *call) (any, error) {
+	var req api.EncryptRequest
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	k, err := s.cfg.Crypto.CryptoKey(c.name())
+	if err != nil {
+		return nil, err
+	}
+	return encryptOne(k, s.cfg.Rand, req.Plaintext, req.Context)
+}
+
+func encryptOne(k *keyring.Key, rnd io.Reader, plaintext, context []byte) (*api.EncryptResponse, error) {
+	if len(plaintext) > api.MaxPlaintextBytes {
+		return nil, tooLarge("plaintext")
+	}
+	ct, err := k.Encrypt(rnd, plaintext, context)
+	if err != nil {
+		return nil, err
+	}
+	return &api.EncryptResponse{Ciphertext: ct, Version: k.Latest()}, nil
+}
+
+func (s *Server) decrypt(c *call) (any, error) {
+	var req api.DecryptRequest
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	k, err := s.cfg.Crypto.CryptoKey(c.name())
+	if err != nil {
+		return nil, err
+	}
+	pt, v, err := k.Decrypt(req.Ciphertext, req.Context)
+	if err != nil {
+		return nil, err
+	}
+	return &api.DecryptResponse{Plaintext: pt, Version: v}, nil
+}
+
+func reencryptOne(k *keyring.Key, rnd io.Reader, ciphertext string, context []byte) (*api.EncryptResponse, error) {
+	pt, _, err := k.Decrypt(ciphertext, context)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pt)
+	return encryptOne(k, rnd, pt, context)
+}
+
+func (s *Server) reencrypt(c *call) (any, error) {
+	var req api.DecryptRequest
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	k, err := s.cfg.Crypto.CryptoKey(c.name())
+	if err != nil {
+		return nil, err
+	}
+	return reencryptOne(k, s.cfg.Rand, req.Ciphertext, req.Context)
+}
+
+func datakeyOne(k *keyring.Key, rnd io.Reader, req api.DataKeyRequest) (*api.DataKeyResponse, error) {
+	n := req.Bytes
+	if n == 0 {
+		n = 32
+	}
+	if n != 16 && n != 24 && n != 32 {
+		return nil, &api.Error{Code: api.CodeBadRequest, Message: "bytes must be 16, 24 or 32"}
+	}
+	dk := make([]byte, n)
+	if _, err := io.ReadFull(rnd, dk); err != nil {
+		return nil, err
+	}
+	ct, err := k.Encrypt(rnd, dk, req.Context)
+	if err != nil {
+		clear(dk)
+		return nil, err
+	}
+	out := &api.DataKeyResponse{Ciphertext: ct, Version: k.Latest()}
+	if req.WithoutPlaintext {
+		clear(dk)
+	} else {
+		out.Plaintext = dk
+	}
+	return out, nil
+}
+
+func (s *Server) datakey(c *call) (any, error) {
+	var req api.DataKeyRequest
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	k, err := s.cfg.Crypto.CryptoKey(c.name())
+	if err != nil {
+		return nil, err
+	}
+	return datakeyOne(k, s.cfg.Rand, req)
+}
+
+func signOne(k *keyring.Key, msg []byte, mac bool) (*api.SignResponse, error) {
+	if len(msg) > api.MaxPlaintextBytes {
+		return nil, tooLarge("message")
+	}
+	var sig string
+	var err error
+	if mac {
+		sig, err = k.HMAC(msg)
+	} else {
+		sig, err = k.Sign(msg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &api.SignResponse{Signature: sig, Version: k.Latest()}, nil
+}
+
+// verifyOne reports a bad signature as valid=false, and only malformed
+// input or an unusable key as an error.
+func verifyOne(k *keyring.Key, msg []byte, sig string, mac bool) (*api.VerifyResponse, error) {
+	var err error
+	if mac {
+		err = k.VerifyHMAC(msg, sig)
+	} else {
+		err = k.Verify(msg, sig)
+	}
+	switch {
+	case err == nil:
+		return &api.VerifyResponse{Valid: true}, nil
+	case isBadSignature(err):
+		return &api.VerifyResponse{Valid: false}, nil
+	}
+	return nil, err
+}
+
+func (s *Server) signLike(c *call, mac bool) (any, error) {
+	var req api.SignRequest
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	k, err := s.cfg.Crypto.CryptoKey(c.name())
+	if err != nil {
+		return nil, err
+	}
+	return signOne(k, req.Message, mac)
+}
+
+func (s *Server) verifyLike(c *call, mac bool) (any, error) {
+	var req api.VerifyRequest
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	k, err := s.cfg.Crypto.CryptoKey(c.name())
+	if err != nil {
+		return nil, err
+	}
+	return verifyOne(k, req.Message, req.Signature, mac)
+}
+
+func (s *Server) sign(c *call) (any, error)       { return s.signLike(c, false) }
+func (s *Server) hmac(c *call) (any, error)       { return s.signLike(c, true) }
+func (s *Server) verify(c *call) (any, error)     { return s.verifyLike(c, false) }
+func (s *Server) verifyHMAC(c *call) (any, error) { return s.verifyLike(c, true) }

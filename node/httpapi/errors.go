@@ -1,0 +1,60 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/shamir"
+)
+
+// errorTable maps domain sentinels to wire errors, in order. The first
+// match wins. Messages are fixed strings: the underlying error's text is
+// not sent, since it might mention internals.
+var errorTable = []struct {
+	err  error
+	code api.Code
+	msg  string
+}{
+	{fsm.ErrKeyNotFound, api.CodeNotFound, "key not found"},
+	{fsm.ErrKeyExists, api.CodeExists, "a key with this name already exists"},
+	{fsm.ErrKeyPendingDeletion, api.CodeKeyPendingDeletion, "key is scheduled for deletion; cancel the deletion first"},
+	{fsm.ErrConflict, api.CodeConflict, ""},
+	{fsm.ErrNotInitialized, api.CodeNotInitialized, "cluster is not initialized"},
+	{fsm.ErrAlreadyInitialized, api.CodeAlreadyInitialized, "cluster is already initialized"},
+	{fsm.ErrInvalidCommand, api.CodeBadRequest, ""},
+	{keyring.ErrVersionTooOld, api.CodeVersionDisabled, "ciphertext version is below the key's minimum decryption version"},
+	{keyring.ErrUnknownVersion, api.CodeDecrypt, "ciphertext names a key version this key does not have"},
+	{keyring.ErrMalformed, api.CodeDecrypt, "ciphertext or signature is malformed (expected keyd:vN:<base64>)"},
+	{keyring.ErrDecrypt, api.CodeDecrypt, "decryption failed: wrong key, wrong context or tampered ciphertext"},
+	{keyring.ErrUnsupported, api.CodeUnsupported, "operation not supported by this key type"},
+	{keyring.ErrUnknownKeyType, api.CodeBadRequest, "unknown key type"},
+	{shamir.ErrShareEncoding, api.CodeInvalidShare, "share is malformed"},
+	{shamir.ErrShareInvalid, api.CodeInvalidShare, "share does not match the cluster's commitments"},
+	{context.DeadlineExceeded, api.CodeUnavailable, "request timed out"},
+	{context.Canceled, api.CodeUnavailable, "request cancelled"},
+}
+
+// errorFor turns any error into a wire error. An *api.Error passes
+// through; a known sentinel gets its code; anything else is CodeInternal.
+func errorFor(err error) *api.Error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	for _, m := range errorTable {
+		if errors.Is(err, m.err) {
+			msg := m.msg
+			if msg == "" {
+				// Conflict and invalid-command messages come from the FSM
+				// and name only versions and fields.
+				msg = strings.TrimPrefix(err.Error(), "fsm: ")
+			}
+			return &api.Error{Code: m.code, Message: msg}
+		}
+	}
+	return &api.Error{Code: api.CodeInternal, Message: "internal error"}
+}

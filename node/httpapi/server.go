@@ -1,0 +1,275 @@
+// Package httpapi is keyd's HTTP layer: a route table, one middleware that
+// does authentication, size limits, leader forwarding, read-your-writes
+// waits and error writing, and thin handlers over small interfaces. Other
+// API shapes (a Vault transit-compatible one is planned) are meant to be
+// further small adapters over the same interfaces.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/keyring"
+)
+
+// Sys is the seal and cluster-status side of a node.
+type Sys interface {
+	Health() api.Health
+	Status() api.SealStatus
+	Init(ctx context.Context, req api.InitRequest) (*api.InitResponse, error)
+	SubmitShare(ctx context.Context, share string, relayed bool) (api.SealStatus, error)
+	Seal(ctx context.Context) error
+	SealLocal()
+}
+
+// Keys is key lifecycle: writes go through Raft on the leader.
+type Keys interface {
+	CreateKey(ctx context.Context, rid string, req api.CreateKeyRequest) (*api.KeyInfo, error)
+	RotateKey(ctx context.Context, rid, name string) (*api.KeyInfo, error)
+	SetKeyEnabled(ctx context.Context, rid, name string, enabled bool) (*api.KeyInfo, error)
+	ConfigureKey(ctx context.Context, rid, name string, req api.KeyConfigRequest) (*api.KeyInfo, error)
+	ScheduleDeletion(ctx context.Context, rid, name string, window time.Duration) (*api.KeyInfo, error)
+	CancelDeletion(ctx context.Context, rid, name string) (*api.KeyInfo, error)
+	ReadKey(ctx context.Context, name string, consistent bool) (*api.KeyInfo, error)
+	ListKeys(ctx context.Context, after string, limit int) (*api.KeyList, error)
+}
+
+// Crypto hands out unwrapped keys for crypto calls, from memory.
+type Crypto interface {
+	CryptoKey(name string) (*keyring.Key, error)
+}
+
+// Cluster is what the middleware needs of Raft.
+type Cluster interface {
+	IsLeader() bool
+	// Forward relays the request to the leader and writes its reply; it
+	// returns an error, unwritten, when no leader can be reached.
+	Forward(w http.ResponseWriter, r *http.Request, body []byte) error
+	WaitApplied(ctx context.Context, index uint64) error
+	AppliedIndex() uint64
+}
+
+// Authenticator checks an Authorization header value without allocating.
+type Authenticator interface {
+	Authenticate(header string) error
+}
+
+// PeerCheck reports whether a request comes from a cluster node (a
+// verified node certificate) and which.
+type PeerCheck func(r *http.Request) (nodeID string, ok bool)
+
+// Config wires a Server.
+type Config struct {
+	Sys    Sys
+	Keys   Keys
+	Crypto Crypto
+	Cluster
+	Auth   Authenticator
+	IsPeer PeerCheck
+	Logger *slog.Logger
+	// Rand is the randomness for nonces and data keys (crypto/rand by default).
+	Rand io.Reader
+}
+
+// Server is the HTTP handler of one node.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New builds the handler.
+func New(cfg Config) *Server {
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	for _, rt := range s.routes() {
+		s.mux.Handle(rt.pattern, s.wrap(rt))
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &api.Error{Code: api.CodeNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// access classes of routes.
+type access int
+
+const (
+	open     access = iota // no token (health, status, init, unseal)
+	token                  // bearer token
+	internal               // cluster node certificate
+)
+
+// route declares one endpoint: who may call it, how large its body may
+// be, whether it must run on the leader and whether it honours a minimum
+// index.
+type route struct {
+	pattern  string
+	access   access
+	maxBody  int64
+	leader   bool // forwarded to the leader when received by a follower
+	minIndex bool
+	handle   func(c *call) (any, error)
+}
+
+// call is one request as handlers see it.
+type call struct {
+	r    *http.Request
+	w    http.ResponseWriter
+	body []byte
+	rid  string
+}
+
+func (c *call) name() string { return c.r.PathValue("name") }
+
+// decode parses the JSON body strictly into v. An empty body decodes as {}.
+func (c *call) decode(v any) error {
+	if len(bytes.TrimSpace(c.body)) == 0 {
+		return nil
+	}
+	d := json.NewDecoder(bytes.NewReader(c.body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if d.More() {
+		return &api.Error{Code: api.CodeBadRequest, Message: "request body holds more than one JSON value"}
+	}
+	return nil
+}
+
+// jsonError describes a decoding failure without echoing request bytes,
+// which may be secret.
+func jsonError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return &api.Error{Code: api.CodeBadRequest, Message: "malformed JSON at offset " + strconv.FormatInt(se.Offset, 10)}
+	case errors.As(err, &te):
+		return &api.Error{Code: api.CodeBadRequest, Message: "field " + strconv.Quote(te.Field) + " must be " + te.Type.String()}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return &api.Error{Code: api.CodeBadRequest, Message: "truncated JSON"}
+	}
+	var msg = err.Error()
+	if len(msg) > 21 && msg[:20] == "json: unknown field " {
+		return &api.Error{Code: api.CodeBadRequest, Message: "unknown field " + msg[20:]}
+	}
+	return &api.Error{Code: api.CodeBadRequest, Message: "malformed JSON (binary fields are base64)"}
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (s *Server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rid := r.Header.Get(api.HeaderRequestID)
+		if len(rid) > 128 {
+			writeError(w, &api.Error{Code: api.CodeBadRequest, Message: "request id longer than 128 bytes"}, "", s.cfg.Logger)
+			return
+		}
+		switch rt.access {
+		case token:
+			if err := s.cfg.Auth.Authenticate(r.Header.Get(api.HeaderAuthorization)); err != nil {
+				writeError(w, err, rid, s.cfg.Logger)
+				return
+			}
+		case internal:
+			if _, ok := s.cfg.IsPeer(r); !ok {
+				writeError(w, &api.Error{Code: api.CodeForbidden, Message: "node certificate required"}, rid, s.cfg.Logger)
+				return
+			}
+		}
+		buf := bufPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer bufPool.Put(buf)
+		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, rt.maxBody)); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(w, &api.Error{Code: api.CodeTooLarge, Message: "request body exceeds " + strconv.FormatInt(rt.maxBody, 10) + " bytes"}, rid, s.cfg.Logger)
+			} else {
+				writeError(w, &api.Error{Code: api.CodeBadRequest, Message: "could not read request body"}, rid, s.cfg.Logger)
+			}
+			return
+		}
+		c := &call{r: r, w: w, body: buf.Bytes(), rid: rid}
+		if rt.leader && !s.cfg.IsLeader() {
+			if r.Header.Get(api.HeaderForwarded) != "" {
+				writeError(w, api.ErrNotLeader, rid, s.cfg.Logger)
+				return
+			}
+			if err := s.cfg.Forward(w, r, c.body); err != nil {
+				writeError(w, err, rid, s.cfg.Logger)
+			}
+			return
+		}
+		if rt.minIndex {
+			if v := r.Header.Get(api.HeaderMinIndex); v != "" {
+				idx, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					writeError(w, &api.Error{Code: api.CodeBadRequest, Message: api.HeaderMinIndex + " must be an unsigned integer"}, rid, s.cfg.Logger)
+					return
+				}
+				if err := s.cfg.WaitApplied(r.Context(), idx); err != nil {
+					writeError(w, err, rid, s.cfg.Logger)
+					return
+				}
+			}
+		}
+		resp, err := rt.handle(c)
+		if err != nil {
+			writeError(w, err, rid, s.cfg.Logger)
+			return
+		}
+		if _, ok := resp.(*handledT); ok {
+			return
+		}
+		if info, ok := resp.(*api.KeyInfo); ok {
+			w.Header().Set(api.HeaderIndex, strconv.FormatUint(info.Index, 10))
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError sends err as an api.Error. Errors without a code become a
+// generic internal error; the detail goes to the log with a reference id,
+// never to the caller.
+func writeError(w http.ResponseWriter, err error, rid string, log *slog.Logger) {
+	e := errorFor(err)
+	if e.Code == api.CodeInternal {
+		ref := rid
+		if ref == "" {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			ref = hex.EncodeToString(b[:])
+		}
+		if log != nil {
+			log.Error("internal error", "ref", ref, "err", err)
+		}
+		e = &api.Error{Code: api.CodeInternal, Message: "internal error", RequestID: ref}
+	}
+	status := e.Status
+	if status == 0 {
+		status = api.StatusFor(e.Code)
+	}
+	writeJSON(w, status, e)
+}

@@ -1,0 +1,248 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/keyring"
+)
+
+// Deletion windows accepted by ScheduleDeletion.
+const (
+	MinDeletionWindow     = 24 * time.Hour
+	MaxDeletionWindow     = 720 * time.Hour
+	DefaultDeletionWindow = 168 * time.Hour
+)
+
+// maxRotateRetries bounds retries of a manual rotation that lost a race
+// with another rotation of the same key.
+const maxRotateRetries = 3
+
+func badRequest(format string, args ...any) error {
+	return &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+func parsePeriod(s string) (time.Duration, error) {
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, badRequest("rotation_period %q is not a non-negative duration like 720h", s)
+	}
+	if d > 0 && d < time.Minute {
+		return 0, badRequest("rotation_period must be at least 1m")
+	}
+	return d, nil
+}
+
+// CreateKey creates a key with its first version. Material is generated
+// here, on the leader, and only its wrapped form is replicated.
+func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyRequest) (*api.KeyInfo, error) {
+	if !api.ValidKeyName(req.Name) {
+		return nil, badRequest("key name must be 1-%d characters of [A-Za-z0-9._-], not starting with '.' or '-'", api.MaxKeyNameLen)
+	}
+	if req.Type == "" {
+		req.Type = string(keyring.AES256GCM)
+	}
+	t, err := keyring.ParseKeyType(req.Type)
+	if err != nil {
+		return nil, badRequest("unknown key type %q (aes256-gcm, xchacha20-poly1305, hmac-sha256, ed25519, ecdsa-p256)", req.Type)
+	}
+	period, err := parsePeriod(req.RotationPeriod)
+	if err != nil {
+		return nil, err
+	}
+	if !n.IsLeader() {
+		return nil, n.notLeader()
+	}
+	if idx, ok := n.fsm.RequestIndex(rid); ok && rid != "" {
+		return n.keyInfo(req.Name, idx)
+	}
+	first, err := n.keys.wrapNew(req.Name, t, 1, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.apply(ctx, &fsm.CreateKey{
+		Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()},
+		Name: req.Name, Type: string(t), RotationPeriod: period, First: first,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n.keyInfo(req.Name, res.Index)
+}
+
+// RotateKey adds a new version, which becomes the one used to encrypt.
+func (n *Node) RotateKey(ctx context.Context, rid, name string) (*api.KeyInfo, error) {
+	for attempt := 0; ; attempt++ {
+		info, err := n.rotateOnce(ctx, rid, name, 0)
+		if errors.Is(err, fsm.ErrConflict) && attempt < maxRotateRetries {
+			continue
+		}
+		return info, err
+	}
+}
+
+// rotateOnce rotates name from its current latest version (or from
+// `from`, when non-zero, failing with fsm.ErrConflict if it moved on).
+func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*api.KeyInfo, error) {
+	if !n.IsLeader() {
+		return nil, n.notLeader()
+	}
+	if idx, ok := n.fsm.RequestIndex(rid); ok && rid != "" {
+		return n.keyInfo(name, idx)
+	}
+	rec, err := n.fsm.Key(name)
+	if err != nil {
+		return nil, err
+	}
+	if from == 0 {
+		from = rec.Latest()
+	}
+	t, err := keyring.ParseKeyType(rec.Type)
+	if err != nil {
+		return nil, err
+	}
+	nv, err := n.keys.wrapNew(name, t, from+1, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.apply(ctx, &fsm.RotateKey{
+		Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()},
+		Name: name, FromVersion: from, New: nv,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n.keyInfo(name, res.Index)
+}
+
+// SetKeyEnabled enables or disables a key. A disabled key refuses every
+// crypto call until enabled again.
+func (n *Node) SetKeyEnabled(ctx context.Context, rid, name string, enabled bool) (*api.KeyInfo, error) {
+	return n.simpleWrite(ctx, name, &fsm.SetKeyState{Meta: n.meta(rid), Name: name, Enabled: enabled})
+}
+
+// ConfigureKey changes the minimum decryption version or the rotation
+// period.
+func (n *Node) ConfigureKey(ctx context.Context, rid, name string, req api.KeyConfigRequest) (*api.KeyInfo, error) {
+	c := &fsm.ConfigureKey{Meta: n.meta(rid), Name: name, MinDecryptionVersion: req.MinDecryptionVersion}
+	if req.RotationPeriod != nil {
+		p, err := parsePeriod(*req.RotationPeriod)
+		if err != nil {
+			return nil, err
+		}
+		c.RotationPeriod = &p
+	}
+	if c.MinDecryptionVersion == nil && c.RotationPeriod == nil {
+		return nil, badRequest("nothing to change: set min_decryption_version or rotation_period")
+	}
+	return n.simpleWrite(ctx, name, c)
+}
+
+// ScheduleDeletion disables a key and deletes it once window has passed.
+func (n *Node) ScheduleDeletion(ctx context.Context, rid, name string, window time.Duration) (*api.KeyInfo, error) {
+	if window == 0 {
+		window = DefaultDeletionWindow
+	}
+	if window < MinDeletionWindow || window > MaxDeletionWindow {
+		return nil, badRequest("pending_window must be between %s and %s", MinDeletionWindow, MaxDeletionWindow)
+	}
+	m := n.meta(rid)
+	return n.simpleWrite(ctx, name, &fsm.ScheduleDeletion{Meta: m, Name: name, DeleteAt: m.At.Add(window)})
+}
+
+// CancelDeletion cancels a scheduled deletion; the key stays disabled.
+func (n *Node) CancelDeletion(ctx context.Context, rid, name string) (*api.KeyInfo, error) {
+	return n.simpleWrite(ctx, name, &fsm.CancelDeletion{Meta: n.meta(rid), Name: name})
+}
+
+func (n *Node) meta(rid string) fsm.Meta { return fsm.Meta{RequestID: rid, At: time.Now().UTC()} }
+
+func (n *Node) simpleWrite(ctx context.Context, name string, c fsm.Command) (*api.KeyInfo, error) {
+	if !api.ValidKeyName(name) {
+		return nil, api.ErrNotFound
+	}
+	res, err := n.apply(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return n.keyInfo(name, res.Index)
+}
+
+// ReadKey returns a key's metadata. With consistent set the read is
+// linearizable: it is served by the leader after a Raft barrier.
+func (n *Node) ReadKey(ctx context.Context, name string, consistent bool) (*api.KeyInfo, error) {
+	if consistent {
+		if err := n.verifyLeader(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return n.keyInfo(name, n.fsm.AppliedIndex())
+}
+
+// ListKeys returns a page of key names.
+func (n *Node) ListKeys(ctx context.Context, after string, limit int) (*api.KeyList, error) {
+	if limit <= 0 || limit > api.MaxListLimit {
+		limit = api.MaxListLimit
+	}
+	idx := n.fsm.AppliedIndex()
+	names, more, err := n.fsm.ListKeys(after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := &api.KeyList{Keys: names, Index: idx}
+	if out.Keys == nil {
+		out.Keys = []string{}
+	}
+	if more && len(names) > 0 {
+		out.Next = names[len(names)-1]
+	}
+	return out, nil
+}
+
+func (n *Node) keyInfo(name string, index uint64) (*api.KeyInfo, error) {
+	rec, err := n.fsm.Key(name)
+	if err != nil {
+		return nil, err
+	}
+	info := &api.KeyInfo{
+		Name: rec.Name, Type: rec.Type, State: rec.State,
+		LatestVersion: rec.Latest(), MinDecryptionVersion: rec.MinDecryptionVersion,
+		CreatedAt: rec.CreatedAt, RotatedAt: rec.RotatedAt, Index: index,
+	}
+	if rec.RotationPeriod > 0 {
+		info.RotationPeriod = rec.RotationPeriod.String()
+	}
+	if !rec.DeletionAt.IsZero() {
+		d := rec.DeletionAt
+		info.DeletionAt = &d
+	}
+	for _, v := range rec.Versions {
+		info.Versions = append(info.Versions, api.KeyVersion{Version: v.Version, CreatedAt: v.CreatedAt, PublicKey: v.PublicKey})
+	}
+	return info, nil
+}
+
+// CryptoKey returns the unwrapped key for a crypto call, or the error that
+// forbids its use (sealed, not found, disabled, pending deletion).
+func (n *Node) CryptoKey(name string) (*keyring.Key, error) {
+	lk, err := n.keys.get(name)
+	if err != nil {
+		return nil, err
+	}
+	switch lk.state {
+	case fsm.StateEnabled:
+		return lk.key, nil
+	case fsm.StatePendingDeletion:
+		return nil, api.ErrKeyPendingDeletion
+	default:
+		return nil, api.ErrKeyDisabled
+	}
+}

@@ -1,0 +1,260 @@
+// Package node wires one keyd server: Raft over mutual TLS, the FSM, the
+// seal state, the in-memory keystore and the HTTP API. Behaviour lives in
+// the packages it wires (fsm, keyring, shamir, transport, node/httpapi);
+// this package holds the glue and the node's lifecycle.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/node/httpapi"
+	"github.com/keyd/keyd/transport"
+)
+
+// Node is one keyd server. New opens its state without starting
+// goroutines; Start runs it; Close stops it and is idempotent.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	fsm    *fsm.FSM
+	raft   *raftParts
+	keys   *keystore
+	sealer sealer
+	auth   authenticator
+	peers  *peerBook
+
+	apiLn    net.Listener
+	http     *http.Server
+	peerHTTP *http.Client
+	group    *group
+
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{}
+}
+
+// New validates cfg and opens the node's state database. It starts no
+// goroutines and listens on nothing until Start.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	n := &Node{
+		cfg:   cfg,
+		log:   cfg.Logger.With("node", cfg.NodeID),
+		peers: newPeerBook(cfg.NodeID, cfg.Peers),
+		done:  make(chan struct{}),
+	}
+	n.keys = &keystore{log: n.log}
+	n.sealer.pending = map[int]dealtShare{}
+	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
+	if err != nil {
+		return nil, err
+	}
+	n.fsm = f
+	if err := n.auth.reload(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	n.peerHTTP = newPeerClient(cfg.Identity)
+	return n, nil
+}
+
+// onApply keeps the in-memory views in step with the FSM.
+func (n *Node) onApply(ev fsm.Event) {
+	if ev.Tokens || ev.Init || ev.Restored {
+		if err := n.auth.reload(n.fsm); err != nil {
+			n.log.Error("reload tokens", "err", err)
+		}
+	}
+	n.keys.onEvent(ev, n.fsm)
+}
+
+// Start starts Raft, the API server and the leader's scheduler. It
+// returns once the node is listening; the node runs until Close or until
+// ctx ends.
+func (n *Node) Start(ctx context.Context) error {
+	n.group = newGroup(context.WithoutCancel(ctx))
+	ln := n.cfg.APIListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", n.cfg.APIAddr); err != nil {
+			return fmt.Errorf("node: api listen %s: %w", n.cfg.APIAddr, err)
+		}
+	}
+	n.apiLn = ln
+	n.peers.set(Peer{ID: n.cfg.NodeID, APIAddr: n.apiAdvertise(), Region: n.cfg.Region})
+	rp, err := n.startRaft()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	n.raft = rp
+	n.peers.set(Peer{ID: n.cfg.NodeID, APIAddr: n.apiAdvertise(), RaftAddr: string(rp.advertise), Region: n.cfg.Region})
+
+	tlsCfg := n.cfg.APITLS
+	if tlsCfg == nil {
+		tlsCfg = transport.APIServerConfig(n.cfg.Identity)
+	}
+	handler := httpapi.New(httpapi.Config{
+		Sys: n, Keys: n, Crypto: n, Cluster: n, Auth: &n.auth,
+		IsPeer: func(r *http.Request) (string, bool) {
+			if r.TLS == nil {
+				return "", false
+			}
+			return transport.PeerNodeID(*r.TLS)
+		},
+		Logger: n.log,
+	})
+	n.http = &http.Server{
+		Handler:           handler,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	tlsLn := newTLSListener(ln, tlsCfg)
+	n.group.Go(func(context.Context) {
+		if err := n.http.Serve(tlsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server stopped", "err", err)
+		}
+	})
+	n.group.Go(n.runScheduler)
+	n.group.Go(func(gctx context.Context) {
+		select {
+		case <-ctx.Done():
+			go func() { _ = n.Close() }()
+		case <-gctx.Done():
+		}
+	})
+	n.log.Info("started", "api", n.apiAdvertise(), "raft", rp.advertise, "region", n.cfg.Region)
+	return nil
+}
+
+// Close stops the node in order: API, Raft, FSM, then zeroes key
+// material. It returns the joined errors of every step and the same
+// result on every call.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.http.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("node: http shutdown: %w", err))
+				_ = n.http.Close()
+			}
+			cancel()
+		} else if n.apiLn != nil {
+			_ = n.apiLn.Close()
+		}
+		if n.group != nil {
+			n.group.Close()
+		}
+		if err := n.raft.close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: raft shutdown: %w", err))
+		}
+		if err := n.fsm.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		n.SealLocal()
+		n.peerHTTP.CloseIdleConnections()
+		n.closeErr = errors.Join(errs...)
+		close(n.done)
+	})
+	return n.closeErr
+}
+
+// Done is closed when the node has closed.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// APIAddr returns the address clients use for this node's API.
+func (n *Node) APIAddr() string { return n.apiAdvertise() }
+
+// RaftAddr returns the address peers use for this node's Raft transport.
+func (n *Node) RaftAddr() string {
+	if n.raft == nil {
+		return ""
+	}
+	return string(n.raft.advertise)
+}
+
+// Sealed reports whether the node is sealed.
+func (n *Node) Sealed() bool { return !n.keys.unsealed() }
+
+func (n *Node) apiAdvertise() string {
+	if n.cfg.APIAdvertise != "" {
+		return n.cfg.APIAdvertise
+	}
+	if n.apiLn != nil {
+		return n.apiLn.Addr().String()
+	}
+	return n.cfg.APIAddr
+}
+
+// Health is the cheap, unauthenticated view of the node.
+func (n *Node) Health() api.Health {
+	_, err := n.fsm.InitRecord()
+	return api.Health{
+		NodeID: n.cfg.NodeID, Initialized: err == nil, Sealed: n.Sealed(),
+		Leader: n.IsLeader(), Applied: n.fsm.AppliedIndex(),
+	}
+}
+
+// Status reports seal state, unseal progress, the leader and the peers.
+func (n *Node) Status() api.SealStatus {
+	st := api.SealStatus{NodeID: n.cfg.NodeID, Sealed: n.Sealed(), Applied: n.fsm.AppliedIndex()}
+	if rec, err := n.fsm.InitRecord(); err == nil {
+		st.Initialized = true
+		st.Threshold = rec.Threshold
+		st.Custodians = rec.Custodians
+	}
+	n.sealer.mu.Lock()
+	st.Progress = len(n.sealer.pending)
+	st.Fingerprint = n.sealer.fp
+	if !st.Sealed {
+		st.UnsealedBy = n.sealer.unsealedBy
+	}
+	n.sealer.mu.Unlock()
+	if n.raft == nil {
+		return st
+	}
+	st.RaftState = n.raft.raft.State().String()
+	st.LeaderID, st.Leader = n.Leader()
+	if fut := n.raft.raft.GetConfiguration(); fut.Error() == nil {
+		for _, s := range fut.Configuration().Servers {
+			st.Peers = append(st.Peers, api.Peer{
+				ID: string(s.ID), RaftAddr: string(s.Address), APIAddr: n.peers.apiAddr(string(s.ID)),
+				Voter: s.Suffrage == raft.Voter, Leader: string(s.ID) == st.LeaderID,
+			})
+		}
+	}
+	return st
+}
+
+// DumpState writes the replicated state deterministically; tests compare
+// replicas with it.
+func (n *Node) DumpState(w io.Writer) error { return n.fsm.Dump(w) }

@@ -1,0 +1,236 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/transport"
+)
+
+// raftParts are the pieces of the Raft stack the node owns.
+type raftParts struct {
+	raft      *raft.Raft
+	trans     *raft.NetworkTransport
+	logs      *raftboltdb.BoltStore
+	advertise raft.ServerAddress
+}
+
+func (n *Node) startRaft() (*raftParts, error) {
+	cfg := n.cfg
+	ln := cfg.RaftListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.RaftAddr); err != nil {
+			return nil, fmt.Errorf("node: raft listen %s: %w", cfg.RaftAddr, err)
+		}
+	}
+	var adv net.Addr
+	if cfg.RaftAdvertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("node: RaftAdvertise: %w", err)
+		}
+		adv = a
+	}
+	layer, err := transport.NewLayer(ln, cfg.Identity, adv)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	var stream raft.StreamLayer = layer
+	if cfg.WrapStreamLayer != nil {
+		stream = cfg.WrapStreamLayer(layer)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: raftLogOutput(n)})
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: logger,
+	})
+
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		_ = trans.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	logs, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(raftDir, "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second},
+	})
+	if err != nil {
+		_ = trans.Close()
+		return nil, fmt.Errorf("node: raft log store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, logger)
+	if err != nil {
+		_ = logs.Close()
+		_ = trans.Close()
+		return nil, fmt.Errorf("node: snapshot store: %w", err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.Timing.Heartbeat
+	rc.ElectionTimeout = cfg.Timing.Election
+	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLease
+	rc.CommitTimeout = cfg.Timing.Commit
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.Logger = logger
+	// The FSM is persistent and records its applied index, so it resumes
+	// where it was; restoring the last snapshot on start would only throw
+	// that work away.
+	rc.NoSnapshotRestoreOnStart = true
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, logs, snaps)
+		if err != nil {
+			_ = logs.Close()
+			_ = trans.Close()
+			return nil, fmt.Errorf("node: raft state: %w", err)
+		}
+		if !has {
+			var servers []raft.Server
+			for _, p := range cfg.Peers {
+				servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr), Suffrage: raft.Voter})
+			}
+			if err := raft.BootstrapCluster(rc, logs, logs, snaps, trans, raft.Configuration{Servers: servers}); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				_ = logs.Close()
+				_ = trans.Close()
+				return nil, fmt.Errorf("node: bootstrap: %w", err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, logs, snaps, trans)
+	if err != nil {
+		_ = logs.Close()
+		_ = trans.Close()
+		return nil, fmt.Errorf("node: raft: %w", err)
+	}
+	return &raftParts{raft: r, trans: trans, logs: logs, advertise: trans.LocalAddr()}, nil
+}
+
+func (p *raftParts) close() error {
+	if p == nil {
+		return nil
+	}
+	err := p.raft.Shutdown().Error()
+	return errors.Join(err, p.trans.Close(), p.logs.Close())
+}
+
+func raftLogOutput(n *Node) io.Writer {
+	if n.cfg.RaftLogOutput != nil {
+		return n.cfg.RaftLogOutput
+	}
+	return os.Stderr
+}
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.raft.State() == raft.Leader }
+
+// Leader returns the leader's id and API address ("" when unknown).
+func (n *Node) Leader() (id, apiAddr string) {
+	_, lid := n.raft.raft.LeaderWithID()
+	id = string(lid)
+	if id == "" {
+		return "", ""
+	}
+	return id, n.peers.apiAddr(id)
+}
+
+// apply proposes a command on the leader and waits for it to be applied
+// here. It is the only code that touches raft.ApplyFuture. A timeout or
+// lost leadership means the outcome is unknown: the caller may retry with
+// the same request id, which the FSM deduplicates.
+func (n *Node) apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	if !n.IsLeader() {
+		return nil, n.notLeader()
+	}
+	b, err := fsm.Encode(c)
+	if err != nil {
+		return nil, &api.Error{Code: api.CodeBadRequest, Message: err.Error()}
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < timeout {
+			timeout = d
+		}
+	}
+	if timeout <= 0 {
+		return nil, ctx.Err()
+	}
+	f := n.raft.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, n.notLeader()
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+			return nil, &api.Error{Code: api.CodeUnavailable, Message: "write outcome unknown (leadership changed); retry with the same request id"}
+		}
+		return nil, fmt.Errorf("node: raft apply: %w", err)
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected apply response %T", f.Response())
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+func (n *Node) notLeader() error {
+	id, addr := n.Leader()
+	e := &api.Error{Code: api.CodeNotLeader, Message: "this node is not the leader", Leader: addr}
+	if id == "" {
+		e.Message = "no leader is known; the cluster may have lost quorum"
+	}
+	return e
+}
+
+// verifyLeader makes a linearizable read possible: it commits a barrier
+// through the log, which proves leadership and that every earlier entry is
+// applied here.
+func (n *Node) verifyLeader(ctx context.Context) error {
+	if !n.IsLeader() {
+		return n.notLeader()
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if err := n.raft.raft.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return n.notLeader()
+		}
+		return &api.Error{Code: api.CodeUnavailable, Message: "could not confirm leadership"}
+	}
+	return nil
+}
+
+// WaitApplied waits, at most IndexWait, until index is applied here.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	if n.fsm.AppliedIndex() >= index {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.IndexWait)
+	defer cancel()
+	if err := n.fsm.WaitApplied(ctx, index); err != nil {
+		return &api.Error{Code: api.CodeIndexTimeout, Message: fmt.Sprintf("index %d not applied within %s", index, n.cfg.IndexWait), Index: n.fsm.AppliedIndex()}
+	}
+	return nil
+}
+
+// AppliedIndex returns the last index applied here.
+func (n *Node) AppliedIndex() uint64 { return n.fsm.AppliedIndex() }
