@@ -90,6 +90,9 @@ type Config struct {
 	// SchedulerInterval is how often the leader looks for keys due for
 	// automatic rotation or deletion.
 	SchedulerInterval time.Duration
+	// MinRotationPeriod is the shortest automatic rotation period a key
+	// may ask for (default 1m; tests lower it).
+	MinRotationPeriod time.Duration
 	// IndexWait bounds how long a request carrying a minimum index waits.
 	IndexWait time.Duration
 	// ApplyTimeout bounds a Raft write.
@@ -115,6 +118,7 @@ func DefaultConfig() Config {
 		RaftAddr:          "127.0.0.1:8201",
 		Timing:            TimingLAN,
 		SchedulerInterval: time.Minute,
+		MinRotationPeriod: time.Minute,
 		IndexWait:         5 * time.Second,
 		ApplyTimeout:      10 * time.Second,
 		SnapshotThreshold: 8192,
@@ -144,8 +148,8 @@ func (c *Config) Validate() error {
 	if c.Timing.Heartbeat <= 0 || c.Timing.Election <= 0 || c.Timing.LeaderLease <= 0 || c.Timing.LeaderLease > c.Timing.Heartbeat {
 		bad("Timing: timeouts must be positive with LeaderLease <= Heartbeat")
 	}
-	if c.SchedulerInterval <= 0 || c.IndexWait <= 0 || c.ApplyTimeout <= 0 {
-		bad("SchedulerInterval, IndexWait and ApplyTimeout must be positive")
+	if c.SchedulerInterval <= 0 || c.IndexWait <= 0 || c.ApplyTimeout <= 0 || c.MinRotationPeriod <= 0 {
+		bad("SchedulerInterval, MinRotationPeriod, IndexWait and ApplyTimeout must be positive")
 	}
 	seen := map[string]bool{}
 	for i, p := range c.Peers {

@@ -1,7 +1,10 @@
 package node_test
 
 import (
+	"errors"
+
 	"context"
+	"github.com/keyd/keyd/api"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -22,3 +25,5 @@ func TestMain(m *testing.M) {
 func testclientRID(ctx context.Context, rid string) context.Context {
 	return client.WithRequestID(ctx, rid)
 }
+
+func errorsIsSealed(err error) bool { return errors.Is(err, api.ErrSealed) }

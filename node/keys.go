@@ -27,7 +27,7 @@ func badRequest(format string, args ...any) error {
 	return &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf(format, args...)}
 }
 
-func parsePeriod(s string) (time.Duration, error) {
+func parsePeriod(s string, min time.Duration) (time.Duration, error) {
 	if s == "" || s == "0" {
 		return 0, nil
 	}
@@ -35,8 +35,8 @@ func parsePeriod(s string) (time.Duration, error) {
 	if err != nil || d < 0 {
 		return 0, badRequest("rotation_period %q is not a non-negative duration like 720h", s)
 	}
-	if d > 0 && d < time.Minute {
-		return 0, badRequest("rotation_period must be at least 1m")
+	if d > 0 && d < min {
+		return 0, badRequest("rotation_period must be at least %s", min)
 	}
 	return d, nil
 }
@@ -54,7 +54,7 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	if err != nil {
 		return nil, badRequest("unknown key type %q (aes256-gcm, xchacha20-poly1305, hmac-sha256, ed25519, ecdsa-p256)", req.Type)
 	}
-	period, err := parsePeriod(req.RotationPeriod)
+	period, err := parsePeriod(req.RotationPeriod, n.cfg.MinRotationPeriod)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (n *Node) SetKeyEnabled(ctx context.Context, rid, name string, enabled bool
 func (n *Node) ConfigureKey(ctx context.Context, rid, name string, req api.KeyConfigRequest) (*api.KeyInfo, error) {
 	c := &fsm.ConfigureKey{Meta: n.meta(rid), Name: name, MinDecryptionVersion: req.MinDecryptionVersion}
 	if req.RotationPeriod != nil {
-		p, err := parsePeriod(*req.RotationPeriod)
+		p, err := parsePeriod(*req.RotationPeriod, n.cfg.MinRotationPeriod)
 		if err != nil {
 			return nil, err
 		}

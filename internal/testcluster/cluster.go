@@ -139,6 +139,7 @@ func (c *Cluster) start(s *Slot, apiLn, raftLn net.Listener, i int) error {
 	cfg.Peers = c.peers()
 	cfg.Bootstrap = true
 	cfg.SchedulerInterval = c.opts.SchedulerInterval
+	cfg.MinRotationPeriod = 100 * time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.RaftLogOutput = c.log
 	cfg.WrapStreamLayer = func(l raft.StreamLayer) raft.StreamLayer {
