@@ -40,7 +40,7 @@ func Open(ctx context.Context, c Config) (*HSM, error) {
 		return nil, err
 	}
 	release := func() error { return modules.release(key) }
-	h, err := newHSM(ctx, l.mod, l.logins, newCtxGCM, release, c)
+	h, err := newHSM(ctx, l.mod, l.shared, newCtxGCM, release, c)
 	if err != nil {
 		return nil, errors.Join(err, release())
 	}
@@ -57,8 +57,8 @@ type HSM struct {
 	gcm        gcmFunc
 	slot       uint
 	tokenLabel string
-	pin        string // to log in new pool sessions; never formatted
-	logins     *logins
+	pin        string       // to log in new pool sessions; never formatted
+	shared     *shared      // with the other HSMs on this module
 	release    func() error // drops the module reference
 
 	// The session pool. PKCS#11 sessions are not goroutine safe: a session
@@ -68,8 +68,6 @@ type HSM struct {
 	// opened lazily, so in-use plus idle never exceeds cap(sem).
 	sem  chan struct{}
 	idle chan pkcs11.SessionHandle
-
-	ensureMu sync.Mutex // serialises EnsureKey's find-then-generate
 
 	mu     sync.Mutex
 	closed bool
@@ -83,7 +81,7 @@ type HSM struct {
 
 var _ hsmbridge.HSM = (*HSM)(nil)
 
-func newHSM(ctx context.Context, p p11, l *logins, gcm gcmFunc, release func() error, c Config) (*HSM, error) {
+func newHSM(ctx context.Context, p p11, sh *shared, gcm gcmFunc, release func() error, c Config) (*HSM, error) {
 	slot, err := findSlot(p, c.TokenLabel)
 	if err != nil {
 		return nil, err
@@ -97,7 +95,7 @@ func newHSM(ctx context.Context, p p11, l *logins, gcm gcmFunc, release func() e
 		slot:       slot,
 		tokenLabel: c.TokenLabel,
 		pin:        c.PIN,
-		logins:     l,
+		shared:     sh,
 		release:    release,
 		sem:        make(chan struct{}, c.sessions()),
 		idle:       make(chan pkcs11.SessionHandle, c.sessions()),
@@ -138,17 +136,18 @@ func findSlot(p p11, label string) (uint, error) {
 	}
 }
 
-// EnsureKey implements hsmbridge.HSM. Concurrent calls on one HSM are
-// serialised, so they create one key; two processes racing on one token
-// could create two, which later makes the label unusable (Wrap reports the
-// duplicate) — create keys from one place, such as `keyd init`.
+// EnsureKey implements hsmbridge.HSM. Calls are serialised across every
+// HSM on the module in this process, so they create one key per label and
+// token; two processes racing on one token could create two, which makes
+// the label unusable (Wrap reports the duplicate): create keys from one
+// place, such as `keyd init`.
 func (h *HSM) EnsureKey(ctx context.Context, label string) error {
 	if err := hsmbridge.ValidateLabel(label); err != nil {
 		return err
 	}
 	_, err := h.call(ctx, func() ([]byte, error) {
-		h.ensureMu.Lock()
-		defer h.ensureMu.Unlock()
+		h.shared.keygen.Lock()
+		defer h.shared.keygen.Unlock()
 		return h.withSession(ctx, func(s pkcs11.SessionHandle) ([]byte, error) {
 			_, err := h.findKey(s, label, true)
 			if !errors.Is(err, hsmbridge.ErrKeyNotFound) {
@@ -420,7 +419,7 @@ func (h *HSM) openSession() (pkcs11.SessionHandle, error) {
 	if err != nil {
 		return 0, mapError(callOpenSession, err)
 	}
-	if err := h.logins.login(h.p, s, h.slot, h.pin); err != nil {
+	if err := h.shared.logins.login(h.p, s, h.slot, h.pin); err != nil {
 		_ = h.p.CloseSession(s)
 		return 0, err
 	}

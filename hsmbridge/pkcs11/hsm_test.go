@@ -22,7 +22,7 @@ import (
 const fakePIN = "1234"
 
 // openFake opens an HSM on token "t" of f. releases counts module releases.
-func openFake(t *testing.T, f *fake, l *logins, c Config, releases *atomic.Int32) (*HSM, error) {
+func openFake(t *testing.T, f *fake, l *shared, c Config, releases *atomic.Int32) (*HSM, error) {
 	t.Helper()
 	if c.TokenLabel == "" {
 		c.TokenLabel = "t"
@@ -42,7 +42,7 @@ func openFake(t *testing.T, f *fake, l *logins, c Config, releases *atomic.Int32
 
 func mustOpenFake(t *testing.T, f *fake, c Config) *HSM {
 	t.Helper()
-	h, err := openFake(t, f, newLogins(), c, nil)
+	h, err := openFake(t, f, newShared(), c, nil)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -145,7 +145,7 @@ func TestPoolBound(t *testing.T) {
 	t.Parallel()
 	f := newFake(fakePIN, "t")
 	var releases atomic.Int32
-	h, err := openFake(t, f, newLogins(), Config{Sessions: 2}, &releases)
+	h, err := openFake(t, f, newShared(), Config{Sessions: 2}, &releases)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestBrokenSessionReplaced(t *testing.T) {
 func TestLoginFailureClosesSession(t *testing.T) {
 	t.Parallel()
 	f := newFake(fakePIN, "t")
-	_, err := openFake(t, f, newLogins(), Config{PIN: "0000"}, nil)
+	_, err := openFake(t, f, newShared(), Config{PIN: "0000"}, nil)
 	if !errors.Is(err, hsmbridge.ErrLogin) {
 		t.Fatalf("open: got err %v, want ErrLogin", err)
 	}
@@ -282,7 +282,7 @@ func TestCanceledDuringDeviceCall(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	f := newFake(fakePIN, "t")
 	var releases atomic.Int32
-	h, err := openFake(t, f, newLogins(), Config{}, &releases)
+	h, err := openFake(t, f, newShared(), Config{}, &releases)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestCanceledDuringDeviceCall(t *testing.T) {
 func TestCloseWakesSessionWaiters(t *testing.T) {
 	t.Parallel()
 	f := newFake(fakePIN, "t")
-	h, err := openFake(t, f, newLogins(), Config{Sessions: 1}, nil)
+	h, err := openFake(t, f, newShared(), Config{Sessions: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestCloseWakesSessionWaiters(t *testing.T) {
 func TestLoginPINCheckedWhenAlreadyLoggedIn(t *testing.T) {
 	t.Parallel()
 	f := newFake(fakePIN, "t")
-	l := newLogins()
+	l := newShared()
 	h1, err := openFake(t, f, l, Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -406,7 +406,7 @@ func TestFindSlot(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFake(fakePIN, tc.tokens...)
-			_, err := openFake(t, f, newLogins(), Config{TokenLabel: tc.label}, nil)
+			_, err := openFake(t, f, newShared(), Config{TokenLabel: tc.label}, nil)
 			if tc.want == nil && tc.wantMsg == "" && err != nil {
 				t.Fatalf("open: %v", err)
 			}

@@ -42,8 +42,21 @@ type loaded struct {
 	mod    module
 	refs   int
 	owned  bool // we initialised it, so we finalise it
-	logins *logins
+	shared *shared
 }
+
+// shared is the state every HSM on one loaded module shares.
+type shared struct {
+	logins *logins
+	// keygen serialises EnsureKey across all HSMs on the module. SoftHSM2
+	// 2.6.1 creates token objects unsafely: concurrent key generation from
+	// several threads fails at random with CKR_GENERAL_ERROR (SoftHSMv2
+	// issue #573; seen here too). It also stops two HSMs on one token in
+	// this process from both creating a key for the same label.
+	keygen sync.Mutex
+}
+
+func newShared() *shared { return &shared{logins: newLogins()} }
 
 // acquire returns the module at path, loading and initialising it on first
 // use. The caller must pass the returned key to release exactly once.
@@ -70,7 +83,7 @@ func (r *registry) acquire(path string) (*loaded, string, error) {
 		}
 		owned = false // someone else in this process did; leave it to them
 	}
-	l := &loaded{mod: mod, refs: 1, owned: owned, logins: newLogins()}
+	l := &loaded{mod: mod, refs: 1, owned: owned, shared: newShared()}
 	if r.mods == nil {
 		r.mods = make(map[string]*loaded)
 	}
