@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"errors"
+	"os"
 
 	"context"
 	"github.com/keyd/keyd/api"
@@ -13,6 +14,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		runChildNode()
+		return
+	}
 	goleak.VerifyTestMain(m,
 		// The HTTP/2 and keep-alive pools of closed clients wind down on
 		// their own timers.
