@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keyd/keyd/node"
+	"github.com/keyd/keyd/transport"
+)
+
+// Config file errors; the messages name the file and the field.
+var (
+	// errConfigParse is a file that is not valid YAML for fileConfig,
+	// including an unknown field.
+	errConfigParse = errors.New("config: parse")
+	// errMissingField is a required field left empty.
+	errMissingField = errors.New("config: missing required field")
+	// errBadValue is a field whose value is not allowed.
+	errBadValue = errors.New("config: bad value")
+)
+
+// maxConfigBytes bounds a config file; a real one is a few hundred bytes.
+const maxConfigBytes = 1 << 20
+
+// fileConfig is the YAML config file of `keyd server`. keyd.example.yaml
+// documents every field. Secrets are never inline: the node's private key
+// is a file reference.
+type fileConfig struct {
+	NodeID        string     `yaml:"node_id"`
+	Region        string     `yaml:"region"`
+	DataDir       string     `yaml:"data_dir"`
+	APIAddr       string     `yaml:"api_addr"`
+	APIAdvertise  string     `yaml:"api_advertise"`
+	RaftAddr      string     `yaml:"raft_addr"`
+	RaftAdvertise string     `yaml:"raft_advertise"`
+	TLS           fileTLS    `yaml:"tls"`
+	Peers         []filePeer `yaml:"peers"`
+	Bootstrap     bool       `yaml:"bootstrap"`
+	Timing        string     `yaml:"timing"`
+
+	SchedulerInterval time.Duration `yaml:"scheduler_interval"`
+	IndexWait         time.Duration `yaml:"index_wait"`
+	ApplyTimeout      time.Duration `yaml:"apply_timeout"`
+	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
+
+	LogLevel string `yaml:"log_level"`
+}
+
+type fileTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+}
+
+type filePeer struct {
+	ID       string `yaml:"id"`
+	RaftAddr string `yaml:"raft_addr"`
+	APIAddr  string `yaml:"api_addr"`
+	Region   string `yaml:"region"`
+}
+
+// identityLoader loads the node's TLS identity; transport.LoadIdentity in
+// production, an in-memory CA in tests.
+type identityLoader func(nodeID, certFile, keyFile, caFile string) (transport.Identity, error)
+
+// loadConfigFile reads and parses the YAML file at path.
+func loadConfigFile(path string) (*fileConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	fc, err := parseConfig(io.LimitReader(f, maxConfigBytes))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return fc, nil
+}
+
+// parseConfig decodes one YAML document strictly: unknown fields and
+// trailing documents are errors, so a typo cannot silently fall back to
+// a default.
+func parseConfig(r io.Reader) (*fileConfig, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("config: read: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var fc fileConfig
+	if err := dec.Decode(&fc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: empty file", errConfigParse)
+		}
+		return nil, fmt.Errorf("%w: %v", errConfigParse, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: more than one YAML document", errConfigParse)
+	}
+	return &fc, nil
+}
+
+// check names every required field that is empty and every value keyd
+// rejects before building a node.Config; node.Config.Validate checks the
+// rest with its own field names.
+func (fc *fileConfig) check() error {
+	var errs []error
+	missing := func(name, v string) {
+		if strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("%w: %s", errMissingField, name))
+		}
+	}
+	missing("node_id", fc.NodeID)
+	missing("data_dir", fc.DataDir)
+	missing("api_addr", fc.APIAddr)
+	missing("raft_addr", fc.RaftAddr)
+	missing("tls.cert_file", fc.TLS.CertFile)
+	missing("tls.key_file", fc.TLS.KeyFile)
+	missing("tls.ca_file", fc.TLS.CAFile)
+	for i, p := range fc.Peers {
+		missing(fmt.Sprintf("peers[%d].id", i), p.ID)
+		missing(fmt.Sprintf("peers[%d].raft_addr", i), p.RaftAddr)
+		missing(fmt.Sprintf("peers[%d].api_addr", i), p.APIAddr)
+	}
+	if fc.NodeID != "" {
+		if err := transport.ValidateNodeID(fc.NodeID); err != nil {
+			errs = append(errs, fmt.Errorf("%w: node_id: %w", errBadValue, err))
+		}
+	}
+	if _, err := node.TimingProfile(fc.Timing); err != nil {
+		errs = append(errs, fmt.Errorf("%w: timing %q: want lan or wan", errBadValue, fc.Timing))
+	}
+	if _, err := fc.logLevel(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"scheduler_interval", fc.SchedulerInterval}, {"index_wait", fc.IndexWait}, {"apply_timeout", fc.ApplyTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%w: %s must not be negative", errBadValue, d.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logLevel parses log_level (default info).
+func (fc *fileConfig) logLevel() (slog.Level, error) {
+	var l slog.Level
+	if fc.LogLevel == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(fc.LogLevel)); err != nil {
+		return 0, fmt.Errorf("%w: log_level %q: want debug, info, warn or error", errBadValue, fc.LogLevel)
+	}
+	return l, nil
+}
+
+// nodeConfig turns the file into a validated node.Config. Zero optional
+// fields keep node.DefaultConfig's values. Logs go to logOut as JSON.
+func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Config, error) {
+	if err := fc.check(); err != nil {
+		return node.Config{}, err
+	}
+	level, _ := fc.logLevel()
+	timing, _ := node.TimingProfile(fc.Timing)
+	id, err := load(fc.NodeID, fc.TLS.CertFile, fc.TLS.KeyFile, fc.TLS.CAFile)
+	if err != nil {
+		return node.Config{}, fmt.Errorf("config: tls: %w", err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.NodeID = fc.NodeID
+	if fc.Region != "" {
+		cfg.Region = fc.Region
+	}
+	cfg.DataDir = fc.DataDir
+	cfg.APIAddr, cfg.APIAdvertise = fc.APIAddr, fc.APIAdvertise
+	cfg.RaftAddr, cfg.RaftAdvertise = fc.RaftAddr, fc.RaftAdvertise
+	cfg.Identity = id
+	for _, p := range fc.Peers {
+		cfg.Peers = append(cfg.Peers, node.Peer{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr, Region: p.Region})
+	}
+	cfg.Bootstrap = fc.Bootstrap
+	cfg.Timing = timing
+	if fc.SchedulerInterval > 0 {
+		cfg.SchedulerInterval = fc.SchedulerInterval
+	}
+	if fc.IndexWait > 0 {
+		cfg.IndexWait = fc.IndexWait
+	}
+	if fc.ApplyTimeout > 0 {
+		cfg.ApplyTimeout = fc.ApplyTimeout
+	}
+	if fc.SnapshotThreshold > 0 {
+		cfg.SnapshotThreshold = fc.SnapshotThreshold
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+	cfg.RaftLogOutput = logOut
+	if err := cfg.Validate(); err != nil {
+		return node.Config{}, err
+	}
+	return cfg, nil
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/keyd/keyd/api"
+)
+
+// nodeStatus is one row of `keyd status`.
+type nodeStatus struct {
+	Addr   string          `json:"addr"`
+	Status *api.SealStatus `json:"status,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// errNoNodeReachable is returned by status when no node answered.
+var errNoNodeReachable = errors.New("no node reachable")
+
+// status shows every node named in KEYD_ADDR (or -addr) and every peer
+// the cluster reports, one row each.
+func (c *cli) status(args []string) error {
+	fs := c.flags("status", "[-addr A] [-json]")
+	var cf clientFlags
+	cf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	seeds, err := c.addrs(&cf)
+	if err != nil {
+		return err
+	}
+	cl, err := c.newClient(&cf)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	addrs := newAddrSet()
+	for _, a := range seeds {
+		addrs.add(a)
+	}
+	// Any answering node reports its peers' API addresses; list them too.
+	if st, err := cl.Status(c.ctx); err == nil {
+		for _, p := range st.Peers {
+			addrs.add(p.APIAddr)
+		}
+	}
+	rows := make([]nodeStatus, 0, len(addrs.list))
+	reachable := 0
+	for _, a := range addrs.list {
+		st, err := cl.StatusOf(c.ctx, a)
+		row := nodeStatus{Addr: a, Status: st}
+		if err != nil {
+			row.Error = errorLine(err)
+		} else {
+			reachable++
+		}
+		rows = append(rows, row)
+	}
+	if *asJSON {
+		if err := printJSON(c.stdout, rows); err != nil {
+			return err
+		}
+	} else if err := printStatusTable(c, rows); err != nil {
+		return err
+	}
+	if reachable == 0 {
+		return errNoNodeReachable
+	}
+	return nil
+}
+
+func printStatusTable(c *cli, rows []nodeStatus) error {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSEAL\tPROGRESS\tRAFT\tLEADER\tAPPLIED")
+	for _, r := range rows {
+		st := r.Status
+		if st == nil {
+			fmt.Fprintf(tw, "?\t%s\tunreachable\t-\t-\t-\t-\n", r.Addr)
+			continue
+		}
+		seal, progress := "unsealed", "-"
+		switch {
+		case !st.Initialized:
+			seal = "uninitialized"
+		case st.Sealed:
+			seal = "sealed"
+			progress = fmt.Sprintf("%d of %d", st.Progress, st.Threshold)
+		}
+		leader := orDash(st.LeaderID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(st.NodeID), r.Addr, seal, progress,
+			orDash(st.RaftState), leader, strconv.FormatUint(st.Applied, 10))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.Error != "" {
+			fmt.Fprintf(c.stderr, "%s: %s\n", r.Addr, r.Error)
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// addrSet is an ordered set of addresses, compared without a scheme.
+type addrSet struct {
+	seen map[string]bool
+	list []string
+}
+
+func newAddrSet() *addrSet { return &addrSet{seen: map[string]bool{}} }
+
+func (s *addrSet) add(a string) {
+	a = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(a), "https://"), "/")
+	if a == "" || s.seen[strings.ToLower(a)] {
+		return
+	}
+	s.seen[strings.ToLower(a)] = true
+	s.list = append(s.list, a)
+}
