@@ -305,7 +305,7 @@ func (a *applier) rememberRequest(m *Meta, index uint64) {
 	var cutoff [8]byte
 	binary.BigEndian.PutUint64(cutoff[:], uint64(m.At.Add(-RequestRetention).UnixNano()))
 	c := byTime.Cursor()
-	for k, _ := c.First(); k != nil && len(k) >= 8 && bytes.Compare(k[:8], cutoff[:]) < 0; k, _ = c.First() {
+	for k, _ := c.First(); len(k) >= 8 && bytes.Compare(k[:8], cutoff[:]) < 0; k, _ = c.First() {
 		_ = reqs.Delete(k[8:])
 		if err := c.Delete(); err != nil {
 			panic(fmt.Sprintf("fsm: bbolt write failed, halting replica: %v", err))

@@ -41,12 +41,6 @@ type sealer struct {
 	unsealedBy string
 }
 
-func (s *sealer) progress() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.pending)
-}
-
 func (s *sealer) resetLocked() {
 	for i, sh := range s.pending {
 		sh.Destroy()
