@@ -1,0 +1,70 @@
+package node
+
+import (
+	"crypto/sha256"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/keyd/keyd/api"
+)
+
+func testAuth(tokens map[string]time.Time) *authenticator {
+	s := &tokenSet{byHash: map[[32]byte]tokenEntry{}}
+	for tok, exp := range tokens {
+		s.byHash[sha256.Sum256([]byte(tok))] = tokenEntry{policies: []string{"admin"}, expiresAt: exp}
+	}
+	a := &authenticator{}
+	a.set.Store(s)
+	return a
+}
+
+func TestAuthenticate(t *testing.T) {
+	t.Parallel()
+	a := testAuth(map[string]time.Time{
+		"kd_good":    {},
+		"kd_expired": time.Now().Add(-time.Minute),
+		"kd_later":   time.Now().Add(time.Hour),
+	})
+	long := make([]byte, maxTokenLen+1)
+	for i := range long {
+		long[i] = 'a'
+	}
+	tests := []struct {
+		name    string
+		header  string
+		wantErr error
+	}{
+		{"valid", "Bearer kd_good", nil},
+		{"valid with expiry", "Bearer kd_later", nil},
+		{"expired", "Bearer kd_expired", api.ErrUnauthorized},
+		{"unknown", "Bearer kd_bad", api.ErrUnauthorized},
+		{"no scheme", "kd_good", api.ErrUnauthorized},
+		{"basic scheme", "Basic kd_good", api.ErrUnauthorized},
+		{"empty", "", api.ErrUnauthorized},
+		{"empty token", "Bearer ", api.ErrUnauthorized},
+		{"too long", "Bearer " + string(long), api.ErrUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if err := a.Authenticate(tt.header); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// BenchmarkAuthenticate shows the per-request token check does not
+// allocate.
+func BenchmarkAuthenticate(b *testing.B) {
+	tok := "kd_" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	a := testAuth(map[string]time.Time{tok: {}})
+	h := "Bearer " + tok
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.Authenticate(h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
