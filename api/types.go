@@ -68,13 +68,21 @@ type SealStatus struct {
 	Threshold   int    `json:"threshold"`
 	Custodians  int    `json:"custodians"`
 	Fingerprint string `json:"commitments_fingerprint,omitempty"`
-	// UnsealedBy says how the node was unsealed: "custodians" or "dev".
+	// UnsealedBy says how the node was unsealed: "custodians" or
+	// "warm-rejoin" (its HSM-held node share plus peers' shares).
 	UnsealedBy string `json:"unsealed_by,omitempty"`
-	Leader     string `json:"leader,omitempty"`
-	LeaderID   string `json:"leader_id,omitempty"`
-	RaftState  string `json:"raft_state"`
-	Applied    uint64 `json:"applied_index"`
-	Peers      []Peer `json:"peers,omitempty"`
+	// SealReason says why a sealed node cannot rejoin on its own.
+	SealReason string `json:"seal_reason,omitempty"`
+	// HSM is "ok", "none" (no HSM configured) or the device error.
+	HSM string `json:"hsm"`
+	// NodeShare is the fingerprint of the node-share dealing this node
+	// holds a share of, when it is a holder of the current one.
+	NodeShare string `json:"node_share,omitempty"`
+	Leader    string `json:"leader,omitempty"`
+	LeaderID  string `json:"leader_id,omitempty"`
+	RaftState string `json:"raft_state"`
+	Applied   uint64 `json:"applied_index"`
+	Peers     []Peer `json:"peers,omitempty"`
 }
 
 // Peer is one Raft server as a node sees it.
@@ -323,4 +331,13 @@ type Health struct {
 	Sealed      bool   `json:"sealed"`
 	Leader      bool   `json:"leader"`
 	Applied     uint64 `json:"applied_index"`
+}
+
+// NodeShareDelivery carries a freshly dealt node share from the leader to
+// a voter over mutual TLS: POST /v1/internal/node-share. The receiver
+// wraps the share with its HSM before it touches disk.
+type NodeShareDelivery struct {
+	Epoch       uint64 `json:"epoch"`
+	Commitments []byte `json:"commitments"`
+	Share       string `json:"share"`
 }

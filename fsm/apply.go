@@ -111,6 +111,8 @@ func (a *applier) dispatch(cmd Command) error {
 		return a.applyDeleteKey(c)
 	case *PutToken:
 		return a.applyPutToken(c)
+	case *PutNodeShares:
+		return a.applyNodeShares(c)
 	case *RevokeToken:
 		if len(c.Hash) == 0 {
 			return fmt.Errorf("%w: empty token hash", ErrInvalidCommand)
@@ -311,4 +313,29 @@ func (a *applier) rememberRequest(m *Meta, index uint64) {
 			panic(fmt.Sprintf("fsm: bbolt write failed, halting replica: %v", err))
 		}
 	}
+}
+
+func (a *applier) applyNodeShares(c *PutNodeShares) error {
+	if err := a.requireInit(); err != nil {
+		return err
+	}
+	if c.Threshold < 1 || len(c.Holders) < c.Threshold || len(c.Commitments) == 0 {
+		return fmt.Errorf("%w: node shares need commitments and at least threshold holders", ErrInvalidCommand)
+	}
+	meta := a.tx.Bucket(bucketMeta)
+	if v := meta.Get(keyNodeShares); v != nil {
+		var cur NodeSharesRecord
+		if err := json.Unmarshal(v, &cur); err == nil && cur.Epoch >= c.Epoch {
+			return fmt.Errorf("%w: node share epoch %d is not newer than %d", ErrConflict, c.Epoch, cur.Epoch)
+		}
+	}
+	rec, err := json.Marshal(&NodeSharesRecord{Epoch: c.Epoch, Threshold: c.Threshold, Commitments: c.Commitments, Holders: c.Holders, Voters: c.Voters, At: c.At})
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyNodeShares, rec); err != nil {
+		return errStorage{err}
+	}
+	a.ev.NodeShares = true
+	return nil
 }

@@ -23,6 +23,7 @@ const (
 	OpDeleteKey
 	OpPutToken
 	OpRevokeToken
+	OpPutNodeShares
 	opMax // keep last
 )
 
@@ -144,6 +145,20 @@ type RevokeToken struct {
 	Hash []byte `json:"hash"`
 }
 
+// PutNodeShares records a dealing of the root secret to the voters' HSMs:
+// the Feldman commitments and which node holds which share index. Only
+// nodes that confirmed they stored their share are listed.
+type PutNodeShares struct {
+	Meta
+	Epoch       uint64         `json:"epoch"`
+	Threshold   int            `json:"t"`
+	Commitments []byte         `json:"commitments"`
+	Holders     map[string]int `json:"holders"`
+	Voters      []string       `json:"voters"`
+}
+
+func (*PutNodeShares) op() Op { return OpPutNodeShares }
+
 func (*Init) op() Op             { return OpInit }
 func (*CreateKey) op() Op        { return OpCreateKey }
 func (*RotateKey) op() Op        { return OpRotateKey }
@@ -177,6 +192,8 @@ func newCommand(op Op) Command {
 		return new(PutToken)
 	case OpRevokeToken:
 		return new(RevokeToken)
+	case OpPutNodeShares:
+		return new(PutNodeShares)
 	}
 	return nil
 }

@@ -29,8 +29,9 @@ var (
 	bucketRequests  = []byte("requests")   // rid -> index
 	bucketReqByTime = []byte("requests_t") // at(8) | rid -> nil, for pruning
 
-	keyApplied = []byte("applied")
-	keyInit    = []byte("init")
+	keyApplied    = []byte("applied")
+	keyInit       = []byte("init")
+	keyNodeShares = []byte("node_shares")
 )
 
 // RequestRetention is how long a request id is remembered for
@@ -169,7 +170,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out
 	}
 	f.applied.Store(last)
-	if f.observer != nil && (len(changed) > 0 || len(ev.Deleted) > 0 || ev.Init || ev.Tokens) {
+	if f.observer != nil && (len(changed) > 0 || len(ev.Deleted) > 0 || ev.Init || ev.Tokens || ev.NodeShares) {
 		ev.Index = last
 		for _, k := range changed {
 			if k != nil {
@@ -280,6 +281,21 @@ func (f *FSM) InitRecord() (*InitRecord, error) {
 	return rec, err
 }
 
+// NodeShares returns the current node-share dealing, or nil when none
+// was recorded.
+func (f *FSM) NodeShares() (*NodeSharesRecord, error) {
+	var rec *NodeSharesRecord
+	err := f.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyNodeShares)
+		if v == nil {
+			return nil
+		}
+		rec = new(NodeSharesRecord)
+		return json.Unmarshal(v, rec)
+	})
+	return rec, err
+}
+
 // Tokens returns every token record.
 func (f *FSM) Tokens() ([]*TokenRecord, error) {
 	var out []*TokenRecord
@@ -334,9 +350,12 @@ func (f *FSM) Dump(w io.Writer) error {
 				return err
 			}
 		}
-		if v := tx.Bucket(bucketMeta).Get(keyInit); v != nil {
-			_, err := fmt.Fprintf(w, "init=%x\n", v)
-			return err
+		for _, k := range [][]byte{keyInit, keyNodeShares} {
+			if v := tx.Bucket(bucketMeta).Get(k); v != nil {
+				if _, err := fmt.Fprintf(w, "%s=%x\n", k, v); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

@@ -58,6 +58,16 @@ type InitRecord struct {
 	At             time.Time `json:"at"`
 }
 
+// NodeSharesRecord is the current dealing of node shares.
+type NodeSharesRecord struct {
+	Epoch       uint64         `json:"epoch"`
+	Threshold   int            `json:"t"`
+	Commitments []byte         `json:"commitments"`
+	Holders     map[string]int `json:"holders"`
+	Voters      []string       `json:"voters"`
+	At          time.Time      `json:"at"`
+}
+
 // TokenRecord is a token's hash and policies.
 type TokenRecord struct {
 	Hash      []byte    `json:"hash"`
@@ -93,6 +103,8 @@ type Event struct {
 	Init bool
 	// Tokens is set when tokens changed.
 	Tokens bool
+	// NodeShares is set when a new node-share dealing was recorded.
+	NodeShares bool
 	// Restored is set after a snapshot restore: every view must be rebuilt.
 	Restored bool
 }

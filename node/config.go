@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/keyd/keyd/hsmbridge"
 	"github.com/keyd/keyd/transport"
 )
 
@@ -79,6 +80,17 @@ type Config struct {
 	// client certificates from the cluster CA for node-to-node calls.
 	APITLS *tls.Config
 
+	// HSM opens the device that wraps this node's share of the root
+	// secret. With no HSM the node holds no node share: after a restart
+	// it needs custodian shares even while the cluster is unsealed.
+	HSM hsmbridge.Config
+	// HSMKeyLabel names the wrapping key inside the HSM (created if
+	// missing; non-extractable).
+	HSMKeyLabel string
+	// NodeShareInterval is how often the leader checks whether node
+	// shares must be re-dealt and a sealed node tries to rejoin.
+	NodeShareInterval time.Duration
+
 	// Peers lists the cluster's members (including this node is fine).
 	Peers []Peer
 	// Bootstrap forms a new cluster from Peers when the node has no Raft
@@ -119,6 +131,8 @@ func DefaultConfig() Config {
 		Timing:            TimingLAN,
 		SchedulerInterval: time.Minute,
 		MinRotationPeriod: time.Minute,
+		HSMKeyLabel:       "keyd-node-share",
+		NodeShareInterval: time.Second,
 		IndexWait:         5 * time.Second,
 		ApplyTimeout:      10 * time.Second,
 		SnapshotThreshold: 8192,
@@ -163,6 +177,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Bootstrap && len(c.Peers) == 0 {
 		bad("Bootstrap needs Peers (include this node)")
+	}
+	if c.HSM != nil && c.HSMKeyLabel == "" {
+		bad("HSMKeyLabel is required with an HSM")
+	}
+	if c.NodeShareInterval <= 0 {
+		bad("NodeShareInterval must be positive")
 	}
 	if c.Logger == nil {
 		bad("Logger is required")

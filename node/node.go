@@ -21,6 +21,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/hsmbridge"
 	"github.com/keyd/keyd/node/httpapi"
 	"github.com/keyd/keyd/transport"
 )
@@ -37,6 +38,10 @@ type Node struct {
 	sealer sealer
 	auth   authenticator
 	peers  *peerBook
+
+	hsm     hsmbridge.HSM // nil without an HSM or when it failed to open
+	hsmErr  error         // why the HSM could not be opened
+	dealNow chan struct{}
 
 	apiLn    net.Listener
 	http     *http.Server
@@ -58,10 +63,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
 	n := &Node{
-		cfg:   cfg,
-		log:   cfg.Logger.With("node", cfg.NodeID),
-		peers: newPeerBook(cfg.NodeID, cfg.Peers),
-		done:  make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.NodeID),
+		peers:   newPeerBook(cfg.NodeID, cfg.Peers),
+		done:    make(chan struct{}),
+		dealNow: make(chan struct{}, 1),
 	}
 	n.keys = &keystore{log: n.log}
 	n.sealer.pending = map[int]dealtShare{}
@@ -101,6 +107,7 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	n.apiLn = ln
+	n.openHSM(ctx)
 	n.peers.set(Peer{ID: n.cfg.NodeID, APIAddr: n.apiAdvertise(), Region: n.cfg.Region})
 	rp, err := n.startRaft()
 	if err != nil {
@@ -115,7 +122,7 @@ func (n *Node) Start(ctx context.Context) error {
 		tlsCfg = transport.APIServerConfig(n.cfg.Identity)
 	}
 	handler := httpapi.New(httpapi.Config{
-		Sys: n, Keys: n, Crypto: n, Cluster: n, Auth: &n.auth,
+		Sys: n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Auth: &n.auth,
 		IsPeer: func(r *http.Request) (string, bool) {
 			if r.TLS == nil {
 				return "", false
@@ -141,6 +148,7 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	})
 	n.group.Go(n.runScheduler)
+	n.group.Go(n.runNodeShares)
 	n.group.Go(func(gctx context.Context) {
 		select {
 		case <-ctx.Done():
@@ -150,6 +158,29 @@ func (n *Node) Start(ctx context.Context) error {
 	})
 	n.log.Info("started", "api", n.apiAdvertise(), "raft", rp.advertise, "region", n.cfg.Region)
 	return nil
+}
+
+// openHSM opens the configured HSM and ensures its wrapping key. A failure
+// leaves the node running without node shares: it stays sealed until
+// custodians act, and says why.
+func (n *Node) openHSM(ctx context.Context) {
+	if n.cfg.HSM == nil {
+		return
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	h, err := n.cfg.HSM.Open(octx)
+	if err == nil {
+		if err = h.EnsureKey(octx, n.cfg.HSMKeyLabel); err != nil {
+			_ = h.Close()
+		}
+	}
+	if err != nil {
+		n.hsmErr = err
+		n.log.Error("HSM unavailable: node shares disabled on this node", "err", err)
+		return
+	}
+	n.hsm = h
 }
 
 // Close stops the node in order: API, Raft, FSM, then zeroes key
@@ -178,6 +209,11 @@ func (n *Node) Close() error {
 			errs = append(errs, err)
 		}
 		n.SealLocal()
+		if n.hsm != nil {
+			if err := n.hsm.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("node: hsm close: %w", err))
+			}
+		}
 		n.peerHTTP.CloseIdleConnections()
 		n.closeErr = errors.Join(errs...)
 		close(n.done)
@@ -237,8 +273,16 @@ func (n *Node) Status() api.SealStatus {
 	st.Fingerprint = n.sealer.fp
 	if !st.Sealed {
 		st.UnsealedBy = n.sealer.unsealedBy
+	} else {
+		st.SealReason = n.sealer.reason
 	}
 	n.sealer.mu.Unlock()
+	st.HSM = n.hsmStatus(context.Background())
+	if rec, c, err := n.nodeShareCommitments(); err == nil && rec != nil {
+		if _, ok := rec.Holders[n.cfg.NodeID]; ok {
+			st.NodeShare = c.Fingerprint()
+		}
+	}
 	if n.raft == nil {
 		return st
 	}

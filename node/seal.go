@@ -39,6 +39,13 @@ type sealer struct {
 	pending    map[int]dealtShare
 	fp         string // fingerprint of the commitments pending shares match
 	unsealedBy string
+	reason     string // why a sealed node cannot rejoin on its own
+	// secret is the root secret while unsealed, kept only in memory so
+	// the leader can deal node shares; zeroed on seal.
+	secret *shamir.Secret
+	// redeal asks the leader to deal fresh node shares (after a
+	// custodian unseal).
+	redeal bool
 }
 
 func (s *sealer) resetLocked() {
@@ -117,35 +124,14 @@ func (n *Node) SubmitShare(ctx context.Context, text string, relayed bool) (api.
 	return n.Status(), nil
 }
 
-// unsealWith combines verified shares, derives the root key, opens the
-// barrier keyring and loads every key. The secret and root key are zeroed
-// before it returns.
+// unsealWith combines verified custodian shares and unseals with the
+// resulting secret.
 func (n *Node) unsealWith(c *shamir.Commitments, rec *fsm.InitRecord, shares []shamir.Share) error {
 	secret, err := shamir.Combine(c, shares)
 	if err != nil {
 		return &api.Error{Code: api.CodeInvalidShare, Message: shortErr(err)}
 	}
-	sb := secret.Bytes()
-	secret.Destroy()
-	root, err := keyring.DeriveRootKey(sb)
-	clear(sb)
-	if err != nil {
-		return fmt.Errorf("node: derive root key: %w", err)
-	}
-	ring, err := keyring.OpenKeyring(root, rec.WrappedBarrier, barrierAAD)
-	root.Destroy()
-	if err != nil {
-		return fmt.Errorf("node: open barrier keyring: %w", err)
-	}
-	if err := n.keys.open(ring, n.fsm); err != nil {
-		return fmt.Errorf("node: load keys: %w", err)
-	}
-	n.sealer.mu.Lock()
-	n.sealer.resetLocked()
-	n.sealer.unsealedBy = UnsealedByCustodians
-	n.sealer.mu.Unlock()
-	n.log.Info("unsealed", "by", UnsealedByCustodians)
-	return nil
+	return n.openWithSecret(secret, rec, UnsealedByCustodians)
 }
 
 // SealLocal seals this node: it drops every unwrapped key, the barrier
@@ -155,6 +141,10 @@ func (n *Node) SealLocal() {
 	n.sealer.mu.Lock()
 	n.sealer.resetLocked()
 	n.sealer.unsealedBy = ""
+	if n.sealer.secret != nil {
+		n.sealer.secret.Destroy()
+		n.sealer.secret = nil
+	}
 	n.sealer.mu.Unlock()
 	n.log.Info("sealed")
 }

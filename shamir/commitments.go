@@ -230,3 +230,14 @@ func decodeScalar(b []byte) (kyber.Scalar, error) {
 	}
 	return v, nil
 }
+
+// SameSecret reports whether c and o commit to the same secret (equal
+// constant terms), without knowing it. keyd uses it to check that a
+// dealing of node shares is a dealing of the cluster's root, whose
+// custodian commitments are already stored.
+func (c *Commitments) SameSecret(o *Commitments) bool {
+	if c.check() != nil || o.check() != nil {
+		return false
+	}
+	return c.pub.Commit().Equal(o.pub.Commit())
+}

@@ -729,3 +729,21 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestSameSecret(t *testing.T) {
+	t.Parallel()
+	s, err := NewSecret(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewSecret(rand.Reader)
+	_, c1, _ := Split(s, 3, 5, rand.Reader)
+	_, c2, _ := Split(s, 2, 3, rand.Reader)
+	_, c3, _ := Split(other, 2, 3, rand.Reader)
+	if !c1.SameSecret(c2) {
+		t.Fatal("two dealings of one secret: got false, want true")
+	}
+	if c1.SameSecret(c3) {
+		t.Fatal("dealings of different secrets: got true, want false")
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/client"
+	"github.com/keyd/keyd/hsmbridge"
 	"github.com/keyd/keyd/node"
 	"github.com/keyd/keyd/transport"
 	"github.com/keyd/keyd/transport/devcerts"
@@ -35,6 +36,8 @@ type Options struct {
 	Log io.Writer
 	// SchedulerInterval for every node (default 100ms).
 	SchedulerInterval time.Duration
+	// HSM selects each node's HSM: HSMNone, HSMSoft or HSMSoftHSM2.
+	HSM string
 }
 
 // Slot is one node position; it survives restarts.
@@ -46,12 +49,15 @@ type Slot struct {
 	Faults   *transport.FaultLayer
 	Node     *node.Node
 	identity transport.Identity
+	hsm      hsmbridge.Config
+	hsmLabel string
 }
 
 // Cluster is an in-process cluster. Methods are safe for use from one test
 // goroutine; Node accessors may be used from others.
 type Cluster struct {
 	CA    *devcerts.CA
+	id    string
 	opts  Options
 	mu    sync.Mutex
 	slots []*Slot
@@ -92,7 +98,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{CA: ca, opts: opts, log: &syncWriter{w: opts.Log}}
+	c := &Cluster{CA: ca, id: randomID(), opts: opts, log: &syncWriter{w: opts.Log}}
 	t.Cleanup(c.Close)
 	var lns [][2]net.Listener
 	for i := 0; i < opts.Nodes; i++ {
@@ -113,6 +119,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		lns = append(lns, [2]net.Listener{apiLn, raftLn})
 	}
 	for i, s := range c.slots {
+		s.hsm, s.hsmLabel = c.hsmFor(t, i, s.Dir)
 		if err := c.start(s, lns[i][0], lns[i][1], i); err != nil {
 			t.Fatal(err)
 		}
@@ -140,6 +147,10 @@ func (c *Cluster) start(s *Slot, apiLn, raftLn net.Listener, i int) error {
 	cfg.Bootstrap = true
 	cfg.SchedulerInterval = c.opts.SchedulerInterval
 	cfg.MinRotationPeriod = 100 * time.Millisecond
+	cfg.NodeShareInterval = 100 * time.Millisecond
+	if s.hsm != nil {
+		cfg.HSM, cfg.HSMKeyLabel = s.hsm, s.hsmLabel
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.RaftLogOutput = c.log
 	cfg.WrapStreamLayer = func(l raft.StreamLayer) raft.StreamLayer {
@@ -391,6 +402,17 @@ func (c *Cluster) EnsureSameState(t testing.TB) {
 		}
 		return nil
 	})
+}
+
+// SetHSM replaces slot i's HSM configuration (used before a Restart to
+// simulate a missing or wrong HSM key).
+func (c *Cluster) SetHSM(i int, cfg hsmbridge.Config, label string) {
+	c.slots[i].hsm, c.slots[i].hsmLabel = cfg, label
+}
+
+// HSMConfig returns slot i's HSM configuration and key label.
+func (c *Cluster) HSMConfig(i int) (hsmbridge.Config, string) {
+	return c.slots[i].hsm, c.slots[i].hsmLabel
 }
 
 // Isolate cuts slot i off from every peer, both ways.

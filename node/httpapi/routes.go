@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/sharex"
 )
 
 func (s *Server) routes() []route {
@@ -41,6 +42,8 @@ func (s *Server) routes() []route {
 
 		{pattern: "POST /v1/internal/unseal-share", access: internal, maxBody: small, handle: s.relayedShare},
 		{pattern: "POST /v1/internal/seal", access: internal, maxBody: small, handle: s.relayedSeal},
+		{pattern: "POST /v1/internal/node-share", access: internal, maxBody: small, handle: s.nodeShare},
+		{pattern: "POST /v1/internal/share-request", access: internal, maxBody: sharex.MaxMessageSize, handle: s.shareRequest},
 	}
 }
 
@@ -186,3 +189,20 @@ type handledT struct{}
 var handled = &handledT{}
 
 var _ http.Handler = (*Server)(nil)
+
+func (s *Server) nodeShare(c *call) (any, error) {
+	from, _ := s.cfg.IsPeer(c.r)
+	var d api.NodeShareDelivery
+	if err := c.decode(&d); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.NodeShares.ReceiveNodeShare(c.r.Context(), from, d); err != nil {
+		return nil, err
+	}
+	return &api.WriteResponse{}, nil
+}
+
+func (s *Server) shareRequest(c *call) (any, error) {
+	from, _ := s.cfg.IsPeer(c.r)
+	return s.cfg.NodeShares.AnswerShareRequest(c.r.Context(), from, c.body)
+}

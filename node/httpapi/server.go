@@ -21,6 +21,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/sharex"
 )
 
 // Sys is the seal and cluster-status side of a node.
@@ -50,6 +51,13 @@ type Crypto interface {
 	CryptoKey(name string) (*keyring.Key, error)
 }
 
+// NodeShares is the node-to-node side of node shares: receiving a dealt
+// share from the leader and answering a rejoining peer's share request.
+type NodeShares interface {
+	ReceiveNodeShare(ctx context.Context, from string, d api.NodeShareDelivery) error
+	AnswerShareRequest(ctx context.Context, from string, body []byte) (*sharex.Response, error)
+}
+
 // Cluster is what the middleware needs of Raft.
 type Cluster interface {
 	IsLeader() bool
@@ -75,9 +83,10 @@ type Config struct {
 	Keys   Keys
 	Crypto Crypto
 	Cluster
-	Auth   Authenticator
-	IsPeer PeerCheck
-	Logger *slog.Logger
+	NodeShares NodeShares
+	Auth       Authenticator
+	IsPeer     PeerCheck
+	Logger     *slog.Logger
 	// Rand is the randomness for nonces and data keys (crypto/rand by default).
 	Rand io.Reader
 }

@@ -1,0 +1,603 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/shamir"
+	"github.com/keyd/keyd/sharex"
+)
+
+// Node shares: the root secret is also dealt k-of-m across the voters
+// (k = Raft quorum). Each voter keeps its share only wrapped by its own
+// HSM, in its data directory. A sealed node that restarts while the
+// cluster is unsealed unwraps its share and gathers k-1 more from unsealed
+// peers (sharex), so no custodian is needed; a cold cluster (every node
+// sealed) has nobody to answer and waits for custodians.
+
+const (
+	// UnsealedByWarmRejoin marks a node unsealed from node shares.
+	UnsealedByWarmRejoin = "warm-rejoin"
+
+	PathInternalNodeShare    = "/v1/internal/node-share"
+	PathInternalShareRequest = "/v1/internal/share-request"
+
+	nodeShareAAD  = "keyd node share v1"
+	keptDealings  = 3
+	nodeShareFile = ".share"
+)
+
+// ErrNoHSM reports a node without an HSM: it holds no node share.
+var ErrNoHSM = errors.New("node: no HSM configured")
+
+func (n *Node) shareDir() string { return filepath.Join(n.cfg.DataDir, "node-shares") }
+
+func (n *Node) shareAAD(fp string) []byte {
+	return []byte(nodeShareAAD + "\x00" + n.cfg.NodeID + "\x00" + fp)
+}
+
+// storeNodeShare wraps sh with the HSM (AAD binds node id and dealing) and
+// writes it atomically; only the newest few dealings are kept.
+func (n *Node) storeNodeShare(ctx context.Context, fp string, sh shamir.Share) error {
+	if n.hsm == nil {
+		return ErrNoHSM
+	}
+	pt, err := sh.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	defer clear(pt)
+	wrapped, err := n.hsm.Wrap(ctx, n.cfg.HSMKeyLabel, pt, n.shareAAD(fp))
+	if err != nil {
+		return fmt.Errorf("node: wrap node share: %w", err)
+	}
+	dir := n.shareDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(wrapped)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), filepath.Join(dir, fp+nodeShareFile))
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("node: store node share: %w", werr)
+	}
+	n.pruneShares()
+	return nil
+}
+
+func (n *Node) pruneShares() {
+	entries, err := os.ReadDir(n.shareDir())
+	if err != nil {
+		return
+	}
+	type f struct {
+		name string
+		mod  time.Time
+	}
+	var files []f
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), nodeShareFile) {
+			if fi, err := e.Info(); err == nil {
+				files = append(files, f{e.Name(), fi.ModTime()})
+			}
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
+	for _, old := range files[min(len(files), keptDealings):] {
+		_ = os.Remove(filepath.Join(n.shareDir(), old.name))
+	}
+}
+
+// loadNodeShare unwraps this node's share of dealing fp with the HSM.
+func (n *Node) loadNodeShare(ctx context.Context, fp string) (shamir.Share, error) {
+	if n.hsm == nil {
+		return shamir.Share{}, ErrNoHSM
+	}
+	wrapped, err := os.ReadFile(filepath.Join(n.shareDir(), fp+nodeShareFile))
+	if err != nil {
+		return shamir.Share{}, fmt.Errorf("node: no node share for dealing %s on disk: %w", fp, err)
+	}
+	pt, err := n.hsm.Unwrap(ctx, n.cfg.HSMKeyLabel, wrapped, n.shareAAD(fp))
+	if err != nil {
+		return shamir.Share{}, fmt.Errorf("node: unwrap node share with the HSM: %w", err)
+	}
+	defer clear(pt)
+	return shamir.UnmarshalShare(pt)
+}
+
+// nodeShareCommitments loads the current dealing and checks it commits to
+// the same root as the custodian dealing.
+func (n *Node) nodeShareCommitments() (*fsm.NodeSharesRecord, *shamir.Commitments, error) {
+	rec, err := n.fsm.NodeShares()
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec == nil {
+		return nil, nil, nil
+	}
+	c, err := shamir.UnmarshalCommitments(rec.Commitments)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node: stored node-share commitments: %w", err)
+	}
+	_, root, err := n.commitments()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !c.SameSecret(root) {
+		return nil, nil, errors.New("node: node-share dealing does not commit to the cluster's root")
+	}
+	return rec, c, nil
+}
+
+// voters returns the current Raft voters, sorted.
+func (n *Node) voters() ([]string, error) {
+	fut := n.raft.raft.GetConfiguration()
+	if err := fut.Error(); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, s := range fut.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			ids = append(ids, string(s.ID))
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// runNodeShares owns the node-share work of this node: on the unsealed
+// leader it (re-)deals when needed; on a sealed node it tries warm rejoin.
+func (n *Node) runNodeShares(ctx context.Context) {
+	t := time.NewTicker(n.cfg.NodeShareInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.dealNow:
+		case <-t.C:
+		}
+		if n.keys.unsealed() {
+			if n.IsLeader() {
+				if err := n.maybeDeal(ctx); err != nil && ctx.Err() == nil {
+					n.log.Warn("node-share dealing failed", "err", err)
+				}
+			}
+			continue
+		}
+		if err := n.warmRejoin(ctx); err != nil {
+			n.setSealReason(err.Error())
+		}
+	}
+}
+
+func (n *Node) setSealReason(s string) {
+	n.sealer.mu.Lock()
+	changed := n.sealer.reason != s
+	n.sealer.reason = s
+	n.sealer.mu.Unlock()
+	if changed && s != "" {
+		n.log.Info("sealed node cannot rejoin on its own", "reason", s)
+	}
+}
+
+// maybeDeal deals new node shares when there is no dealing yet, the voter
+// set changed, the leader was just unsealed by custodians, or a voter
+// without a share is reachable again.
+func (n *Node) maybeDeal(ctx context.Context) error {
+	n.sealer.mu.Lock()
+	secret := n.sealer.secret
+	force := n.sealer.redeal
+	n.sealer.mu.Unlock()
+	if secret == nil {
+		return nil
+	}
+	voters, err := n.voters()
+	if err != nil {
+		return err
+	}
+	rec, err := n.fsm.NodeShares()
+	if err != nil {
+		return err
+	}
+	need := force || rec == nil || !slices.Equal(rec.Voters, voters)
+	if !need {
+		for _, v := range voters {
+			if _, ok := rec.Holders[v]; !ok && n.reachable(ctx, v) {
+				need = true
+				break
+			}
+		}
+	}
+	if !need {
+		return nil
+	}
+	var epoch uint64 = 1
+	if rec != nil {
+		epoch = rec.Epoch + 1
+	}
+	if err := n.deal(ctx, secret, voters, epoch); err != nil {
+		return err
+	}
+	n.sealer.mu.Lock()
+	n.sealer.redeal = false
+	n.sealer.mu.Unlock()
+	return nil
+}
+
+func (n *Node) reachable(ctx context.Context, id string) bool {
+	addr := n.peers.apiAddr(id)
+	if addr == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+api.PathHealth, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := n.peerHTTP.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// deal splits the root secret k-of-m over the voters, delivers each share
+// (wrapped by the receiver's HSM before it is stored) and records the
+// dealing through Raft once at least k voters hold their share. Shares of
+// earlier dealings stop verifying against the new commitments.
+func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters []string, epoch uint64) error {
+	k := len(voters)/2 + 1
+	shares, commits, err := shamir.Split(secret, k, len(voters), rand.Reader)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, sh := range shares {
+			sh.Destroy()
+		}
+	}()
+	cb, err := commits.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	fp := commits.Fingerprint()
+	holders := map[string]int{}
+	for i, id := range voters {
+		sh := shares[i]
+		if id == n.cfg.NodeID {
+			if err := n.storeNodeShare(ctx, fp, sh); err != nil {
+				n.log.Warn("cannot store own node share", "err", err)
+				continue
+			}
+			holders[id] = sh.Index
+			continue
+		}
+		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Share: shamir.EncodeShare(sh)})
+		if err := n.postJSON(ctx, id, PathInternalNodeShare, body, nil); err != nil {
+			n.log.Info("node share not delivered", "peer", id, "err", err)
+			continue
+		}
+		holders[id] = sh.Index
+	}
+	if len(holders) < k {
+		return fmt.Errorf("node: only %d of %d voters stored their share (need %d)", len(holders), len(voters), k)
+	}
+	_, err = n.apply(ctx, &fsm.PutNodeShares{
+		Meta: fsm.Meta{At: time.Now().UTC()}, Epoch: epoch, Threshold: k,
+		Commitments: cb, Holders: holders, Voters: voters,
+	})
+	if err != nil {
+		return err
+	}
+	n.log.Info("node shares dealt", "epoch", epoch, "threshold", k, "voters", len(voters), "holders", len(holders), "dealing", fp)
+	return nil
+}
+
+// postJSON posts to a peer's internal route and decodes its reply.
+func (n *Node) postJSON(ctx context.Context, id, path string, body []byte, out any) error {
+	addr := n.peers.apiAddr(id)
+	if addr == "" {
+		return fmt.Errorf("node: no API address for %s", id)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := n.peerHTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Code != "" {
+			return &e
+		}
+		return fmt.Errorf("node: %s answered %d", id, resp.StatusCode)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// ReceiveNodeShare stores a node share delivered by the leader. The share
+// must come from the node this one sees as leader, verify against the
+// delivered commitments, and those must commit to the cluster's root.
+func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShareDelivery) error {
+	if id, _ := n.Leader(); id == "" || id != from {
+		return &api.Error{Code: api.CodeForbidden, Message: "node shares are accepted only from the leader"}
+	}
+	if n.hsm == nil {
+		return &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM to hold a node share"}
+	}
+	c, err := shamir.UnmarshalCommitments(d.Commitments)
+	if err != nil {
+		return &api.Error{Code: api.CodeBadRequest, Message: "malformed commitments"}
+	}
+	_, root, err := n.commitments()
+	if err != nil {
+		return err
+	}
+	if !c.SameSecret(root) {
+		return &api.Error{Code: api.CodeInvalidShare, Message: "dealing does not commit to this cluster's root"}
+	}
+	sh, err := shamir.DecodeShare(d.Share)
+	if err != nil {
+		return &api.Error{Code: api.CodeInvalidShare, Message: "node share is malformed"}
+	}
+	defer sh.Destroy()
+	if err := c.Verify(sh); err != nil {
+		return &api.Error{Code: api.CodeInvalidShare, Message: "node share does not match the dealing"}
+	}
+	return n.storeNodeShare(ctx, c.Fingerprint(), sh)
+}
+
+// AnswerShareRequest gives a rejoining voter this node's share of the
+// current dealing, sealed to the requester's ephemeral key. Only an
+// unsealed node answers, only to the node named by the caller's
+// certificate, and only to a holder of the current dealing.
+func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte) (*sharex.Response, error) {
+	req, err := sharex.DecodeRequest(body)
+	if err != nil {
+		return nil, &api.Error{Code: api.CodeBadRequest, Message: err.Error()}
+	}
+	if req.NodeID != from {
+		return nil, &api.Error{Code: api.CodeForbidden, Message: "request names another node than the caller's certificate"}
+	}
+	if !n.keys.unsealed() {
+		return nil, api.ErrSealed
+	}
+	rec, c, err := n.nodeShareCommitments()
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil || c.Fingerprint() != req.Fingerprint {
+		return nil, &api.Error{Code: api.CodeConflict, Message: "not the current node-share dealing"}
+	}
+	if _, ok := rec.Holders[req.NodeID]; !ok {
+		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester holds no share of the current dealing"}
+	}
+	sh, err := n.loadNodeShare(ctx, req.Fingerprint)
+	if err != nil {
+		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node cannot unwrap its own share"}
+	}
+	defer sh.Destroy()
+	resp, err := sharex.Seal(req, n.cfg.NodeID, sh)
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// warmRejoin unseals a sealed node from its own HSM-held share and k-1
+// shares from unsealed peers. It returns why it could not.
+func (n *Node) warmRejoin(ctx context.Context) error {
+	if _, err := n.fsm.InitRecord(); err != nil {
+		return nil // not initialized: nothing to say
+	}
+	if n.hsm == nil {
+		if n.hsmErr != nil {
+			return fmt.Errorf("HSM unavailable (%v): custodian shares needed", n.hsmErr)
+		}
+		return errors.New("no HSM configured: custodian shares needed")
+	}
+	rec, c, err := n.nodeShareCommitments()
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return errors.New("no node shares dealt yet: custodian shares needed")
+	}
+	if _, ok := rec.Holders[n.cfg.NodeID]; !ok {
+		return errors.New("this node holds no share of the current dealing: custodian shares needed")
+	}
+	fp := c.Fingerprint()
+	own, err := n.loadNodeShare(ctx, fp)
+	if err != nil {
+		return err
+	}
+	if err := c.Verify(own); err != nil {
+		own.Destroy()
+		return fmt.Errorf("own node share does not match the current dealing: %v", err)
+	}
+	shares := []shamir.Share{own}
+	defer func() {
+		for _, sh := range shares {
+			sh.Destroy()
+		}
+	}()
+	req, priv, err := sharex.NewRequest(n.cfg.NodeID, fp)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(req)
+	peers := make([]string, 0, len(rec.Holders))
+	for id := range rec.Holders {
+		if id != n.cfg.NodeID {
+			peers = append(peers, id)
+		}
+	}
+	shuffle(peers)
+	for _, id := range peers {
+		if len(shares) >= rec.Threshold {
+			break
+		}
+		var resp sharex.Response
+		if err := n.postJSON(ctx, id, PathInternalShareRequest, body, &resp); err != nil {
+			continue
+		}
+		if resp.Responder != id {
+			continue
+		}
+		sh, err := sharex.Open(priv, req, resp)
+		if err != nil {
+			n.log.Warn("peer share could not be opened", "peer", id)
+			continue
+		}
+		if err := c.Verify(sh); err != nil || sh.Index != rec.Holders[id] {
+			n.log.Warn("peer share rejected", "peer", id)
+			sh.Destroy()
+			continue
+		}
+		shares = append(shares, sh)
+	}
+	if len(shares) < rec.Threshold {
+		return fmt.Errorf("only %d of %d node shares reachable (peers sealed or down): custodian shares needed", len(shares), rec.Threshold)
+	}
+	secret, err := shamir.Combine(c, shares)
+	if err != nil {
+		return fmt.Errorf("combine node shares: %v", err)
+	}
+	initRec, root, err := n.commitments()
+	if err != nil {
+		secret.Destroy()
+		return err
+	}
+	if !root.Matches(secret) {
+		secret.Destroy()
+		return errors.New("node shares combine to a secret that is not the cluster's root")
+	}
+	if err := n.openWithSecret(secret, initRec, UnsealedByWarmRejoin); err != nil {
+		return err
+	}
+	n.setSealReason("")
+	return nil
+}
+
+// openWithSecret derives the root key from secret, opens the barrier
+// keyring, loads every key and keeps secret for future dealings. It takes
+// ownership of secret.
+func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by string) error {
+	sb := secret.Bytes()
+	root, err := keyring.DeriveRootKey(sb)
+	clear(sb)
+	if err != nil {
+		secret.Destroy()
+		return fmt.Errorf("node: derive root key: %w", err)
+	}
+	ring, err := keyring.OpenKeyring(root, rec.WrappedBarrier, barrierAAD)
+	root.Destroy()
+	if err != nil {
+		secret.Destroy()
+		return fmt.Errorf("node: open barrier keyring: %w", err)
+	}
+	if err := n.keys.open(ring, n.fsm); err != nil {
+		secret.Destroy()
+		return fmt.Errorf("node: load keys: %w", err)
+	}
+	n.sealer.mu.Lock()
+	n.sealer.resetLocked()
+	if n.sealer.secret != nil {
+		n.sealer.secret.Destroy()
+	}
+	n.sealer.secret = secret
+	n.sealer.unsealedBy = by
+	n.sealer.reason = ""
+	if by == UnsealedByCustodians {
+		n.sealer.redeal = true
+	}
+	n.sealer.mu.Unlock()
+	n.log.Info("unsealed", "by", by)
+	select {
+	case n.dealNow <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func shuffle(s []string) {
+	for i := len(s) - 1; i > 0; i-- {
+		j, err := rand.Int(rand.Reader, big.NewInt(int64(i+1)))
+		if err != nil {
+			return
+		}
+		s[i], s[j.Int64()] = s[j.Int64()], s[i]
+	}
+}
+
+// hsmStatus reports HSM health for the status endpoint.
+func (n *Node) hsmStatus(ctx context.Context) string {
+	if n.hsm == nil {
+		if n.hsmErr != nil {
+			return "error: " + n.hsmErr.Error()
+		}
+		return "none"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := n.hsm.Health(ctx); err != nil {
+		return "error: " + err.Error()
+	}
+	return "ok"
+}
+
+// NodeShareCommitments returns the encoded commitments of the current
+// node-share dealing (nil when none).
+func (n *Node) NodeShareCommitments() ([]byte, error) {
+	rec, err := n.fsm.NodeShares()
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	return rec.Commitments, nil
+}

@@ -1,0 +1,191 @@
+// Package sharex is the node-share exchange used by warm rejoin: a sealed
+// node asks unsealed peers for their node shares of the root secret, and
+// each peer answers with its share encrypted to the requester's ephemeral
+// X25519 key. The root itself never crosses the network, and a share in
+// flight is readable only by the requester, on top of the mutual TLS that
+// already authenticates both ends.
+package sharex
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/keyd/keyd/shamir"
+)
+
+// Errors. Callers branch with errors.Is.
+var (
+	ErrMalformed = errors.New("sharex: malformed message")
+	ErrOpen      = errors.New("sharex: cannot open share")
+)
+
+// MaxMessageSize bounds an encoded request or response.
+const MaxMessageSize = 4 << 10
+
+// Request asks a peer for its node share of the dealing Fingerprint.
+type Request struct {
+	NodeID      string `json:"node_id"`
+	Fingerprint string `json:"fingerprint"`
+	Ephemeral   []byte `json:"ephemeral"`
+}
+
+// Response carries one peer's share, sealed to the request's ephemeral key.
+type Response struct {
+	Responder   string `json:"responder"`
+	Fingerprint string `json:"fingerprint"`
+	Ephemeral   []byte `json:"ephemeral"`
+	Sealed      []byte `json:"sealed"`
+}
+
+// NewRequest creates a request and the ephemeral private key that opens
+// the responses. The key must be used for this exchange only.
+func NewRequest(nodeID, fingerprint string) (Request, *ecdh.PrivateKey, error) {
+	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return Request{}, nil, fmt.Errorf("sharex: ephemeral key: %w", err)
+	}
+	return Request{NodeID: nodeID, Fingerprint: fingerprint, Ephemeral: priv.PublicKey().Bytes()}, priv, nil
+}
+
+func info(req Request, responder string) []byte {
+	var b bytes.Buffer
+	b.WriteString("keyd share exchange v1\x00")
+	b.WriteString(req.NodeID)
+	b.WriteByte(0)
+	b.WriteString(responder)
+	b.WriteByte(0)
+	b.WriteString(req.Fingerprint)
+	return b.Bytes()
+}
+
+func aeadFor(shared, reqPub, respPub, inf []byte) (cipher.AEAD, error) {
+	salt := append(append([]byte(nil), reqPub...), respPub...)
+	key, err := hkdf.Key(sha256.New, shared, salt, string(inf), 32)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// Seal answers req with sh, sealed to the requester's ephemeral key and
+// bound to both node ids and the dealing.
+func Seal(req Request, responder string, sh shamir.Share) (Response, error) {
+	peer, err := ecdh.X25519().NewPublicKey(req.Ephemeral)
+	if err != nil {
+		return Response{}, fmt.Errorf("%w: ephemeral key", ErrMalformed)
+	}
+	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return Response{}, fmt.Errorf("sharex: ephemeral key: %w", err)
+	}
+	shared, err := eph.ECDH(peer)
+	if err != nil {
+		return Response{}, fmt.Errorf("%w: ephemeral key", ErrMalformed)
+	}
+	defer clear(shared)
+	inf := info(req, responder)
+	aead, err := aeadFor(shared, req.Ephemeral, eph.PublicKey().Bytes(), inf)
+	if err != nil {
+		return Response{}, err
+	}
+	pt, err := sh.MarshalBinary()
+	if err != nil {
+		return Response{}, err
+	}
+	defer clear(pt)
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(pt)+aead.Overhead())
+	if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
+		return Response{}, err
+	}
+	return Response{Responder: responder, Fingerprint: req.Fingerprint, Ephemeral: eph.PublicKey().Bytes(), Sealed: aead.Seal(nonce, nonce, pt, inf)}, nil
+}
+
+// Open decrypts a response to req with the request's private key. It
+// returns ErrOpen for a response sealed to another key, another requester,
+// another responder or another dealing, or tampered in any way.
+func Open(priv *ecdh.PrivateKey, req Request, resp Response) (shamir.Share, error) {
+	if resp.Fingerprint != req.Fingerprint {
+		return shamir.Share{}, fmt.Errorf("%w: dealing mismatch", ErrOpen)
+	}
+	peer, err := ecdh.X25519().NewPublicKey(resp.Ephemeral)
+	if err != nil {
+		return shamir.Share{}, fmt.Errorf("%w: ephemeral key", ErrMalformed)
+	}
+	shared, err := priv.ECDH(peer)
+	if err != nil {
+		return shamir.Share{}, fmt.Errorf("%w: ephemeral key", ErrOpen)
+	}
+	defer clear(shared)
+	inf := info(req, resp.Responder)
+	aead, err := aeadFor(shared, req.Ephemeral, resp.Ephemeral, inf)
+	if err != nil {
+		return shamir.Share{}, err
+	}
+	if len(resp.Sealed) < aead.NonceSize()+aead.Overhead() {
+		return shamir.Share{}, fmt.Errorf("%w: truncated", ErrOpen)
+	}
+	ns := aead.NonceSize()
+	pt, err := aead.Open(nil, resp.Sealed[:ns], resp.Sealed[ns:], inf)
+	if err != nil {
+		return shamir.Share{}, ErrOpen
+	}
+	defer clear(pt)
+	sh, err := shamir.UnmarshalShare(pt)
+	if err != nil {
+		return shamir.Share{}, fmt.Errorf("%w: share encoding", ErrOpen)
+	}
+	return sh, nil
+}
+
+func decodeStrict(b []byte, v any) error {
+	if len(b) > MaxMessageSize {
+		return fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return fmt.Errorf("%w: json", ErrMalformed)
+	}
+	if d.More() {
+		return fmt.Errorf("%w: trailing data", ErrMalformed)
+	}
+	return nil
+}
+
+// DecodeRequest parses and checks a request.
+func DecodeRequest(b []byte) (Request, error) {
+	var r Request
+	if err := decodeStrict(b, &r); err != nil {
+		return Request{}, err
+	}
+	if r.NodeID == "" || len(r.NodeID) > 128 || r.Fingerprint == "" || len(r.Fingerprint) > 64 || len(r.Ephemeral) != 32 {
+		return Request{}, fmt.Errorf("%w: missing or oversized field", ErrMalformed)
+	}
+	return r, nil
+}
+
+// DecodeResponse parses and checks a response.
+func DecodeResponse(b []byte) (Response, error) {
+	var r Response
+	if err := decodeStrict(b, &r); err != nil {
+		return Response{}, err
+	}
+	if r.Responder == "" || len(r.Responder) > 128 || r.Fingerprint == "" || len(r.Fingerprint) > 64 || len(r.Ephemeral) != 32 || len(r.Sealed) == 0 {
+		return Response{}, fmt.Errorf("%w: missing or oversized field", ErrMalformed)
+	}
+	return r, nil
+}
