@@ -226,6 +226,11 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(voters) < 2 {
+		// One voter would hold a 1-of-1 share and could unseal itself
+		// from its own HSM alone after a cold restart: no dealing.
+		return nil
+	}
 	rec, err := n.fsm.NodeShares()
 	if err != nil {
 		return err
@@ -451,6 +456,10 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 	}
 	if _, ok := rec.Holders[n.cfg.NodeID]; !ok {
 		return errors.New("this node holds no share of the current dealing: custodian shares needed")
+	}
+	if rec.Threshold < 2 {
+		// A node must never unseal from its own share alone.
+		return errors.New("node-share threshold below 2: custodian shares needed")
 	}
 	fp := c.Fingerprint()
 	own, err := n.loadNodeShare(ctx, fp)

@@ -12,6 +12,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keyd/keyd/hsmbridge"
+	"github.com/keyd/keyd/hsmbridge/pkcs11"
+	"github.com/keyd/keyd/hsmbridge/soft"
 	"github.com/keyd/keyd/node"
 	"github.com/keyd/keyd/transport"
 )
@@ -45,6 +48,7 @@ type fileConfig struct {
 	Peers         []filePeer `yaml:"peers"`
 	Bootstrap     bool       `yaml:"bootstrap"`
 	Timing        string     `yaml:"timing"`
+	HSM           fileHSM    `yaml:"hsm"`
 
 	SchedulerInterval time.Duration `yaml:"scheduler_interval"`
 	IndexWait         time.Duration `yaml:"index_wait"`
@@ -58,6 +62,61 @@ type fileTLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	CAFile   string `yaml:"ca_file"`
+}
+
+// fileHSM selects the device that wraps this node's share of the root.
+type fileHSM struct {
+	// Type is "pkcs11", "soft" or "none" (default).
+	Type string `yaml:"type"`
+	// Path is the soft HSM's key directory.
+	Path string `yaml:"path"`
+	// Module, TokenLabel and the PIN (from PINFile or the environment
+	// variable PINEnv, never inline) select a PKCS#11 token.
+	Module     string `yaml:"module"`
+	TokenLabel string `yaml:"token_label"`
+	PINFile    string `yaml:"pin_file"`
+	PINEnv     string `yaml:"pin_env"`
+	// KeyLabel names the wrapping key in the device (default keyd-node-share).
+	KeyLabel string `yaml:"key_label"`
+}
+
+// hsmConfig turns the hsm section into an hsmbridge.Config. The PIN is
+// read here, from a file or the environment, so it never sits in the
+// config file or on a command line.
+func (h fileHSM) hsmConfig(getenv func(string) string) (hsmbridge.Config, error) {
+	switch h.Type {
+	case "", "none":
+		return nil, nil
+	case "soft":
+		if h.Path == "" {
+			return nil, errors.New("config: hsm: soft needs path")
+		}
+		return soft.Config{Path: h.Path}, nil
+	case "pkcs11":
+		if h.Module == "" || h.TokenLabel == "" {
+			return nil, errors.New("config: hsm: pkcs11 needs module and token_label")
+		}
+		var pin string
+		switch {
+		case h.PINFile != "" && h.PINEnv != "":
+			return nil, errors.New("config: hsm: set pin_file or pin_env, not both")
+		case h.PINFile != "":
+			b, err := os.ReadFile(h.PINFile)
+			if err != nil {
+				return nil, fmt.Errorf("config: hsm: pin_file: %w", err)
+			}
+			pin = strings.TrimRight(string(b), "\r\n")
+		case h.PINEnv != "":
+			pin = getenv(h.PINEnv)
+			if pin == "" {
+				return nil, fmt.Errorf("config: hsm: environment variable %s is empty", h.PINEnv)
+			}
+		default:
+			return nil, errors.New("config: hsm: pkcs11 needs pin_file or pin_env")
+		}
+		return pkcs11.Config{Module: h.Module, TokenLabel: h.TokenLabel, PIN: pin}, nil
+	}
+	return nil, fmt.Errorf("config: hsm: unknown type %q (pkcs11, soft or none)", h.Type)
 }
 
 type filePeer struct {
@@ -190,6 +249,12 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 		cfg.Peers = append(cfg.Peers, node.Peer{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr, Region: p.Region})
 	}
 	cfg.Bootstrap = fc.Bootstrap
+	if cfg.HSM, err = fc.HSM.hsmConfig(os.Getenv); err != nil {
+		return node.Config{}, err
+	}
+	if fc.HSM.KeyLabel != "" {
+		cfg.HSMKeyLabel = fc.HSM.KeyLabel
+	}
 	cfg.Timing = timing
 	if fc.SchedulerInterval > 0 {
 		cfg.SchedulerInterval = fc.SchedulerInterval

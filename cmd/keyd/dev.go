@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/client"
+	"github.com/keyd/keyd/hsmbridge"
 	"github.com/keyd/keyd/node"
 	"github.com/keyd/keyd/transport"
 )
@@ -36,6 +37,7 @@ type devOptions struct {
 	custodians int
 	threshold  int
 	logLevel   string
+	hsm        string
 }
 
 // dev runs an in-process development cluster until SIGINT or SIGTERM.
@@ -45,6 +47,7 @@ func (c *cli) dev(args []string) error {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8200", "API address of the first node; node i uses port+2i for the API and port+2i+1 for Raft (port 0: free ports; a persistent -data dir with several nodes needs fixed ports)")
 	fs.StringVar(&o.dataDir, "data", "", "data directory, kept on exit (default: a temporary directory removed on exit)")
 	fs.IntVar(&o.nodes, "nodes", 1, "number of in-process nodes")
+	fs.StringVar(&o.hsm, "hsm", devHSMSoft, "HSM holding each node's share of the root: soft (a key file per node), softhsm2 (a SoftHSM2 token per node, via PKCS#11) or none")
 	fs.IntVar(&o.custodians, "custodians", 1, "number of custodian shares to deal")
 	fs.IntVar(&o.threshold, "threshold", 1, "shares needed to unseal; with 1 the dev cluster unseals itself")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "node log level on stderr: debug, info, warn or error")
@@ -120,7 +123,7 @@ type devSlot struct {
 // devConfig is the node.Config of one dev node: every dev node is a
 // normal node with pre-bound listeners, certificates from the dev CA, and
 // all nodes bootstrapped together. There is no dev-only code path in node.
-func devConfig(s devSlot, peers []node.Peer, id transport.Identity, logger *slog.Logger, raftLog io.Writer) node.Config {
+func devConfig(s devSlot, peers []node.Peer, id transport.Identity, hsm hsmbridge.Config, logger *slog.Logger, raftLog io.Writer) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.NodeID = s.id
 	cfg.Region = devRegion
@@ -131,6 +134,7 @@ func devConfig(s devSlot, peers []node.Peer, id transport.Identity, logger *slog
 	cfg.Identity = id
 	cfg.Peers = peers
 	cfg.Bootstrap = true
+	cfg.HSM = hsm
 	cfg.Logger = logger
 	cfg.RaftLogOutput = raftLog
 	return cfg
@@ -206,6 +210,14 @@ func runDev(ctx context.Context, o devOptions, level slog.Level, out, logOut io.
 		peers[i] = node.Peer{ID: s.id, RaftAddr: s.raftAdv, APIAddr: s.apiAdv, Region: devRegion}
 	}
 
+	ids := make([]string, len(slots))
+	for i, s := range slots {
+		ids[i] = s.id
+	}
+	hsms, err := devHSMs(ctx, o.hsm, dir, ids)
+	if err != nil {
+		return err
+	}
 	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	var nodes []*node.Node
 	defer func() {
@@ -215,12 +227,12 @@ func runDev(ctx context.Context, o devOptions, level slog.Level, out, logOut io.
 			}
 		}
 	}()
-	for _, s := range slots {
+	for i, s := range slots {
 		id, err := ca.Identity(s.id, devHosts(o.listen)...)
 		if err != nil {
 			return fmt.Errorf("dev: %w", err)
 		}
-		n, err := node.New(devConfig(s, peers, id, logger, logOut))
+		n, err := node.New(devConfig(s, peers, id, hsms[i], logger, logOut))
 		if err != nil {
 			return err
 		}

@@ -98,7 +98,7 @@ func TestDevConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := devConfig(s, peers, id, slog.New(slog.DiscardHandler), io.Discard)
+		cfg := devConfig(s, peers, id, nil, slog.New(slog.DiscardHandler), io.Discard)
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("%s: Validate: %v", s.id, err)
 		}

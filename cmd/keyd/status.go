@@ -77,11 +77,11 @@ func (c *cli) status(args []string) error {
 
 func printStatusTable(c *cli, rows []nodeStatus) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tSEAL\tPROGRESS\tRAFT\tLEADER\tAPPLIED")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSEAL\tUNSEALED BY\tPROGRESS\tHSM\tNODE SHARE\tRAFT\tLEADER\tAPPLIED")
 	for _, r := range rows {
 		st := r.Status
 		if st == nil {
-			fmt.Fprintf(tw, "?\t%s\tunreachable\t-\t-\t-\t-\n", r.Addr)
+			fmt.Fprintf(tw, "?\t%s\tunreachable\t-\t-\t-\t-\t-\t-\t-\n", r.Addr)
 			continue
 		}
 		seal, progress := "unsealed", "-"
@@ -93,8 +93,17 @@ func printStatusTable(c *cli, rows []nodeStatus) error {
 			progress = fmt.Sprintf("%d of %d", st.Progress, st.Threshold)
 		}
 		leader := orDash(st.LeaderID)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(st.NodeID), r.Addr, seal, progress,
-			orDash(st.RaftState), leader, strconv.FormatUint(st.Applied, 10))
+		hsm := st.HSM
+		if len(hsm) > 40 {
+			hsm = hsm[:40] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(st.NodeID), r.Addr, seal, orDash(st.UnsealedBy), progress,
+			orDash(hsm), orDash(st.NodeShare), orDash(st.RaftState), leader, strconv.FormatUint(st.Applied, 10))
+	}
+	for _, r := range rows {
+		if r.Status != nil && r.Status.SealReason != "" {
+			fmt.Fprintf(c.stdout, "%s: sealed: %s\n", r.Status.NodeID, r.Status.SealReason)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
