@@ -341,3 +341,72 @@ type NodeShareDelivery struct {
 	Commitments []byte `json:"commitments"`
 	Share       string `json:"share"`
 }
+
+// PathCluster is GET /v1/sys/cluster (token): the topology.
+const PathCluster = "/v1/sys/cluster"
+
+// PathJoin is POST /v1/sys/join: ask this node to join a cluster through
+// gossip seeds. Unauthenticated only while the node is fresh (no Raft
+// state, not initialized); otherwise it needs a token.
+const PathJoin = "/v1/sys/join"
+
+// PathRemove is POST /v1/sys/remove (token, leader): remove a node.
+const PathRemove = "/v1/sys/remove"
+
+// Node states in ClusterNode.State.
+const (
+	NodeAlive   = "alive"
+	NodeSuspect = "suspect"
+	NodeDead    = "dead"
+	NodeLeft    = "left"
+	NodeUnknown = "unknown"
+)
+
+// ClusterNode is one node of the topology.
+type ClusterNode struct {
+	ID         string `json:"id"`
+	Region     string `json:"region,omitempty"`
+	APIAddr    string `json:"api_addr,omitempty"`
+	RaftAddr   string `json:"raft_addr,omitempty"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
+	// Voter and NonVoter say the node's Raft membership; both false means
+	// it is known by gossip only (joining, or removed).
+	Voter    bool `json:"voter"`
+	NonVoter bool `json:"non_voter"`
+	Leader   bool `json:"leader"`
+	Sealed   bool `json:"sealed"`
+	// State is the gossip view: alive, suspect, dead, left or unknown.
+	State   string `json:"state"`
+	Applied uint64 `json:"applied_index"`
+	HSMOK   bool   `json:"hsm_ok"`
+	// LastContact is how long ago this node's state last changed in
+	// gossip (or, for the answering node, its last contact with the
+	// leader), in milliseconds.
+	LastContactMS int64 `json:"last_contact_ms"`
+}
+
+// ClusterInfo is the reply of GET /v1/sys/cluster.
+type ClusterInfo struct {
+	// Node is the id of the node that answered.
+	Node     string        `json:"node"`
+	LeaderID string        `json:"leader_id,omitempty"`
+	Leader   string        `json:"leader,omitempty"` // leader's API address
+	Nodes    []ClusterNode `json:"nodes"`
+	Index    uint64        `json:"index"`
+}
+
+// JoinRequest is the body of POST /v1/sys/join.
+type JoinRequest struct {
+	// Seeds are gossip addresses (host:port) of existing members.
+	Seeds []string `json:"seeds"`
+}
+
+// JoinResponse reports how many seeds answered.
+type JoinResponse struct {
+	Contacted int `json:"contacted"`
+}
+
+// RemoveRequest is the body of POST /v1/sys/remove.
+type RemoveRequest struct {
+	NodeID string `json:"node_id"`
+}
