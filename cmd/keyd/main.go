@@ -46,6 +46,9 @@ Client:
   status [-json]             show every node's seal and Raft state
   key <subcommand> ...       create, manage and use keys (keyd key -h)
 
+Audit:
+  audit verify FILE -pubkey P  check an audit log's hash chain and signatures (offline)
+
 Other:
   version                    print the version
 
@@ -76,6 +79,7 @@ func (c *cli) commands() map[string]func(args []string) error {
 		"operator": c.operator,
 		"status":   c.status,
 		"key":      c.key,
+		"audit":    c.audit,
 		"version":  c.version,
 	}
 }

@@ -1,0 +1,263 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// ErrTampered matches every [*VerifyError] with errors.Is.
+var ErrTampered = errors.New("audit: log tampered")
+
+// ErrInvalidKey is returned by [Verify] and [ParsePublicKey] for a public
+// key that is not an ed25519 key.
+var ErrInvalidKey = errors.New("audit: invalid public key")
+
+// VerifyError names the first line of a log that fails verification.
+type VerifyError struct {
+	Line   int    // 1-based line number in the file
+	Seq    uint64 // the line's seq, or the expected seq if it does not parse
+	Reason string
+}
+
+func (e *VerifyError) Error() string {
+	return fmt.Sprintf("audit: line %d (seq %d): %s", e.Line, e.Seq, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrTampered) true for a *VerifyError.
+func (e *VerifyError) Is(target error) bool { return target == ErrTampered }
+
+// Report is the result of a successful [Verify].
+type Report struct {
+	Records     uint64 // lines that are not checkpoints
+	Checkpoints uint64
+	FirstSeq    uint64 // 0 for an empty log
+	LastSeq     uint64
+	// Unsigned counts the records after the last checkpoint. Nothing
+	// vouches for them: they could have been cut off or edited (the last
+	// line) without trace. A log closed cleanly has none.
+	Unsigned uint64
+	// Warning explains anything the verification could not cover
+	// (unsigned tail, a log starting after seq 1, a torn final line), or is
+	// empty.
+	Warning string
+}
+
+// Verify reads a log from r and checks that every line parses, seq rises
+// by 1 from the first line's seq, each prev is the SHA-256 of the previous
+// line's exact bytes (without its newline), seq 1 has an empty prev, and
+// every checkpoint is signed by pub over its seq and head.
+//
+// It returns a *[VerifyError] (matching [ErrTampered]) for the first bad
+// line, [ErrInvalidKey] for a bad pub, or a read error from r. When
+// line L's prev does not match line L-1, the error names L-1: the first
+// line that may have been altered. A final line without a newline that is
+// not even JSON is taken for a write torn by a crash and reported as a
+// warning, not an error: the logger never acknowledged it, and cutting
+// the unsigned tail is undetectable anyway.
+//
+// Verify keeps only the previous line's hash: memory does not grow with
+// the log.
+func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrInvalidKey, len(pub), ed25519.PublicKeySize)
+	}
+	v := verifier{pub: pub}
+	br := bufio.NewReaderSize(r, 64<<10)
+	var long []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			if len(long)+len(line) > maxLine {
+				return nil, &VerifyError{Line: v.line + 1, Seq: v.lastSeq + 1, Reason: fmt.Sprintf("line longer than %d bytes", maxLine)}
+			}
+			long = append(long, line...)
+			continue
+		}
+		if len(long) > 0 {
+			line = append(long, line...)
+			long = long[:0]
+		}
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("audit: read log: %w", err)
+		}
+		if len(line) == 0 && err == io.EOF {
+			break
+		}
+		complete := line[len(line)-1] == '\n'
+		if complete {
+			line = line[:len(line)-1]
+		}
+		if verr := v.check(line); verr != nil {
+			if !complete && !json.Valid(line) {
+				v.torn = true
+				break
+			}
+			return nil, verr
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	return v.report(), nil
+}
+
+// verifier is the state Verify carries from line to line.
+type verifier struct {
+	pub         ed25519.PublicKey
+	line        int
+	lastSeq     uint64
+	firstSeq    uint64
+	prevHash    [32]byte
+	prevSeq     uint64 // seq of the line prevHash belongs to
+	records     uint64
+	checkpoints uint64
+	sinceCP     uint64
+	exactCount  bool // sinceCP counts from the chain's start or a checkpoint
+	lastCPSeq   uint64
+	torn        bool
+}
+
+func (v *verifier) check(line []byte) *VerifyError {
+	lineNo := v.line + 1
+	bad := func(seq uint64, format string, args ...any) *VerifyError {
+		return &VerifyError{Line: lineNo, Seq: seq, Reason: fmt.Sprintf(format, args...)}
+	}
+	var rec Record
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err != nil {
+		return bad(v.lastSeq+1, "not a record: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return bad(v.lastSeq+1, "data after the record")
+	}
+	if rec.Seq == 0 {
+		return bad(0, "seq is 0")
+	}
+	first := v.line == 0
+	if !first && rec.Seq != v.lastSeq+1 {
+		return bad(rec.Seq, "seq %d follows seq %d: records missing, duplicated or reordered", rec.Seq, v.lastSeq)
+	}
+	switch {
+	case rec.Seq == 1 && rec.Prev != "":
+		return bad(rec.Seq, "seq 1 has a prev")
+	case rec.Seq > 1 && (len(rec.Prev) != 64 || !isLowerHex(rec.Prev)):
+		return bad(rec.Seq, "prev is not a SHA-256 hex digest")
+	case !first && rec.Prev != hex.EncodeToString(v.prevHash[:]):
+		// The previous line's bytes no longer hash to what this line
+		// recorded: that line is the first one that may be altered.
+		return &VerifyError{Line: lineNo - 1, Seq: v.prevSeq,
+			Reason: fmt.Sprintf("line does not hash to the prev recorded by line %d: it was edited (or line %d's prev was)", lineNo, lineNo)}
+	case rec.Op == "":
+		return bad(rec.Seq, "op is empty")
+	}
+	if rec.Op == OpCheckpoint || rec.Checkpoint != nil {
+		if verr := v.checkCheckpoint(&rec, bad); verr != nil {
+			return verr
+		}
+	} else {
+		v.records++
+		v.sinceCP++
+	}
+	if first {
+		v.firstSeq = rec.Seq
+		v.exactCount = rec.Seq == 1
+	}
+	v.line = lineNo
+	v.lastSeq = rec.Seq
+	v.prevSeq = rec.Seq
+	v.prevHash = sha256.Sum256(line)
+	return nil
+}
+
+func (v *verifier) checkCheckpoint(rec *Record, bad func(uint64, string, ...any) *VerifyError) *VerifyError {
+	cp := rec.Checkpoint
+	switch {
+	case rec.Op != OpCheckpoint:
+		return bad(rec.Seq, "checkpoint payload on a %q record", rec.Op)
+	case cp == nil:
+		return bad(rec.Seq, "checkpoint record without a checkpoint")
+	case cp.Head != rec.Prev || rec.Prev == "":
+		return bad(rec.Seq, "checkpoint head does not equal prev")
+	}
+	var head [32]byte
+	hex.Decode(head[:], []byte(cp.Head)) // checked as 64 hex digits with prev
+	if !verifyCheckpoint(v.pub, rec.Seq, head, cp.Signature) {
+		return bad(rec.Seq, "checkpoint signature does not verify")
+	}
+	exact := v.exactCount || v.checkpoints > 0
+	if exact && cp.Count != v.sinceCP || !exact && cp.Count < v.sinceCP {
+		return bad(rec.Seq, "checkpoint counts %d records, the log has %d", cp.Count, v.sinceCP)
+	}
+	v.checkpoints++
+	v.sinceCP = 0
+	v.lastCPSeq = rec.Seq
+	return nil
+}
+
+func (v *verifier) report() *Report {
+	rep := &Report{
+		Records:     v.records,
+		Checkpoints: v.checkpoints,
+		FirstSeq:    v.firstSeq,
+		LastSeq:     v.lastSeq,
+		Unsigned:    v.sinceCP,
+	}
+	var warn []string
+	switch {
+	case v.line == 0 && !v.torn:
+		warn = append(warn, "the log is empty")
+	case v.checkpoints == 0 && v.sinceCP > 0:
+		warn = append(warn, fmt.Sprintf("no checkpoint: none of the %d records is signed, so records cut from the end or an edited last line would go unnoticed", v.sinceCP))
+	case v.sinceCP > 0:
+		warn = append(warn, fmt.Sprintf("%d records after the last checkpoint (seq %d) are not signed, so records cut from the end or an edited last line would go unnoticed", v.sinceCP, v.lastCPSeq))
+	}
+	if v.firstSeq > 1 {
+		warn = append(warn, fmt.Sprintf("the log starts at seq %d: earlier records are not in this file", v.firstSeq))
+	}
+	if v.torn {
+		warn = append(warn, fmt.Sprintf("line %d is incomplete (a write cut short by a crash?) and was not verified", v.line+1))
+	}
+	rep.Warning = strings.Join(warn, "; ")
+	return rep
+}
+
+// ParsePublicKey reads an ed25519 public key given as hex (64 digits) or
+// as a PEM "PUBLIC KEY" block (PKIX), with surrounding white space
+// allowed. Errors wrap [ErrInvalidKey].
+func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
+	b = bytes.TrimSpace(b)
+	if bytes.HasPrefix(b, []byte("-----BEGIN")) {
+		blk, _ := pem.Decode(b)
+		if blk == nil || blk.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("%w: want a PEM PUBLIC KEY block", ErrInvalidKey)
+		}
+		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("%w: %T, want ed25519", ErrInvalidKey, k)
+		}
+		return pub, nil
+	}
+	pub := make([]byte, ed25519.PublicKeySize)
+	if len(b) != 2*ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: want %d hex digits or PEM", ErrInvalidKey, 2*ed25519.PublicKeySize)
+	}
+	if _, err := hex.Decode(pub, b); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	}
+	return pub, nil
+}

@@ -1,0 +1,146 @@
+package policy
+
+// Capability names one thing an identity may be allowed to do. Key
+// capabilities apply to key names and are granted on key-name patterns;
+// system capabilities apply to the cluster as a whole and take no key.
+//
+// The HTTP layer maps each route to exactly one capability:
+//
+//	encrypt     POST /v1/keys/{name}/encrypt (and batch/encrypt)
+//	decrypt     POST /v1/keys/{name}/decrypt (and batch/decrypt)
+//	rewrap      POST /v1/keys/{name}/reencrypt (and batch/reencrypt)
+//	datakey     POST /v1/keys/{name}/datakey (and batch/datakey)
+//	sign        POST /v1/keys/{name}/sign (and batch/sign)
+//	verify      POST /v1/keys/{name}/verify, verify-hmac (and their batches)
+//	hmac        POST /v1/keys/{name}/hmac (and batch/hmac)
+//	create      POST /v1/keys
+//	rotate      POST /v1/keys/{name}/rotate, enable, disable, config:
+//	            every lifecycle change that is not a deletion
+//	read        GET  /v1/keys/{name} and GET /v1/keys (listing shows only
+//	            the names the identity may read)
+//	delete      POST /v1/keys/{name}/schedule-deletion, cancel-deletion
+//	set-policy  writing and deleting policies: the writer needs set-policy
+//	            on every key pattern the policy names (see [Set.AllowedPattern])
+//	cluster     join, remove, peers, seal
+//	snapshot    taking and restoring snapshots
+//	audit-read  reading and verifying the audit trail
+//	token-admin creating and revoking tokens and identities; whoever holds
+//	            it can bind any policy, so it is as strong as admin
+//
+// verify-hmac is [Verify], not [HMAC], on purpose: checking a tag reveals
+// only a yes or no, the same as verifying a signature. Custodian actions
+// (unseal, root rotation, DR restore approval) have no capability at all:
+// they are authorised by custodian shares, never by a token.
+type Capability string
+
+// Key capabilities. A rule granting any of them must name key patterns.
+const (
+	Encrypt   Capability = "encrypt"
+	Decrypt   Capability = "decrypt"
+	Rewrap    Capability = "rewrap"
+	DataKey   Capability = "datakey"
+	Sign      Capability = "sign"
+	Verify    Capability = "verify"
+	HMAC      Capability = "hmac"
+	Create    Capability = "create"
+	Rotate    Capability = "rotate" // also enable, disable and config
+	Read      Capability = "read"
+	Delete    Capability = "delete" // schedule and cancel deletion
+	SetPolicy Capability = "set-policy"
+)
+
+// System capabilities. A rule granting any of them must not name keys.
+const (
+	Cluster    Capability = "cluster"
+	Snapshot   Capability = "snapshot"
+	AuditRead  Capability = "audit-read"
+	TokenAdmin Capability = "token-admin"
+)
+
+// capIndex numbers the capabilities densely so a [Set] can index arrays
+// instead of hashing strings on the request path.
+type capIndex uint8
+
+const (
+	iEncrypt capIndex = iota
+	iDecrypt
+	iRewrap
+	iDataKey
+	iSign
+	iVerify
+	iHMAC
+	iCreate
+	iRotate
+	iRead
+	iDelete
+	iSetPolicy
+	iCluster
+	iSnapshot
+	iAuditRead
+	iTokenAdmin
+	numCaps
+)
+
+// numKeyCaps splits the index space: i < numKeyCaps is a key capability,
+// the rest are system capabilities.
+const numKeyCaps = iCluster
+
+// allCaps lists every capability in index order.
+var allCaps = [numCaps]Capability{
+	Encrypt, Decrypt, Rewrap, DataKey, Sign, Verify, HMAC,
+	Create, Rotate, Read, Delete, SetPolicy,
+	Cluster, Snapshot, AuditRead, TokenAdmin,
+}
+
+// index returns c's index and whether c is a known capability. A switch
+// on a string compiles to comparisons and does not allocate.
+func (c Capability) index() (capIndex, bool) {
+	switch c {
+	case Encrypt:
+		return iEncrypt, true
+	case Decrypt:
+		return iDecrypt, true
+	case Rewrap:
+		return iRewrap, true
+	case DataKey:
+		return iDataKey, true
+	case Sign:
+		return iSign, true
+	case Verify:
+		return iVerify, true
+	case HMAC:
+		return iHMAC, true
+	case Create:
+		return iCreate, true
+	case Rotate:
+		return iRotate, true
+	case Read:
+		return iRead, true
+	case Delete:
+		return iDelete, true
+	case SetPolicy:
+		return iSetPolicy, true
+	case Cluster:
+		return iCluster, true
+	case Snapshot:
+		return iSnapshot, true
+	case AuditRead:
+		return iAuditRead, true
+	case TokenAdmin:
+		return iTokenAdmin, true
+	}
+	return 0, false
+}
+
+// Known reports whether c is one of the capabilities this package defines.
+func (c Capability) Known() bool {
+	_, ok := c.index()
+	return ok
+}
+
+// IsSystem reports whether c is a system capability (one that takes no
+// key). It is false for unknown capabilities.
+func (c Capability) IsSystem() bool {
+	i, ok := c.index()
+	return ok && i >= numKeyCaps
+}

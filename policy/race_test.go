@@ -1,0 +1,6 @@
+//go:build race
+
+package policy
+
+// raceEnabled skips allocation assertions: the race detector allocates.
+const raceEnabled = true
