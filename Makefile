@@ -20,3 +20,19 @@ bench:
 
 clean:
 	rm -rf bin
+
+# Local 3-node, 3-region cluster in docker containers (see
+# docker-compose.cluster.yml) and its bounded region-failover drill.
+.PHONY: cluster-image cluster-up cluster-down chaos-compose
+
+cluster-image:
+	./scripts/cluster-image.sh
+
+cluster-up:
+	./scripts/cluster-up.sh
+
+cluster-down:
+	./scripts/cluster-down.sh
+
+chaos-compose:
+	./chaos/compose/region-failover.sh
