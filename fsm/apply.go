@@ -113,6 +113,15 @@ func (a *applier) dispatch(cmd Command) error {
 		return a.applyPutToken(c)
 	case *PutNodeShares:
 		return a.applyNodeShares(c)
+	case *RemoveNode:
+		if c.NodeID == "" || len(c.NodeID) > 128 {
+			return fmt.Errorf("%w: node id", ErrInvalidCommand)
+		}
+		v, _ := json.Marshal(c.At)
+		if err := a.tx.Bucket(bucketRemoved).Put([]byte(c.NodeID), v); err != nil {
+			return errStorage{err}
+		}
+		return nil
 	case *RevokeToken:
 		if len(c.Hash) == 0 {
 			return fmt.Errorf("%w: empty token hash", ErrInvalidCommand)

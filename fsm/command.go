@@ -24,6 +24,7 @@ const (
 	OpPutToken
 	OpRevokeToken
 	OpPutNodeShares
+	OpRemoveNode
 	opMax // keep last
 )
 
@@ -159,6 +160,16 @@ type PutNodeShares struct {
 
 func (*PutNodeShares) op() Op { return OpPutNodeShares }
 
+// RemoveNode tombstones a node id: the leader will not add it back to the
+// Raft configuration when it shows up in gossip again. A removed machine
+// rejoins under a new node id with an empty data directory.
+type RemoveNode struct {
+	Meta
+	NodeID string `json:"node_id"`
+}
+
+func (*RemoveNode) op() Op { return OpRemoveNode }
+
 func (*Init) op() Op             { return OpInit }
 func (*CreateKey) op() Op        { return OpCreateKey }
 func (*RotateKey) op() Op        { return OpRotateKey }
@@ -194,6 +205,8 @@ func newCommand(op Op) Command {
 		return new(RevokeToken)
 	case OpPutNodeShares:
 		return new(PutNodeShares)
+	case OpRemoveNode:
+		return new(RemoveNode)
 	}
 	return nil
 }

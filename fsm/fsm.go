@@ -28,6 +28,7 @@ var (
 	bucketTokens    = []byte("tokens")
 	bucketRequests  = []byte("requests")   // rid -> index
 	bucketReqByTime = []byte("requests_t") // at(8) | rid -> nil, for pruning
+	bucketRemoved   = []byte("removed")    // node id -> removal time
 
 	keyApplied    = []byte("applied")
 	keyInit       = []byte("init")
@@ -80,7 +81,7 @@ func openDB(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("fsm: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketKeys, bucketTokens, bucketRequests, bucketReqByTime} {
+		for _, b := range [][]byte{bucketMeta, bucketKeys, bucketTokens, bucketRequests, bucketReqByTime, bucketRemoved} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -296,6 +297,16 @@ func (f *FSM) NodeShares() (*NodeSharesRecord, error) {
 	return rec, err
 }
 
+// Removed reports whether a node id was removed from the cluster.
+func (f *FSM) Removed(id string) bool {
+	var found bool
+	_ = f.view(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketRemoved).Get([]byte(id)) != nil
+		return nil
+	})
+	return found
+}
+
 // Tokens returns every token record.
 func (f *FSM) Tokens() ([]*TokenRecord, error) {
 	var out []*TokenRecord
@@ -341,7 +352,7 @@ func getKey(tx *bolt.Tx, name string) (*KeyRecord, error) {
 // applied index) for comparing replicas in tests.
 func (f *FSM) Dump(w io.Writer) error {
 	return f.view(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketKeys, bucketTokens, bucketRequests} {
+		for _, name := range [][]byte{bucketKeys, bucketTokens, bucketRequests, bucketRemoved} {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				_, err := fmt.Fprintf(w, "%s/%x=%x\n", name, k, v)
 				return err

@@ -91,6 +91,29 @@ type Config struct {
 	// shares must be re-dealt and a sealed node tries to rejoin.
 	NodeShareInterval time.Duration
 
+	// GossipAddr is where memberlist listens (TCP and UDP); empty turns
+	// gossip off (static membership from Peers only). GossipAdvertise is
+	// what other nodes use. GossipKey (16, 24 or 32 bytes) encrypts and
+	// authenticates gossip; it is required with gossip.
+	GossipAddr      string
+	GossipAdvertise string
+	GossipKey       []byte
+	// Join lists gossip addresses of existing members. A node with no
+	// Raft state joins through them (retrying until one answers); the
+	// leader then adds it as a non-voter and promotes it when the
+	// placement policy wants another voter.
+	Join []string
+	// MaxVoters caps the voters (default 5); see placement.go.
+	MaxVoters int
+	// ReconcileInterval is how often the leader reconciles membership.
+	ReconcileInterval time.Duration
+	// DeadVoterTimeout is how long a voter may be dead in gossip before a
+	// caught-up non-voter replaces it (default 30s).
+	DeadVoterTimeout time.Duration
+	// DeadNodeRemoveTimeout is how long a node may be dead before the
+	// leader removes it from the Raft configuration (default 24h).
+	DeadNodeRemoveTimeout time.Duration
+
 	// Peers lists the cluster's members (including this node is fine).
 	Peers []Peer
 	// Bootstrap forms a new cluster from Peers when the node has no Raft
@@ -125,18 +148,22 @@ type Config struct {
 // fill in identity, addresses and data directory.
 func DefaultConfig() Config {
 	return Config{
-		Region:            "default",
-		APIAddr:           "127.0.0.1:8200",
-		RaftAddr:          "127.0.0.1:8201",
-		Timing:            TimingLAN,
-		SchedulerInterval: time.Minute,
-		MinRotationPeriod: time.Minute,
-		HSMKeyLabel:       "keyd-node-share",
-		NodeShareInterval: time.Second,
-		IndexWait:         5 * time.Second,
-		ApplyTimeout:      10 * time.Second,
-		SnapshotThreshold: 8192,
-		Logger:            slog.Default(),
+		Region:                "default",
+		APIAddr:               "127.0.0.1:8200",
+		RaftAddr:              "127.0.0.1:8201",
+		Timing:                TimingLAN,
+		SchedulerInterval:     time.Minute,
+		MinRotationPeriod:     time.Minute,
+		HSMKeyLabel:           "keyd-node-share",
+		MaxVoters:             5,
+		ReconcileInterval:     time.Second,
+		DeadVoterTimeout:      30 * time.Second,
+		DeadNodeRemoveTimeout: 24 * time.Hour,
+		NodeShareInterval:     time.Second,
+		IndexWait:             5 * time.Second,
+		ApplyTimeout:          10 * time.Second,
+		SnapshotThreshold:     8192,
+		Logger:                slog.Default(),
 	}
 }
 
@@ -178,8 +205,19 @@ func (c *Config) Validate() error {
 	if c.Bootstrap && len(c.Peers) == 0 {
 		bad("Bootstrap needs Peers (include this node)")
 	}
+	if len(c.Join) > 0 && c.GossipAddr == "" {
+		bad("Join needs GossipAddr")
+	}
 	if c.HSM != nil && c.HSMKeyLabel == "" {
 		bad("HSMKeyLabel is required with an HSM")
+	}
+	if c.GossipAddr != "" {
+		if l := len(c.GossipKey); l != 16 && l != 24 && l != 32 {
+			bad("GossipKey must be 16, 24 or 32 bytes with gossip on")
+		}
+	}
+	if c.MaxVoters < 1 || c.ReconcileInterval <= 0 || c.DeadVoterTimeout <= 0 || c.DeadNodeRemoveTimeout <= 0 {
+		bad("MaxVoters, ReconcileInterval, DeadVoterTimeout and DeadNodeRemoveTimeout must be positive")
 	}
 	if c.NodeShareInterval <= 0 {
 		bad("NodeShareInterval must be positive")

@@ -45,7 +45,32 @@ func (b *peerBook) apiAddr(id string) string {
 func (b *peerBook) set(p Peer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	old := b.byID[p.ID]
+	if p.RaftAddr == "" {
+		p.RaftAddr = old.RaftAddr
+	}
+	if p.Region == "" {
+		p.Region = old.Region
+	}
 	b.byID[p.ID] = p
+}
+
+func (b *peerBook) get(id string) (Peer, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	p, ok := b.byID[id]
+	return p, ok
+}
+
+// all returns every known peer, this node included.
+func (b *peerBook) all() []Peer {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]Peer, 0, len(b.byID))
+	for _, p := range b.byID {
+		out = append(out, p)
+	}
+	return out
 }
 
 // others returns every known peer except this node.

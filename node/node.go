@@ -22,6 +22,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/hsmbridge"
+	"github.com/keyd/keyd/membership"
 	"github.com/keyd/keyd/node/httpapi"
 	"github.com/keyd/keyd/transport"
 )
@@ -42,6 +43,8 @@ type Node struct {
 	hsm     hsmbridge.HSM // nil without an HSM or when it failed to open
 	hsmErr  error         // why the HSM could not be opened
 	dealNow chan struct{}
+
+	gossip *membership.Gossip
 
 	apiLn    net.Listener
 	http     *http.Server
@@ -122,7 +125,7 @@ func (n *Node) Start(ctx context.Context) error {
 		tlsCfg = transport.APIServerConfig(n.cfg.Identity)
 	}
 	handler := httpapi.New(httpapi.Config{
-		Sys: n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Auth: &n.auth,
+		Sys: n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Auth: &n.auth,
 		IsPeer: func(r *http.Request) (string, bool) {
 			if r.TLS == nil {
 				return "", false
@@ -147,8 +150,13 @@ func (n *Node) Start(ctx context.Context) error {
 			n.log.Error("api server stopped", "err", err)
 		}
 	})
+	if err := n.startGossip(); err != nil {
+		_ = n.Close()
+		return fmt.Errorf("node: gossip: %w", err)
+	}
 	n.group.Go(n.runScheduler)
 	n.group.Go(n.runNodeShares)
+	n.group.Go(n.runReconcile)
 	n.group.Go(func(gctx context.Context) {
 		select {
 		case <-ctx.Done():
@@ -202,13 +210,20 @@ func (n *Node) Close() error {
 		if n.group != nil {
 			n.group.Close()
 		}
+		// Gossip stops without a graceful leave: peers see the node as
+		// dead, which is what a crash or a restart looks like too.
+		if n.gossip != nil {
+			if err := n.gossip.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("node: gossip: %w", err))
+			}
+		}
 		if err := n.raft.close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: raft shutdown: %w", err))
 		}
 		if err := n.fsm.Close(); err != nil {
 			errs = append(errs, err)
 		}
-		n.SealLocal()
+		n.sealLocal(false)
 		if n.hsm != nil {
 			if err := n.hsm.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("node: hsm close: %w", err))

@@ -441,6 +441,12 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 	if _, err := n.fsm.InitRecord(); err != nil {
 		return nil // not initialized: nothing to say
 	}
+	n.sealer.mu.Lock()
+	byOperator := n.sealer.byOperator
+	n.sealer.mu.Unlock()
+	if byOperator {
+		return errors.New("sealed by an operator: custodian shares needed")
+	}
 	if n.hsm == nil {
 		if n.hsmErr != nil {
 			return fmt.Errorf("HSM unavailable (%v): custodian shares needed", n.hsmErr)
@@ -563,6 +569,7 @@ func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by str
 	n.sealer.secret = secret
 	n.sealer.unsealedBy = by
 	n.sealer.reason = ""
+	n.sealer.byOperator = false
 	if by == UnsealedByCustodians {
 		n.sealer.redeal = true
 	}

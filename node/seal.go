@@ -46,6 +46,9 @@ type sealer struct {
 	// redeal asks the leader to deal fresh node shares (after a
 	// custodian unseal).
 	redeal bool
+	// byOperator is set when an operator sealed the node: it then waits
+	// for custodians instead of rejoining from node shares.
+	byOperator bool
 }
 
 func (s *sealer) resetLocked() {
@@ -134,11 +137,15 @@ func (n *Node) unsealWith(c *shamir.Commitments, rec *fsm.InitRecord, shares []s
 	return n.openWithSecret(secret, rec, UnsealedByCustodians)
 }
 
-// SealLocal seals this node: it drops every unwrapped key, the barrier
-// keyring and any pending shares.
-func (n *Node) SealLocal() {
+// SealLocal seals this node on an operator's request: it drops every
+// unwrapped key, the barrier keyring and any pending shares, and stays
+// sealed until custodians unseal it (no warm rejoin).
+func (n *Node) SealLocal() { n.sealLocal(true) }
+
+func (n *Node) sealLocal(byOperator bool) {
 	n.keys.seal()
 	n.sealer.mu.Lock()
+	n.sealer.byOperator = byOperator
 	n.sealer.resetLocked()
 	n.sealer.unsealedBy = ""
 	if n.sealer.secret != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -63,7 +65,29 @@ func (c *cli) certs(args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "%s CA:   %s (key %s, mode 0600)\n", verb, filepath.Join(*caDir, caCertFile), filepath.Join(*caDir, caKeyFile))
 	fmt.Fprintf(c.stdout, "Node cert: %s\nNode key:  %s (mode 0600)\n", certPath, keyPath)
+	gk, err := ensureGossipKey(*caDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Gossip key: %s (mode 0600; the same file for every node: gossip_key_file)\n", gk)
 	return nil
+}
+
+// ensureGossipKey creates dir/gossip.key (32 random bytes, hex, 0600) when
+// it does not exist, and returns its path.
+func ensureGossipKey(dir string) (string, error) {
+	path := filepath.Join(dir, "gossip.key")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(path, []byte(hex.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // loadOrCreateCA loads dir/ca.pem and dir/ca-key.pem, or creates a new CA

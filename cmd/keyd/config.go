@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,14 @@ type fileConfig struct {
 	Bootstrap     bool       `yaml:"bootstrap"`
 	Timing        string     `yaml:"timing"`
 	HSM           fileHSM    `yaml:"hsm"`
+
+	GossipAddr            string        `yaml:"gossip_addr"`
+	GossipAdvertise       string        `yaml:"gossip_advertise"`
+	GossipKeyFile         string        `yaml:"gossip_key_file"`
+	Join                  []string      `yaml:"join"`
+	MaxVoters             int           `yaml:"max_voters"`
+	DeadVoterTimeout      time.Duration `yaml:"dead_voter_timeout"`
+	DeadNodeRemoveTimeout time.Duration `yaml:"dead_node_remove_timeout"`
 
 	SchedulerInterval time.Duration `yaml:"scheduler_interval"`
 	IndexWait         time.Duration `yaml:"index_wait"`
@@ -255,6 +264,21 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 	if fc.HSM.KeyLabel != "" {
 		cfg.HSMKeyLabel = fc.HSM.KeyLabel
 	}
+	cfg.GossipAddr, cfg.GossipAdvertise, cfg.Join = fc.GossipAddr, fc.GossipAdvertise, fc.Join
+	if fc.GossipKeyFile != "" {
+		if cfg.GossipKey, err = readGossipKey(fc.GossipKeyFile); err != nil {
+			return node.Config{}, err
+		}
+	}
+	if fc.MaxVoters != 0 {
+		cfg.MaxVoters = fc.MaxVoters
+	}
+	if fc.DeadVoterTimeout != 0 {
+		cfg.DeadVoterTimeout = fc.DeadVoterTimeout
+	}
+	if fc.DeadNodeRemoveTimeout != 0 {
+		cfg.DeadNodeRemoveTimeout = fc.DeadNodeRemoveTimeout
+	}
 	cfg.Timing = timing
 	if fc.SchedulerInterval > 0 {
 		cfg.SchedulerInterval = fc.SchedulerInterval
@@ -274,4 +298,18 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 		return node.Config{}, err
 	}
 	return cfg, nil
+}
+
+// readGossipKey reads the cluster's gossip key: a file holding 32 bytes
+// as hex (64 characters), as `keyd certs -gossip-key` writes it.
+func readGossipKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: gossip_key_file: %w", err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
+		return nil, errors.New("config: gossip_key_file must hold 16, 24 or 32 bytes as hex")
+	}
+	return key, nil
 }

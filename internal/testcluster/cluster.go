@@ -38,12 +38,20 @@ type Options struct {
 	SchedulerInterval time.Duration
 	// HSM selects each node's HSM: HSMNone, HSMSoft or HSMSoftHSM2.
 	HSM string
+	// Gossip turns on memberlist (encrypted with a per-cluster key) and
+	// the leader's membership reconciliation.
+	Gossip bool
+	// DeadVoterTimeout for every node (default 2s with gossip).
+	DeadVoterTimeout time.Duration
 }
 
 // Slot is one node position; it survives restarts.
 type Slot struct {
-	ID       string
-	Dir      string
+	ID     string
+	Region string
+	Dir    string
+	// Joiner slots were added after bootstrap and join through gossip.
+	Joiner   bool
 	APIAddr  string
 	RaftAddr string
 	Faults   *transport.FaultLayer
@@ -58,6 +66,7 @@ type Slot struct {
 type Cluster struct {
 	CA    *devcerts.CA
 	id    string
+	key   []byte
 	opts  Options
 	mu    sync.Mutex
 	slots []*Slot
@@ -98,7 +107,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{CA: ca, id: randomID(), opts: opts, log: &syncWriter{w: opts.Log}}
+	c := &Cluster{CA: ca, id: randomID(), opts: opts, log: &syncWriter{w: opts.Log}, key: []byte(randomID() + randomID() + "abcdefgh")}
 	t.Cleanup(c.Close)
 	var lns [][2]net.Listener
 	for i := 0; i < opts.Nodes; i++ {
@@ -115,7 +124,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.slots = append(c.slots, &Slot{ID: id, Dir: t.TempDir(), APIAddr: apiLn.Addr().String(), RaftAddr: raftLn.Addr().String(), identity: ident})
+		c.slots = append(c.slots, &Slot{ID: id, Region: opts.Regions[i%len(opts.Regions)], Dir: t.TempDir(), APIAddr: apiLn.Addr().String(), RaftAddr: raftLn.Addr().String(), identity: ident})
 		lns = append(lns, [2]net.Listener{apiLn, raftLn})
 	}
 	for i, s := range c.slots {
@@ -129,22 +138,48 @@ func New(t testing.TB, opts Options) *Cluster {
 
 func (c *Cluster) peers() []node.Peer {
 	var ps []node.Peer
-	for i, s := range c.slots {
-		ps = append(ps, node.Peer{ID: s.ID, APIAddr: s.APIAddr, RaftAddr: s.RaftAddr, Region: c.opts.Regions[i%len(c.opts.Regions)]})
+	for _, s := range c.slots {
+		if !s.Joiner {
+			ps = append(ps, node.Peer{ID: s.ID, APIAddr: s.APIAddr, RaftAddr: s.RaftAddr, Region: s.Region})
+		}
 	}
 	return ps
+}
+
+// seeds returns the gossip addresses of running nodes other than skip.
+func (c *Cluster) seeds(skip *Slot) []string {
+	var out []string
+	for _, s := range c.slots {
+		if s == skip {
+			continue
+		}
+		if n := c.node(s); n != nil && n.GossipAddr() != "" {
+			out = append(out, n.GossipAddr())
+		}
+	}
+	return out
 }
 
 func (c *Cluster) start(s *Slot, apiLn, raftLn net.Listener, i int) error {
 	cfg := node.DefaultConfig()
 	cfg.NodeID = s.ID
-	cfg.Region = c.opts.Regions[i%len(c.opts.Regions)]
+	cfg.Region = s.Region
 	cfg.DataDir = s.Dir
 	cfg.APIListener = apiLn
 	cfg.RaftListener = raftLn
 	cfg.Identity = s.identity
 	cfg.Peers = c.peers()
-	cfg.Bootstrap = true
+	cfg.Bootstrap = !s.Joiner
+	if c.opts.Gossip {
+		cfg.GossipAddr = "127.0.0.1:0"
+		cfg.GossipKey = c.key
+		cfg.Join = c.seeds(s)
+		cfg.ReconcileInterval = 200 * time.Millisecond
+		cfg.DeadVoterTimeout = c.opts.DeadVoterTimeout
+		if cfg.DeadVoterTimeout == 0 {
+			cfg.DeadVoterTimeout = 2 * time.Second
+		}
+	}
 	cfg.SchedulerInterval = c.opts.SchedulerInterval
 	cfg.MinRotationPeriod = 100 * time.Millisecond
 	cfg.NodeShareInterval = 100 * time.Millisecond
@@ -402,6 +437,38 @@ func (c *Cluster) EnsureSameState(t testing.TB) {
 		}
 		return nil
 	})
+}
+
+// AddNode starts a new node in region that joins the running cluster
+// through gossip (the cluster needs Options.Gossip). It returns its slot.
+func (c *Cluster) AddNode(t testing.TB, region string) int {
+	t.Helper()
+	if !c.opts.Gossip {
+		t.Fatal("AddNode needs Options.Gossip")
+	}
+	i := len(c.slots)
+	id := fmt.Sprintf("n%d", i+1)
+	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident, err := c.CA.Identity(id, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Slot{ID: id, Region: region, Dir: t.TempDir(), APIAddr: apiLn.Addr().String(), RaftAddr: raftLn.Addr().String(), identity: ident, Joiner: true}
+	s.hsm, s.hsmLabel = c.hsmFor(t, i, s.Dir)
+	c.mu.Lock()
+	c.slots = append(c.slots, s)
+	c.mu.Unlock()
+	if err := c.start(s, apiLn, raftLn, i); err != nil {
+		t.Fatal(err)
+	}
+	return i
 }
 
 // SetHSM replaces slot i's HSM configuration (used before a Restart to

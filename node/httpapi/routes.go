@@ -20,6 +20,10 @@ func (s *Server) routes() []route {
 		{pattern: "POST " + api.PathUnseal, access: open, maxBody: small, handle: s.unseal},
 		{pattern: "POST " + api.PathSeal, access: token, maxBody: small, handle: s.seal},
 
+		{pattern: "GET " + api.PathCluster, access: token, maxBody: 0, handle: s.cluster},
+		{pattern: "POST " + api.PathJoin, access: open, maxBody: small, handle: s.join},
+		{pattern: "POST " + api.PathRemove, access: token, maxBody: small, leader: true, handle: s.remove},
+
 		{pattern: "POST " + api.PathKeys, access: token, maxBody: small, leader: true, handle: s.createKey},
 		{pattern: "GET " + api.PathKeys, access: token, maxBody: 0, minIndex: true, handle: s.listKeys},
 		{pattern: "GET " + k, access: token, maxBody: 0, minIndex: true, handle: s.readKey},
@@ -205,4 +209,34 @@ func (s *Server) nodeShare(c *call) (any, error) {
 func (s *Server) shareRequest(c *call) (any, error) {
 	from, _ := s.cfg.IsPeer(c.r)
 	return s.cfg.NodeShares.AnswerShareRequest(c.r.Context(), from, c.body)
+}
+
+func (s *Server) cluster(c *call) (any, error) {
+	return s.cfg.Membership.ClusterInfo(), nil
+}
+
+// join needs no token only while the node is fresh: a new machine has no
+// tokens yet and learns them by replication once it has joined.
+func (s *Server) join(c *call) (any, error) {
+	if !s.cfg.Membership.Fresh() {
+		if err := s.cfg.Auth.Authenticate(c.r.Header.Get(api.HeaderAuthorization)); err != nil {
+			return nil, err
+		}
+	}
+	var req api.JoinRequest
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	return s.cfg.Membership.JoinSeeds(c.r.Context(), req.Seeds)
+}
+
+func (s *Server) remove(c *call) (any, error) {
+	var req api.RemoveRequest
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Membership.RemoveNode(c.r.Context(), c.rid, req.NodeID); err != nil {
+		return nil, err
+	}
+	return &api.WriteResponse{Index: s.cfg.AppliedIndex()}, nil
 }

@@ -58,6 +58,14 @@ type NodeShares interface {
 	AnswerShareRequest(ctx context.Context, from string, body []byte) (*sharex.Response, error)
 }
 
+// Membership is the topology and join/remove side of a node.
+type Membership interface {
+	ClusterInfo() *api.ClusterInfo
+	Fresh() bool
+	JoinSeeds(ctx context.Context, seeds []string) (*api.JoinResponse, error)
+	RemoveNode(ctx context.Context, rid, id string) error
+}
+
 // Cluster is what the middleware needs of Raft.
 type Cluster interface {
 	IsLeader() bool
@@ -84,6 +92,7 @@ type Config struct {
 	Crypto Crypto
 	Cluster
 	NodeShares NodeShares
+	Membership Membership
 	Auth       Authenticator
 	IsPeer     PeerCheck
 	Logger     *slog.Logger
