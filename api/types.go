@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Headers understood by every node.
 const (
@@ -409,4 +412,99 @@ type JoinResponse struct {
 // RemoveRequest is the body of POST /v1/sys/remove.
 type RemoveRequest struct {
 	NodeID string `json:"node_id"`
+}
+
+// Paths of identity and policy management (token with token-admin, or
+// set-policy for key-scoped policy documents).
+const (
+	PathPolicies    = "/v1/policies" // GET list; PUT/GET/DELETE /v1/policies/{name}
+	PathTokens      = "/v1/tokens"   // POST create; GET list
+	PathTokenRevoke = "/v1/tokens/revoke"
+	PathIdentities  = "/v1/identities" // POST create; GET list; DELETE /v1/identities/{id}
+	PathAuditKey    = "/v1/sys/audit/public-key"
+	PathAuditLog    = "/v1/sys/audit/log"
+	PathWhoAmI      = "/v1/sys/whoami"
+)
+
+// PolicyInfo is a stored policy: GET /v1/policies/{name}.
+type PolicyInfo struct {
+	Name     string          `json:"name"`
+	Builtin  bool            `json:"builtin,omitempty"`
+	Document json.RawMessage `json:"document"`
+	Index    uint64          `json:"index,omitempty"`
+}
+
+// PolicyList is GET /v1/policies.
+type PolicyList struct {
+	Policies []string `json:"policies"`
+	Builtin  []string `json:"builtin"`
+}
+
+// CreateTokenRequest is POST /v1/tokens.
+type CreateTokenRequest struct {
+	Name     string   `json:"name,omitempty"`
+	Policies []string `json:"policies"`
+	// TTL like "720h"; empty: no expiry.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// TokenInfo describes a token without the token itself. The accessor
+// (the first 16 hex digits of the token's SHA-256) names it for listing
+// and revocation.
+type TokenInfo struct {
+	Accessor  string    `json:"accessor"`
+	Name      string    `json:"name,omitempty"`
+	Policies  []string  `json:"policies"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Token is set only in the reply to POST /v1/tokens: shown once.
+	Token string `json:"token,omitempty"`
+	Index uint64 `json:"index,omitempty"`
+}
+
+// TokenList is GET /v1/tokens.
+type TokenList struct {
+	Tokens []TokenInfo `json:"tokens"`
+}
+
+// RevokeTokenRequest is POST /v1/tokens/revoke.
+type RevokeTokenRequest struct {
+	Accessor string `json:"accessor"`
+}
+
+// CreateIdentityRequest is POST /v1/identities: bind a client
+// certificate (PEM) or its public-key hash to policies.
+type CreateIdentityRequest struct {
+	Name        string   `json:"name,omitempty"`
+	Certificate string   `json:"certificate,omitempty"`
+	ID          string   `json:"id,omitempty"`
+	Policies    []string `json:"policies"`
+}
+
+// IdentityInfo is one certificate identity: ID is the hex SHA-256 of the
+// certificate's SubjectPublicKeyInfo.
+type IdentityInfo struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name,omitempty"`
+	Policies  []string  `json:"policies"`
+	CreatedAt time.Time `json:"created_at"`
+	Index     uint64    `json:"index,omitempty"`
+}
+
+// IdentityList is GET /v1/identities.
+type IdentityList struct {
+	Identities []IdentityInfo `json:"identities"`
+}
+
+// WhoAmI is GET /v1/sys/whoami: the caller's identity and policies.
+type WhoAmI struct {
+	Identity string   `json:"identity"`
+	Policies []string `json:"policies"`
+}
+
+// AuditKey is GET /v1/sys/audit/public-key: the node's checkpoint
+// signing key (hex), for `keyd audit verify`.
+type AuditKey struct {
+	Node      string `json:"node"`
+	PublicKey string `json:"public_key"`
 }

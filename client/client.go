@@ -21,6 +21,9 @@ const (
 	DefaultTimeout = 10 * time.Second
 	// DefaultMaxRetries bounds the retries of one call after its first attempt.
 	DefaultMaxRetries = 5
+	// DefaultRefreshInterval is how often the client refreshes the cluster
+	// topology in the background.
+	DefaultRefreshInterval = 15 * time.Second
 )
 
 const (
@@ -33,47 +36,75 @@ const (
 	// maxNodes caps the addresses learned from replies, so a misbehaving
 	// node cannot grow the client's table without bound.
 	maxNodes = 64
-	// refreshEvery rate-limits topology refreshes triggered by writes.
+	// refreshEvery rate-limits topology refreshes triggered by failures:
+	// a burst of failing calls needs one refresh, not one each.
 	refreshEvery = 250 * time.Millisecond
+	// maxFailDelay caps the wait between background refreshes while no
+	// node answers, so a client started before its cluster finds it soon.
+	maxFailDelay = 5 * time.Second
 )
 
 // Config configures a Client. The zero value of each optional field picks
 // the documented default. A Config is copied by New and not retained.
 type Config struct {
 	// Addrs are seed API addresses, "host:port" or "https://host:port", of
-	// any subset of the nodes. More nodes are learned from GET /v1/sys/status.
+	// any subset of the nodes. The other nodes are learned from the
+	// topology (GET /v1/sys/cluster, or /v1/sys/status when the token may
+	// not read it).
 	Addrs []string
 	// Token is the bearer token sent as "Authorization: Bearer <Token>".
-	// Empty sends no Authorization header (health, status, init, unseal).
+	// Empty sends no Authorization header (health, status, init, unseal);
+	// the topology is then learned from /v1/sys/status only.
 	Token string
 	// TLS is the client TLS config; nil uses the system roots. It is cloned.
 	// Ignored when HTTPClient is set.
 	TLS *tls.Config
-	// Region is the preferred region for crypto calls. Nodes do not report
-	// their region yet, so today it only takes effect once topology does;
-	// see pickAny.
+	// Region is the preferred region for crypto calls and reads: alive,
+	// unsealed nodes that the topology places in Region are tried first,
+	// then other alive unsealed nodes, then the rest. Empty means no
+	// preference.
 	Region string
-	// Timeout bounds each attempt; 0 means DefaultTimeout.
+	// Timeout bounds each attempt; 0 means DefaultTimeout. New also waits
+	// at most this long for the first topology.
 	Timeout time.Duration
-	// MaxRetries bounds retries after the first attempt; 0 means
-	// DefaultMaxRetries and a negative value disables retries.
+	// MaxRetries bounds the attempts of one call after its first one; 0
+	// means DefaultMaxRetries and a negative value disables retries. Every
+	// attempt counts, including the immediate move to another node after a
+	// node failed.
 	MaxRetries int
+	// RefreshInterval is how often a background goroutine refreshes the
+	// topology; 0 means DefaultRefreshInterval. The goroutine also
+	// refreshes at once (at most every 250ms) after a not_leader answer or
+	// a connection failure. A negative value turns the goroutine off: the
+	// topology is then learned once in New and again only when a write
+	// finds no leader, or through Cluster and Status.
+	RefreshInterval time.Duration
 	// HTTPClient, when set, replaces the client's own HTTP client (tests,
 	// custom proxies). Close then only closes its idle connections.
 	HTTPClient *http.Client
 }
 
 // Client talks to a keyd cluster. It is safe for concurrent use by many
-// goroutines; share one per process so connections are reused.
+// goroutines; share one per process so connections are reused. A Client
+// owns a background goroutine (see Config.RefreshInterval): call Close
+// when done with it.
 type Client struct {
 	hc         *http.Client
 	token      string
+	auth       []string // the Authorization header value; nil without a token
 	region     string
 	timeout    time.Duration
 	maxRetries int
 
 	lastIndex atomic.Uint64
 	closed    atomic.Bool
+
+	// Background refresh; kickC is nil when it is off.
+	bgCtx     context.Context
+	bgCancel  context.CancelFunc
+	kickC     chan struct{}
+	firstDone chan struct{} // closed after the first background refresh
+	done      chan struct{} // closed when the goroutine has returned
 
 	mu        sync.Mutex
 	nodes     []*node // seeds first, then learned addresses
@@ -83,20 +114,19 @@ type Client struct {
 	next      int    // round-robin cursor into nodes
 	// refreshedAt is when the last topology refresh started.
 	refreshedAt time.Time
+	// topo is the last topology learned; topoFull says it came from
+	// /v1/sys/cluster rather than being pieced together from a status.
+	topo     []api.ClusterNode
+	topoFull bool
+	gen      uint64 // bumped by every full topology, see node.gen
 }
 
-// node is one known API endpoint and its health, guarded by Client.mu.
-type node struct {
-	addr      string // base URL, "https://host:port"
-	region    string // "" until topology reports regions
-	downUntil time.Time
-}
-
-// New builds a Client from cfg. It validates cfg and does not contact the
-// cluster, so it succeeds while every node is down. ctx is reserved for
-// future eager discovery. Errors wrap ErrInvalidConfig or ErrInvalidAddr.
+// New builds a Client from cfg. It then learns the topology from any seed
+// that answers, waiting at most until ctx ends or Config.Timeout passes;
+// when no node answers it still succeeds, and the topology is learned
+// later, in the background or on the first write. Errors wrap
+// ErrInvalidConfig or ErrInvalidAddr.
 func New(ctx context.Context, cfg Config) (*Client, error) {
-	_ = ctx
 	if len(cfg.Addrs) == 0 {
 		return nil, fmt.Errorf("%w: no addresses", ErrInvalidConfig)
 	}
@@ -116,6 +146,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		timeout:    cfg.Timeout,
 		maxRetries: cfg.MaxRetries,
 		byAddr:     make(map[string]*node),
+	}
+	if c.token != "" {
+		c.auth = []string{"Bearer " + c.token}
 	}
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
@@ -137,6 +170,34 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if c.hc == nil {
 		c.hc = newHTTPClient(cfg.TLS)
 	}
+
+	interval := cfg.RefreshInterval
+	if interval == 0 {
+		interval = DefaultRefreshInterval
+	}
+	if interval < 0 {
+		// No goroutine: learn the topology now, bounded like one attempt.
+		if ctx.Err() == nil {
+			dctx, cancel := context.WithTimeout(ctx, c.timeout)
+			c.discover(dctx)
+			cancel()
+		}
+		return c, nil
+	}
+	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
+	c.kickC = make(chan struct{}, 1)
+	c.firstDone = make(chan struct{})
+	c.done = make(chan struct{})
+	go c.loop(interval)
+	if ctx.Err() == nil {
+		t := time.NewTimer(c.timeout)
+		select {
+		case <-c.firstDone:
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	return c, nil
 }
 
@@ -144,7 +205,18 @@ func newHTTPClient(tc *tls.Config) *http.Client {
 	if tc != nil {
 		tc = tc.Clone()
 	}
-	tr := &http.Transport{
+	return &http.Client{
+		Transport: newTransport(tc),
+		// keyd answers not_leader with a hint instead of redirecting; a
+		// redirect is shown to the caller rather than followed with the token.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// newTransport is the client's HTTP transport; the benchmark uses it for
+// the raw HTTP baseline too, so both sides pay the same connection costs.
+func newTransport(tc *tls.Config) *http.Transport {
+	return &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
 			Timeout:   5 * time.Second,
@@ -158,18 +230,17 @@ func newHTTPClient(tc *tls.Config) *http.Client {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{
-		Transport: tr,
-		// keyd answers not_leader with a hint instead of redirecting; a
-		// redirect is shown to the caller rather than followed with the token.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 }
 
-// Close closes idle connections and makes later calls fail with ErrClosed.
-// Calls in flight finish normally. Close is idempotent and always returns nil.
+// Close stops the background refresh, waits for it to return, closes idle
+// connections and makes later calls fail with ErrClosed. Calls in flight
+// finish normally. Close is idempotent and always returns nil.
 func (c *Client) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
+		if c.bgCancel != nil {
+			c.bgCancel()
+			<-c.done
+		}
 		c.hc.CloseIdleConnections()
 	}
 	return nil
@@ -221,154 +292,6 @@ func normalizeAddr(s string) (string, error) {
 		}
 	}
 	return "https://" + net.JoinHostPort(strings.ToLower(host), port), nil
-}
-
-// addNodeLocked records addr (already normalized) and returns its node.
-func (c *Client) addNodeLocked(addr string) *node {
-	if n, ok := c.byAddr[addr]; ok {
-		return n
-	}
-	if len(c.nodes) >= maxNodes {
-		return nil
-	}
-	n := &node{addr: addr}
-	c.nodes = append(c.nodes, n)
-	c.byAddr[addr] = n
-	return n
-}
-
-// learn records the topology a node reported: the leader and its peers.
-func (c *Client) learn(st *api.SealStatus) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, p := range st.Peers {
-		if u, err := normalizeAddr(p.APIAddr); err == nil {
-			c.addNodeLocked(u)
-		}
-	}
-	if u, err := normalizeAddr(st.Leader); err == nil && c.addNodeLocked(u) != nil {
-		c.leader = u
-	}
-}
-
-// setLeader records a not_leader hint; it reports whether the hint was
-// usable.
-func (c *Client) setLeader(hint string) (string, bool) {
-	u, err := normalizeAddr(hint)
-	if err != nil {
-		return "", false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.addNodeLocked(u)
-	if n == nil {
-		return "", false
-	}
-	c.leader = u
-	// A leader hint is fresher news than an earlier failure.
-	n.downUntil = time.Time{}
-	return u, true
-}
-
-// forgetLeader drops addr as the known leader, so the next write refreshes.
-func (c *Client) forgetLeader(addr string) {
-	c.mu.Lock()
-	if c.leader == addr {
-		c.leader = ""
-	}
-	c.mu.Unlock()
-}
-
-func (c *Client) leaderKnown() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.leader != ""
-}
-
-// markDown puts addr on cool-down and stops preferring it.
-func (c *Client) markDown(addr string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := c.byAddr[addr]; n != nil {
-		n.downUntil = time.Now().Add(coolDown)
-	}
-	if c.preferred == addr {
-		c.preferred = ""
-	}
-}
-
-// markUp records a success at addr; prefer makes it the first choice for
-// later reads and crypto calls.
-func (c *Client) markUp(addr string, prefer bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := c.byAddr[addr]; n != nil {
-		n.downUntil = time.Time{}
-	}
-	if prefer {
-		c.preferred = addr
-	}
-}
-
-// pickWrite returns the known leader when it is healthy, else any node:
-// every node forwards writes to the leader.
-func (c *Client) pickWrite() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := c.byAddr[c.leader]; n != nil && time.Now().After(n.downUntil) {
-		return n.addr
-	}
-	return c.rotateLocked(time.Now(), nil)
-}
-
-// pickAny returns the node for a read or crypto call: the last node that
-// answered, else the next healthy node in rotation, else (all cooling down)
-// the node whose cool-down ends first.
-func (c *Client) pickAny(exclude string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	if n := c.byAddr[c.preferred]; n != nil && n.addr != exclude && now.After(n.downUntil) {
-		return n.addr
-	}
-	return c.rotateLocked(now, func(n *node) bool { return n.addr != exclude })
-}
-
-func (c *Client) rotateLocked(now time.Time, ok func(*node) bool) string {
-	healthy := func(n *node) bool { return now.After(n.downUntil) && (ok == nil || ok(n)) }
-	// Region hook: once nodes report regions, healthy nodes in the
-	// configured region are tried before the others.
-	if c.region != "" {
-		if a := c.scanLocked(func(n *node) bool { return n.region == c.region && healthy(n) }); a != "" {
-			return a
-		}
-	}
-	if a := c.scanLocked(healthy); a != "" {
-		return a
-	}
-	var best *node
-	for _, n := range c.nodes {
-		if (ok == nil || ok(n)) && (best == nil || n.downUntil.Before(best.downUntil)) {
-			best = n
-		}
-	}
-	if best == nil { // only the excluded node is known
-		best = c.nodes[c.next%len(c.nodes)]
-	}
-	return best.addr
-}
-
-// scanLocked returns the first node from the cursor on that satisfies f and
-// advances the cursor past it.
-func (c *Client) scanLocked(f func(*node) bool) string {
-	for i := range len(c.nodes) {
-		j := (c.next + i) % len(c.nodes)
-		if n := c.nodes[j]; f(n) {
-			c.next = j + 1
-			return n.addr
-		}
-	}
-	return ""
 }
 
 // checkOpen is called at the top of every call.

@@ -514,7 +514,11 @@ func TestBackoffBounds(t *testing.T) {
 func TestRetriesExhausted(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		rt := &fakeRT{reply: func(*http.Request) *http.Response {
+		var keyCalls atomic.Int32
+		rt := &fakeRT{reply: func(r *http.Request) *http.Response {
+			if strings.HasPrefix(r.URL.Path, api.PathKeys) {
+				keyCalls.Add(1)
+			}
 			return jsonResponse(503, &api.Error{Code: api.CodeUnavailable, Message: "no leader"})
 		}}
 		c, err := New(t.Context(), Config{Addrs: []string{"a:1"}, MaxRetries: 3, HTTPClient: &http.Client{Transport: rt}})
@@ -526,7 +530,7 @@ func TestRetriesExhausted(t *testing.T) {
 		if !errors.Is(err, api.ErrUnavailable) {
 			t.Errorf("Decrypt: got %v, want ErrUnavailable", err)
 		}
-		if got := rt.calls.Load(); got != 4 {
+		if got := keyCalls.Load(); got != 4 {
 			t.Errorf("attempts: got %d, want 4 (1 + MaxRetries)", got)
 		}
 	})
@@ -573,7 +577,12 @@ func TestUnsealFailover(t *testing.T) {
 	t.Run("dropped after send does not resubmit", func(t *testing.T) {
 		t.Parallel()
 		a, b := newFakeNode(t), newFakeNode(t)
-		a.setHook(func(*fakeNode, http.ResponseWriter, *http.Request, []byte) bool { dropConn(); return true })
+		a.setHook(func(_ *fakeNode, _ http.ResponseWriter, r *http.Request, _ []byte) bool {
+			if r.URL.Path == api.PathUnseal {
+				dropConn()
+			}
+			return false
+		})
 		c := newTestClient(t, Config{}, a, b)
 		_, err := c.Unseal(t.Context(), "share-1")
 		var ce *ConnError
@@ -823,7 +832,10 @@ func FuzzDecodeReply(f *testing.F) {
 func TestPickSkipsCoolingNodes(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, err := New(t.Context(), Config{Addrs: []string{"a:1", "b:1", "c:1"}})
+		rt := &fakeRT{reply: func(*http.Request) *http.Response {
+			return jsonResponse(404, &api.Error{Code: api.CodeNotFound, Message: "no route"})
+		}}
+		c, err := New(t.Context(), Config{Addrs: []string{"a:1", "b:1", "c:1"}, RefreshInterval: -1, HTTPClient: &http.Client{Transport: rt}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -851,7 +863,7 @@ func TestPickSkipsCoolingNodes(t *testing.T) {
 		}
 		time.Sleep(coolDown)
 		c.markDown(b)
-		if got := c.pickWrite(); got == b {
+		if got := c.pickWrite(nil); got == b {
 			t.Errorf("pickWrite: got cooling node %s", got)
 		}
 	})

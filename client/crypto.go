@@ -8,8 +8,8 @@ import (
 	"github.com/keyd/keyd/api"
 )
 
-// crypto runs one crypto call. Crypto calls go to any unsealed node (the
-// last one that answered first), carry the client's last write index as
+// crypto runs one crypto call. Crypto calls go to an unsealed node, in
+// Config.Region first (the last one that answered first), carry the client's last write index as
 // api.HeaderMinIndex, and are retried on other nodes on connection errors
 // and retryable codes: none changes state. Plaintext, contexts and messages
 // never appear in errors. Returned slices are owned by the caller.

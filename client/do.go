@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -53,12 +52,23 @@ type call struct {
 	addr   string // polNode: the node's base URL
 	in     any    // request body, JSON-encoded once; nil sends none
 	out    any    // reply body target; nil ignores the body
+	// emptyOK accepts a 2xx reply without a body (out stays zero), for
+	// routes whose reply body the API leaves open.
+	emptyOK bool
 }
 
 // do runs cl with routing, retries and backoff. It returns nil, an
 // *api.Error, a *ConnError, an ErrBadResponse error, or (when ctx ends
 // between attempts) an error matching both ctx's error and the last
 // attempt's error.
+//
+// Attempts come in rounds. When a node fails in a way another node may
+// not (a connection failure, sealed, unavailable, index not applied), the
+// next attempt goes at once to a healthy node not yet tried in this round;
+// only when none is left does the call back off and start a new round. So
+// a dead leader costs a crypto call one failed connection, not a backoff.
+// Writes back off on unavailable, which means the cluster has no leader
+// rather than that the node is bad.
 func (c *Client) do(ctx context.Context, cl call) error {
 	if err := c.checkOpen(); err != nil {
 		return err
@@ -90,6 +100,9 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		prev      string // node of the previous attempt
 		hint      string // next node, from a not_leader hint
 		refreshed bool   // topology refreshed during this write
+		round     int    // rounds backed off so far
+		triedBuf  [8]string
+		tried     = triedBuf[:0] // nodes tried in this round
 	)
 	for retry := 0; ; retry++ {
 		addr := hint
@@ -103,19 +116,21 @@ func (c *Client) do(ctx context.Context, cl call) error {
 					refreshed = true
 					c.refresh(ctx, prev)
 				}
-				addr = c.pickWrite()
+				addr = c.pickWrite(tried)
 			default:
-				addr = c.pickAny(prev)
+				addr = c.pickRead(tried)
 			}
 		}
+		tried = append(tried, addr)
 		err := c.attempt(ctx, addr, &cl, body, reqID, minIndex)
 		if err == nil {
-			c.markUp(addr, cl.pol == polRead || cl.pol == polStatus)
+			c.markUp(addr, cl.pol == polRead)
 			return nil
 		}
 		lastErr, prev = err, addr
 
-		immediate := false
+		immediate := false // follow a leader hint at once
+		moveOn := false    // the node failed; an untried one may not
 		var ce *ConnError
 		var ae *api.Error
 		switch {
@@ -127,6 +142,8 @@ func (c *Client) do(ctx context.Context, cl call) error {
 				return err
 			}
 			c.markDown(addr)
+			c.kick()
+			moveOn = true
 			if cl.pol == polWrite {
 				c.forgetLeader(addr)
 				refreshed = false
@@ -134,6 +151,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		case errors.As(err, &ae) && api.Retryable(ae.Code) && cl.pol != polUnseal:
 			switch ae.Code {
 			case api.CodeNotLeader:
+				c.kick()
 				if u, ok := c.setLeader(ae.Leader); ok && u != addr {
 					// Follow the hint at once: it names the node to ask.
 					hint, immediate = u, true
@@ -142,9 +160,11 @@ func (c *Client) do(ctx context.Context, cl call) error {
 					refreshed = false
 				}
 			case api.CodeSealed:
-				c.markDown(addr)
+				c.markSealed(addr)
+				moveOn = true
 			default: // unavailable, index_not_applied: another node may do better
 				c.unprefer(addr)
+				moveOn = cl.pol != polWrite
 			}
 		default:
 			return err
@@ -155,9 +175,14 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		if retry >= maxRetries {
 			return lastErr
 		}
+		if moveOn && cl.pol != polNode && c.hasUntried(tried) {
+			immediate = true
+		}
 		var d time.Duration
 		if !immediate {
-			d = backoff(retry)
+			d = backoff(round)
+			round++
+			tried = tried[:0]
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
 			// Sleeping would outlive the caller; give up now.
@@ -166,31 +191,6 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		if err := sleep(ctx, d); err != nil {
 			return fmt.Errorf("client: %w while waiting to retry: %w", err, lastErr)
 		}
-	}
-}
-
-// refresh asks one node for the cluster status to learn the leader and
-// peers. Failures are ignored: the write then goes to any node, which
-// forwards it.
-func (c *Client) refresh(ctx context.Context, exclude string) {
-	c.mu.Lock()
-	now := time.Now()
-	// Many concurrent writes that lost the leader need one refresh, not one
-	// each; the others go to any node meanwhile, which forwards them.
-	due := now.Sub(c.refreshedAt) >= refreshEvery
-	if due {
-		c.refreshedAt = now
-	}
-	c.mu.Unlock()
-	if !due {
-		return
-	}
-	addr := c.pickAny(exclude)
-	var st api.SealStatus
-	err := c.attempt(ctx, addr, &call{pol: polStatus, method: http.MethodGet, path: api.PathStatus, out: &st}, nil, "", 0)
-	var ce *ConnError
-	if errors.As(err, &ce) && ctx.Err() == nil {
-		c.markDown(addr)
 	}
 }
 
@@ -206,13 +206,15 @@ func (c *Client) attempt(ctx context.Context, addr string, cl *call, body []byte
 	if err != nil {
 		return fmt.Errorf("client: build request: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "keyd-client/1")
+	// The fixed headers share read-only slices (net/http never writes to
+	// request headers), which saves an allocation each per call.
+	req.Header["Accept"] = hdrJSON
+	req.Header["User-Agent"] = hdrUserAgent
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header["Content-Type"] = hdrJSON
 	}
-	if c.token != "" {
-		req.Header.Set(api.HeaderAuthorization, "Bearer "+c.token)
+	if c.auth != nil {
+		req.Header[api.HeaderAuthorization] = c.auth
 	}
 	if reqID != "" {
 		req.Header.Set(api.HeaderRequestID, reqID)
@@ -230,14 +232,18 @@ func (c *Client) attempt(ctx context.Context, addr string, cl *call, body []byte
 		return &ConnError{Addr: addr, Err: err}
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes+1))
+	data, err := readBody(resp)
 	if err != nil {
 		return &ConnError{Addr: addr, Err: err}
 	}
 	if len(data) > maxReplyBytes {
 		return fmt.Errorf("client: reply from %s: %w: larger than %d bytes", addr, ErrBadResponse, maxReplyBytes)
 	}
-	if err := decodeReply(resp.StatusCode, resp.Header.Get("Content-Type"), data, cl.out); err != nil {
+	out := cl.out
+	if cl.emptyOK && len(data) == 0 && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		out = nil
+	}
+	if err := decodeReply(resp.StatusCode, resp.Header.Get("Content-Type"), data, out); err != nil {
 		var ae *api.Error
 		if errors.As(err, &ae) {
 			return ae
@@ -250,10 +256,31 @@ func (c *Client) attempt(ctx context.Context, addr string, cl *call, body []byte
 		}
 		c.observeIndex(bodyIndex(cl.out))
 	}
-	if st, ok := cl.out.(*api.SealStatus); ok {
-		c.learn(st)
+	switch v := cl.out.(type) {
+	case *api.SealStatus:
+		c.learnStatus(addr, v)
+	case *api.ClusterInfo:
+		c.learnCluster(v)
 	}
 	return nil
+}
+
+var (
+	hdrJSON      = []string{"application/json"}
+	hdrUserAgent = []string{"keyd-client/1"}
+)
+
+// readBody reads at most maxReplyBytes+1 bytes of the reply, in one
+// allocation when the length is announced (the transport enforces it).
+func readBody(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n > 0 && n <= maxReplyBytes {
+		data := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, data); err != nil {
+			return nil, err
+		}
+		return data, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes+1))
 }
 
 // bodyIndex returns the Raft index a write reply carries in its body.
@@ -269,13 +296,27 @@ func bodyIndex(out any) uint64 {
 	return 0
 }
 
+// statusErr is an ErrBadResponse error for an error status without an
+// api.Error body; it keeps the status so the topology fallback can tell a
+// missing route (404) from other failures.
+type statusErr struct{ status int }
+
+func (e *statusErr) Error() string {
+	return ErrBadResponse.Error() + ": HTTP " + strconv.Itoa(e.status) + " without an error body"
+}
+
+func (e *statusErr) Is(target error) bool { return target == ErrBadResponse }
+
 // decodeReply turns one reply into out (2xx) or an error: the server's
 // *api.Error, an *api.Error synthesized from a gateway status, or an
 // ErrBadResponse error. It never echoes the body.
 func decodeReply(status int, contentType string, data []byte, out any) error {
-	isJSON := false
-	if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt == "application/json" {
-		isJSON = true
+	// The common spellings skip mime.ParseMediaType, which allocates.
+	isJSON := contentType == "application/json" || contentType == "application/json; charset=utf-8"
+	if !isJSON {
+		if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt == "application/json" {
+			isJSON = true
+		}
 	}
 	if status >= 200 && status < 300 {
 		if out == nil || (status == http.StatusNoContent && len(data) == 0) {
@@ -315,25 +356,9 @@ func statusError(status int) error {
 	case http.StatusRequestEntityTooLarge:
 		code = api.CodeTooLarge
 	default:
-		return fmt.Errorf("%w: HTTP %d without an error body", ErrBadResponse, status)
+		return &statusErr{status: status}
 	}
 	return &api.Error{Code: code, Message: "HTTP " + strconv.Itoa(status) + " without an error body", Status: status}
-}
-
-// isDialError reports whether err happened before a connection existed, so
-// the request cannot have reached a node.
-func isDialError(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial"
-}
-
-// unprefer stops preferring addr without putting it on cool-down.
-func (c *Client) unprefer(addr string) {
-	c.mu.Lock()
-	if c.preferred == addr {
-		c.preferred = ""
-	}
-	c.mu.Unlock()
 }
 
 // backoff returns the sleep before retry number retry+1: full jitter over

@@ -4,6 +4,27 @@
 // key across all their retries) and gives read-your-writes through the
 // minimum-index header.
 //
+// # Topology
+//
+// New asks the seeds for the topology (GET /v1/sys/cluster, or
+// /v1/sys/status when the token may not read it) and a background
+// goroutine keeps it fresh: every Config.RefreshInterval, and soon after a
+// not_leader answer or a connection failure. Nodes learned this way join
+// the client's node set; nodes reported dead or left are tried last but
+// never forgotten, since they may come back. Close stops the goroutine.
+//
+// # Routing and retries
+//
+// Writes go to the leader the topology names (any node forwards, so an
+// unknown leader only costs a hop). Crypto calls and reads go to an alive,
+// unsealed node in Config.Region, then to other alive unsealed nodes, then
+// to anything, skipping nodes that failed in the last seconds. When a node
+// fails with a connection error, sealed, unavailable or index-not-applied,
+// the call moves at once to a node it has not tried yet; it backs off
+// (exponential, full jitter, capped at 1s) only once every usable node
+// failed in that round. The caller's context deadline bounds everything;
+// Config.MaxRetries bounds the attempts.
+//
 // The package imports only [github.com/keyd/keyd/api] and the standard
 // library, so applications never pull in raft, bbolt or cgo. It never puts
 // tokens, shares, plaintext or key material into an error string.

@@ -122,3 +122,47 @@ func ExampleClient_CreateKey() {
 	}
 	fmt.Println(ct.Version)
 }
+
+// ExampleClient_Topology shows the topology the client keeps fresh in the
+// background: Topology is a cheap local copy, Cluster asks a node.
+func ExampleClient_Topology() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Region makes crypto calls prefer alive, unsealed nodes in eu-west.
+	c, err := client.New(ctx, client.Config{
+		Addrs:  []string{"keyd-1.example:8200"},
+		Token:  os.Getenv("KEYD_TOKEN"),
+		Region: "eu-west",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close() // also stops the background refresh
+	for _, n := range c.Topology() {
+		fmt.Printf("%s %s voter=%v leader=%v sealed=%v %s\n", n.ID, n.Region, n.Voter, n.Leader, n.Sealed, n.State)
+	}
+	if _, err := c.Cluster(ctx); errors.Is(err, api.ErrForbidden) {
+		log.Print("token may not read the topology; the client falls back to /v1/sys/status")
+	}
+}
+
+// ExampleClient_Join adds a fresh node to the cluster through the gossip
+// addresses of existing members, then removes another one.
+func ExampleClient_Join() {
+	ctx := context.Background()
+	c, err := client.New(ctx, client.Config{Addrs: []string{"keyd-1.example:8200"}, Token: os.Getenv("KEYD_TOKEN")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	// Join goes to the new node only: it is the one that joins.
+	r, err := c.Join(ctx, "keyd-4.example:8200", []string{"keyd-1.example:7946", "keyd-2.example:7946"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("seeds contacted:", r.Contacted)
+	// Remove is a write: it goes to the leader, retried with one request id.
+	if err := c.Remove(ctx, "keyd-3"); err != nil {
+		log.Fatal(err)
+	}
+}

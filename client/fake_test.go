@@ -7,12 +7,15 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +49,9 @@ type fakeNode struct {
 	// statusLeader is reported as the leader by GET /v1/sys/status.
 	statusLeader string
 	peers        []api.Peer
+	// cluster is served by GET /v1/sys/cluster; nil answers 404 like a
+	// node that predates the route.
+	cluster *api.ClusterInfo
 	// indexInBody / indexInHeader choose where write replies carry the index.
 	noIndexHeader, noIndexBody bool
 	// dropAfterApply drops the connection of the next N writes after they
@@ -151,7 +157,7 @@ func isWrite(r *http.Request) bool {
 		return false
 	}
 	switch r.URL.Path {
-	case api.PathInit, api.PathSeal, api.PathKeys:
+	case api.PathInit, api.PathSeal, api.PathKeys, api.PathRemove:
 		return true
 	case api.PathUnseal:
 		return false
@@ -247,6 +253,12 @@ func (n *fakeNode) applyLocked(r *http.Request, body []byte, idx uint64) []byte 
 		return ok(&api.InitResponse{Shares: []string{"s1", "s2", "s3"}, AdminToken: "adm", Index: idx})
 	case api.PathSeal:
 		return ok(&api.WriteResponse{Index: idx})
+	case api.PathRemove:
+		var req api.RemoveRequest
+		if err := json.Unmarshal(body, &req); err != nil || req.NodeID == "" {
+			return fail(api.CodeBadRequest, "bad remove request")
+		}
+		return ok(&api.WriteResponse{Index: idx})
 	case api.PathKeys:
 		var req api.CreateKeyRequest
 		if err := json.Unmarshal(body, &req); err != nil || !api.ValidKeyName(req.Name) {
@@ -338,6 +350,24 @@ func (n *fakeNode) read(w http.ResponseWriter, r *http.Request, body []byte) {
 	case r.Method == http.MethodGet && r.URL.Path == api.PathStatus:
 		writeJSON(w, 200, &api.SealStatus{NodeID: n.hostPort(), Initialized: true, Leader: n.statusLeader,
 			RaftState: "Follower", Applied: n.index, Peers: n.peers})
+		return
+	case r.Method == http.MethodGet && r.URL.Path == api.PathCluster:
+		switch {
+		case r.Header.Get(api.HeaderAuthorization) == "":
+			writeErr(w, api.CodeUnauthorized, "missing token", "")
+		case n.cluster == nil:
+			http.NotFound(w, r)
+		default:
+			writeJSON(w, 200, n.cluster)
+		}
+		return
+	case r.Method == http.MethodPost && r.URL.Path == api.PathJoin:
+		var req api.JoinRequest
+		if json.Unmarshal(body, &req) != nil || len(req.Seeds) == 0 {
+			writeErr(w, api.CodeBadRequest, "no seeds", "")
+			return
+		}
+		writeJSON(w, 200, &api.JoinResponse{Contacted: len(req.Seeds)})
 		return
 	case r.Method == http.MethodPost && r.URL.Path == api.PathUnseal:
 		var req api.UnsealRequest
@@ -447,4 +477,147 @@ func (n *fakeNode) read(w http.ResponseWriter, r *http.Request, body []byte) {
 	default:
 		writeErr(w, api.CodeBadRequest, "unsupported route in fake", "")
 	}
+}
+
+// simNet is an in-memory cluster behind an http.RoundTripper, for tests in
+// synctest bubbles (no sockets, fake clock). Each node is addressed by its
+// host:port; the zero simNode is an alive, unsealed follower.
+type simNet struct {
+	mu    sync.Mutex
+	nodes map[string]*simNode // by host:port
+	// cluster, when set, is served by GET /v1/sys/cluster on every node.
+	cluster *api.ClusterInfo
+	// leader is the host:port that accepts writes; others answer
+	// not_leader with it as the hint.
+	leader string
+	calls  []simCall
+}
+
+// simNode is one node's behaviour.
+type simNode struct {
+	down   bool // dial fails
+	sealed bool // key routes answer sealed
+	// noCluster makes GET /v1/sys/cluster answer this status (401, 403,
+	// 404) instead of the topology.
+	noCluster int
+}
+
+// simCall is one request as the sim network received it.
+type simCall struct {
+	Host, Method, Path, RequestID string
+	Body                          []byte
+}
+
+func newSimNet(hosts ...string) *simNet {
+	s := &simNet{nodes: make(map[string]*simNode)}
+	for _, h := range hosts {
+		s.nodes[h] = &simNode{}
+	}
+	return s
+}
+
+// client returns an http.Client over the sim network.
+func (s *simNet) client() *http.Client { return &http.Client{Transport: s} }
+
+// set changes node host under the lock.
+func (s *simNet) set(host string, f func(*simNode)) {
+	s.mu.Lock()
+	f(s.nodes[host])
+	s.mu.Unlock()
+}
+
+// setCluster replaces the topology served by every node.
+func (s *simNet) setCluster(ci *api.ClusterInfo) {
+	s.mu.Lock()
+	s.cluster = ci
+	s.mu.Unlock()
+}
+
+// hits counts the requests host received whose path starts with prefix.
+func (s *simNet) hits(host, prefix string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		if c.Host == host && strings.HasPrefix(c.Path, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// callsTo returns the requests whose path starts with prefix, in order.
+func (s *simNet) callsTo(prefix string) []simCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []simCall
+	for _, c := range s.calls {
+		if strings.HasPrefix(c.Path, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (s *simNet) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := r.Context().Err(); err != nil {
+		return nil, err
+	}
+	var body []byte
+	if r.Body != nil {
+		var b bytes.Buffer
+		b.ReadFrom(r.Body)
+		r.Body.Close()
+		body = b.Bytes()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.nodes[r.URL.Host]
+	if !ok || n.down {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	s.calls = append(s.calls, simCall{Host: r.URL.Host, Method: r.Method, Path: r.URL.Path,
+		RequestID: r.Header.Get(api.HeaderRequestID), Body: body})
+	fail := func(code api.Code, leader string) (*http.Response, error) {
+		return jsonResponse(api.StatusFor(code), &api.Error{Code: code, Message: string(code), Leader: leader}), nil
+	}
+	switch {
+	case r.URL.Path == api.PathCluster:
+		switch {
+		case r.Header.Get(api.HeaderAuthorization) == "":
+			return fail(api.CodeUnauthorized, "")
+		case n.noCluster == http.StatusUnauthorized:
+			return fail(api.CodeUnauthorized, "")
+		case n.noCluster == http.StatusForbidden:
+			return fail(api.CodeForbidden, "")
+		case n.noCluster != 0 || s.cluster == nil:
+			return &http.Response{StatusCode: http.StatusNotFound, Header: http.Header{"Content-Type": {"text/plain"}},
+				Body: io.NopCloser(strings.NewReader("404 page not found"))}, nil
+		}
+		ci := *s.cluster
+		ci.Nodes = append([]api.ClusterNode(nil), s.cluster.Nodes...)
+		return jsonResponse(200, &ci), nil
+	case r.URL.Path == api.PathStatus:
+		st := &api.SealStatus{NodeID: r.URL.Host, Initialized: true, Sealed: n.sealed, Leader: s.leader}
+		for h := range s.nodes {
+			st.Peers = append(st.Peers, api.Peer{ID: h, APIAddr: h, Voter: true, Leader: h == s.leader})
+		}
+		sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].ID < st.Peers[j].ID })
+		return jsonResponse(200, st), nil
+	case r.URL.Path == api.PathRemove || r.URL.Path == api.PathKeys || strings.HasSuffix(r.URL.Path, "/rotate"):
+		if r.URL.Host != s.leader {
+			return fail(api.CodeNotLeader, s.leader)
+		}
+		if r.URL.Path == api.PathRemove {
+			// An empty 200: the reply body of remove is left open.
+			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(""))}, nil
+		}
+		return jsonResponse(200, &api.KeyInfo{Name: "k", State: api.KeyEnabled, LatestVersion: 1, Index: 100}), nil
+	case strings.HasPrefix(r.URL.Path, api.PathKeys+"/"):
+		if n.sealed {
+			return fail(api.CodeSealed, "")
+		}
+		return jsonResponse(200, &api.EncryptResponse{Ciphertext: "keyd:v1:" + r.URL.Host, Version: 1}), nil
+	}
+	return fail(api.CodeBadRequest, "")
 }

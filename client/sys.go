@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/keyd/keyd/api"
@@ -91,4 +92,45 @@ func (c *Client) UnsealAt(ctx context.Context, addr, share string) (*api.SealSta
 func (c *Client) Seal(ctx context.Context) error {
 	var r api.WriteResponse
 	return c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathSeal, in: struct{}{}, out: &r})
+}
+
+// Join asks the node at addr, a new node, to join the cluster through the
+// gossip addresses in seeds (host:port of existing members). It goes to
+// that node only, in one attempt: a join is an operator action whose
+// outcome should be seen, not retried elsewhere. The token is sent when
+// set; a fresh node accepts the call without one. Errors: ErrInvalidAddr,
+// api.ErrBadRequest (no seeds), *ConnError, *api.Error.
+func (c *Client) Join(ctx context.Context, addr string, seeds []string) (*api.JoinResponse, error) {
+	u, err := normalizeAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if len(seeds) == 0 {
+		return nil, fmt.Errorf("client: join needs at least one seed: %w", api.ErrBadRequest)
+	}
+	var r api.JoinResponse
+	in := api.JoinRequest{Seeds: seeds}
+	if err := c.do(ctx, call{pol: polNode, addr: u, method: http.MethodPost, path: api.PathJoin, in: in, out: &r}); err != nil {
+		return nil, err
+	}
+	c.kick() // the topology is about to change
+	return &r, nil
+}
+
+// Remove removes the node nodeID from the cluster. It is a write routed
+// to the leader with the usual retries; every retry carries the same
+// request id, so it is applied once. The client keeps the node's address
+// (ranked last once the topology reports it left). Errors: api.ErrBadRequest
+// (empty id, checked locally), *api.Error from the server, *ConnError.
+func (c *Client) Remove(ctx context.Context, nodeID string) error {
+	if nodeID == "" {
+		return fmt.Errorf("client: empty node id: %w", api.ErrBadRequest)
+	}
+	var r api.WriteResponse
+	in := api.RemoveRequest{NodeID: nodeID}
+	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathRemove, in: in, out: &r, emptyOK: true}); err != nil {
+		return err
+	}
+	c.kick()
+	return nil
 }

@@ -113,6 +113,20 @@ func (a *applier) dispatch(cmd Command) error {
 		return a.applyPutToken(c)
 	case *PutNodeShares:
 		return a.applyNodeShares(c)
+	case *PutPolicy:
+		if c.Name == "" || len(c.Doc) == 0 {
+			return fmt.Errorf("%w: policy name and document required", ErrInvalidCommand)
+		}
+		return a.putJSON(bucketPolicies, c.Name, &PolicyRecord{Name: c.Name, Doc: c.Doc, UpdatedAt: c.At})
+	case *DeletePolicy:
+		return a.deleteEntry(bucketPolicies, c.Name)
+	case *PutIdentity:
+		if len(c.ID) != 64 || len(c.Policies) == 0 {
+			return fmt.Errorf("%w: identity needs a 64-hex-digit id and a policy", ErrInvalidCommand)
+		}
+		return a.putJSON(bucketIdentities, c.ID, &IdentityRecord{ID: c.ID, Name: c.Name, Policies: c.Policies, CreatedAt: c.At})
+	case *DeleteIdentity:
+		return a.deleteEntry(bucketIdentities, c.ID)
 	case *RemoveNode:
 		if c.NodeID == "" || len(c.NodeID) > 128 {
 			return fmt.Errorf("%w: node id", ErrInvalidCommand)
@@ -126,11 +140,7 @@ func (a *applier) dispatch(cmd Command) error {
 		if len(c.Hash) == 0 {
 			return fmt.Errorf("%w: empty token hash", ErrInvalidCommand)
 		}
-		if err := a.tx.Bucket(bucketTokens).Delete(c.Hash); err != nil {
-			return errStorage{err}
-		}
-		a.ev.Tokens = true
-		return nil
+		return a.deleteEntry(bucketTokens, string(c.Hash))
 	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd)
 }
@@ -239,7 +249,7 @@ func (a *applier) applyPutToken(c *PutToken) error {
 	if len(c.Hash) != 32 || len(c.Policies) == 0 {
 		return fmt.Errorf("%w: token needs a 32-byte hash and a policy", ErrInvalidCommand)
 	}
-	return a.putToken(&TokenRecord{Hash: c.Hash, Policies: c.Policies, CreatedAt: c.At, ExpiresAt: c.ExpiresAt})
+	return a.putToken(&TokenRecord{Hash: c.Hash, Name: c.Name, Policies: c.Policies, CreatedAt: c.At, ExpiresAt: c.ExpiresAt})
 }
 
 func (a *applier) putToken(rec *TokenRecord) error {
@@ -346,5 +356,32 @@ func (a *applier) applyNodeShares(c *PutNodeShares) error {
 		return errStorage{err}
 	}
 	a.ev.NodeShares = true
+	return nil
+}
+
+func (a *applier) putJSON(bucket []byte, key string, v any) error {
+	if err := a.requireInit(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := a.tx.Bucket(bucket).Put([]byte(key), b); err != nil {
+		return errStorage{err}
+	}
+	a.ev.Tokens = true
+	return nil
+}
+
+func (a *applier) deleteEntry(bucket []byte, key string) error {
+	b := a.tx.Bucket(bucket)
+	if key == "" || b.Get([]byte(key)) == nil {
+		return ErrNotFound
+	}
+	if err := b.Delete([]byte(key)); err != nil {
+		return errStorage{err}
+	}
+	a.ev.Tokens = true
 	return nil
 }

@@ -25,6 +25,10 @@ const (
 	OpRevokeToken
 	OpPutNodeShares
 	OpRemoveNode
+	OpPutPolicy
+	OpDeletePolicy
+	OpPutIdentity
+	OpDeleteIdentity
 	opMax // keep last
 )
 
@@ -136,6 +140,7 @@ type DeleteKey struct {
 type PutToken struct {
 	Meta
 	Hash      []byte    `json:"hash"`
+	Name      string    `json:"name,omitempty"`
 	Policies  []string  `json:"policies"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
@@ -169,6 +174,40 @@ type RemoveNode struct {
 }
 
 func (*RemoveNode) op() Op { return OpRemoveNode }
+
+// PutPolicy stores a policy document (validated by the proposer with
+// package policy).
+type PutPolicy struct {
+	Meta
+	Name string `json:"name"`
+	Doc  []byte `json:"doc"`
+}
+
+// DeletePolicy removes a policy.
+type DeletePolicy struct {
+	Meta
+	Name string `json:"name"`
+}
+
+// PutIdentity binds a client-certificate identity (the SHA-256 of the
+// certificate's public key, hex) to policies.
+type PutIdentity struct {
+	Meta
+	ID       string   `json:"id"`
+	Name     string   `json:"name,omitempty"`
+	Policies []string `json:"policies"`
+}
+
+// DeleteIdentity removes an identity.
+type DeleteIdentity struct {
+	Meta
+	ID string `json:"id"`
+}
+
+func (*PutPolicy) op() Op      { return OpPutPolicy }
+func (*DeletePolicy) op() Op   { return OpDeletePolicy }
+func (*PutIdentity) op() Op    { return OpPutIdentity }
+func (*DeleteIdentity) op() Op { return OpDeleteIdentity }
 
 func (*Init) op() Op             { return OpInit }
 func (*CreateKey) op() Op        { return OpCreateKey }
@@ -207,6 +246,14 @@ func newCommand(op Op) Command {
 		return new(PutNodeShares)
 	case OpRemoveNode:
 		return new(RemoveNode)
+	case OpPutPolicy:
+		return new(PutPolicy)
+	case OpDeletePolicy:
+		return new(DeletePolicy)
+	case OpPutIdentity:
+		return new(PutIdentity)
+	case OpDeleteIdentity:
+		return new(DeleteIdentity)
 	}
 	return nil
 }

@@ -23,12 +23,14 @@ import (
 )
 
 var (
-	bucketMeta      = []byte("meta")
-	bucketKeys      = []byte("keys")
-	bucketTokens    = []byte("tokens")
-	bucketRequests  = []byte("requests")   // rid -> index
-	bucketReqByTime = []byte("requests_t") // at(8) | rid -> nil, for pruning
-	bucketRemoved   = []byte("removed")    // node id -> removal time
+	bucketMeta       = []byte("meta")
+	bucketKeys       = []byte("keys")
+	bucketTokens     = []byte("tokens")
+	bucketRequests   = []byte("requests")   // rid -> index
+	bucketReqByTime  = []byte("requests_t") // at(8) | rid -> nil, for pruning
+	bucketRemoved    = []byte("removed")    // node id -> removal time
+	bucketPolicies   = []byte("policies")   // name -> PolicyRecord
+	bucketIdentities = []byte("identities") // id -> IdentityRecord
 
 	keyApplied    = []byte("applied")
 	keyInit       = []byte("init")
@@ -81,7 +83,7 @@ func openDB(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("fsm: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketKeys, bucketTokens, bucketRequests, bucketReqByTime, bucketRemoved} {
+		for _, b := range [][]byte{bucketMeta, bucketKeys, bucketTokens, bucketRequests, bucketReqByTime, bucketRemoved, bucketPolicies, bucketIdentities} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -307,6 +309,38 @@ func (f *FSM) Removed(id string) bool {
 	return found
 }
 
+// Policies returns every stored policy.
+func (f *FSM) Policies() ([]*PolicyRecord, error) {
+	var out []*PolicyRecord
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPolicies).ForEach(func(_, v []byte) error {
+			var rec PolicyRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("fsm: decode policy: %w", err)
+			}
+			out = append(out, &rec)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Identities returns every certificate identity.
+func (f *FSM) Identities() ([]*IdentityRecord, error) {
+	var out []*IdentityRecord
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketIdentities).ForEach(func(_, v []byte) error {
+			var rec IdentityRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("fsm: decode identity: %w", err)
+			}
+			out = append(out, &rec)
+			return nil
+		})
+	})
+	return out, err
+}
+
 // Tokens returns every token record.
 func (f *FSM) Tokens() ([]*TokenRecord, error) {
 	var out []*TokenRecord
@@ -352,7 +386,7 @@ func getKey(tx *bolt.Tx, name string) (*KeyRecord, error) {
 // applied index) for comparing replicas in tests.
 func (f *FSM) Dump(w io.Writer) error {
 	return f.view(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketKeys, bucketTokens, bucketRequests, bucketRemoved} {
+		for _, name := range [][]byte{bucketKeys, bucketTokens, bucketRequests, bucketRemoved, bucketPolicies, bucketIdentities} {
 			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				_, err := fmt.Fprintf(w, "%s/%x=%x\n", name, k, v)
 				return err

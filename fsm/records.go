@@ -18,6 +18,7 @@ var (
 	ErrAlreadyInitialized = errors.New("fsm: already initialized")
 	ErrSnapshotCorrupt    = errors.New("fsm: snapshot corrupt")
 	ErrClosed             = errors.New("fsm: closed")
+	ErrNotFound           = errors.New("fsm: not found")
 )
 
 // Key states as stored.
@@ -68,9 +69,25 @@ type NodeSharesRecord struct {
 	At          time.Time      `json:"at"`
 }
 
+// PolicyRecord is a stored policy document.
+type PolicyRecord struct {
+	Name      string    `json:"name"`
+	Doc       []byte    `json:"doc"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// IdentityRecord binds a certificate identity to policies.
+type IdentityRecord struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name,omitempty"`
+	Policies  []string  `json:"policies"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
 // TokenRecord is a token's hash and policies.
 type TokenRecord struct {
 	Hash      []byte    `json:"hash"`
+	Name      string    `json:"name,omitempty"`
 	Policies  []string  `json:"policies"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
@@ -101,7 +118,7 @@ type Event struct {
 	Deleted []string
 	// Init is set when the cluster was initialized in this batch.
 	Init bool
-	// Tokens is set when tokens changed.
+	// Tokens is set when tokens, policies or identities changed.
 	Tokens bool
 	// NodeShares is set when a new node-share dealing was recorded.
 	NodeShares bool

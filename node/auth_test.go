@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/sha256"
 	"errors"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -10,9 +11,9 @@ import (
 )
 
 func testAuth(tokens map[string]time.Time) *authenticator {
-	s := &tokenSet{byHash: map[[32]byte]tokenEntry{}}
+	s := &principals{byToken: map[[32]byte]*principal{}, byCert: map[[32]byte]*principal{}}
 	for tok, exp := range tokens {
-		s.byHash[sha256.Sum256([]byte(tok))] = tokenEntry{policies: []string{"admin"}, expiresAt: exp}
+		s.byToken[sha256.Sum256([]byte(tok))] = &principal{id: "t", policies: []string{"admin"}, set: resolvePolicies([]string{"admin"}, nil), expiresAt: exp}
 	}
 	a := &authenticator{}
 	a.set.Store(s)
@@ -48,7 +49,12 @@ func TestAuthenticate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if err := a.Authenticate(tt.header); !errors.Is(err, tt.wantErr) {
+			_, err := a.authenticateToken(tt.header)
+			if tt.header == "" {
+				r := httptest.NewRequest("GET", "/", nil)
+				_, err = a.Authenticate(r)
+			}
+			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got %v, want %v", err, tt.wantErr)
 			}
 		})
@@ -63,7 +69,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	h := "Bearer " + tok
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := a.Authenticate(h); err != nil {
+		if _, err := a.authenticateToken(h); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -114,6 +114,13 @@ type Config struct {
 	// leader removes it from the Raft configuration (default 24h).
 	DeadNodeRemoveTimeout time.Duration
 
+	// AuditPath is the audit log file (default DataDir/audit.log).
+	AuditPath string
+	// AuditFailOpen keeps serving key operations when the audit log
+	// cannot be written. Off by default: a KMS should refuse to serve
+	// unaudited. Setting it is logged as a warning at every start.
+	AuditFailOpen bool
+
 	// Peers lists the cluster's members (including this node is fine).
 	Peers []Peer
 	// Bootstrap forms a new cluster from Peers when the node has no Raft

@@ -112,7 +112,7 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 	if err != nil {
 		return fmt.Errorf("node: forward: %w", err)
 	}
-	for _, h := range []string{api.HeaderAuthorization, api.HeaderRequestID, api.HeaderMinIndex, "Content-Type"} {
+	for _, h := range []string{api.HeaderAuthorization, api.HeaderRequestID, api.HeaderMinIndex, "Content-Type", HeaderCertIdentity} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}

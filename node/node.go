@@ -6,6 +6,8 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +46,9 @@ type Node struct {
 	hsmErr  error         // why the HSM could not be opened
 	dealNow chan struct{}
 
-	gossip *membership.Gossip
+	gossip    *membership.Gossip
+	audit     *auditSink
+	auditPath string
 
 	apiLn    net.Listener
 	http     *http.Server
@@ -110,6 +114,10 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}
 	n.apiLn = ln
+	if err := n.openAudit(); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	n.openHSM(ctx)
 	n.peers.set(Peer{ID: n.cfg.NodeID, APIAddr: n.apiAdvertise(), Region: n.cfg.Region})
 	rp, err := n.startRaft()
@@ -124,14 +132,16 @@ func (n *Node) Start(ctx context.Context) error {
 	if tlsCfg == nil {
 		tlsCfg = transport.APIServerConfig(n.cfg.Identity)
 	}
+	// Client certificates are requested but not chain-verified by TLS:
+	// application identities are public-key hashes (any certificate,
+	// possession proven by the handshake); node identities are verified
+	// against the cluster CA in isPeer.
+	tlsCfg = tlsCfg.Clone()
+	tlsCfg.ClientAuth = tls.RequestClientCert
+	n.auth.isPeer = n.isPeer
 	handler := httpapi.New(httpapi.Config{
 		Sys: n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Auth: &n.auth,
-		IsPeer: func(r *http.Request) (string, bool) {
-			if r.TLS == nil {
-				return "", false
-			}
-			return transport.PeerNodeID(*r.TLS)
-		},
+		IsPeer: n.isPeer, Audit: n.audit, Admin: n,
 		Logger: n.log,
 	})
 	n.http = &http.Server{
@@ -219,6 +229,11 @@ func (n *Node) Close() error {
 		}
 		if err := n.raft.close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: raft shutdown: %w", err))
+		}
+		if n.audit != nil {
+			if err := n.audit.l.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("node: audit log: %w", err))
+			}
 		}
 		if err := n.fsm.Close(); err != nil {
 			errs = append(errs, err)
@@ -317,3 +332,25 @@ func (n *Node) Status() api.SealStatus {
 // DumpState writes the replicated state deterministically; tests compare
 // replicas with it.
 func (n *Node) DumpState(w io.Writer) error { return n.fsm.Dump(w) }
+
+// isPeer verifies that a request comes from a cluster node: its client
+// certificate chains to the cluster CA and names a node.
+func (n *Node) isPeer(r *http.Request) (string, bool) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return "", false
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range r.TLS.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: n.cfg.Identity.CAs, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return "", false
+	}
+	for _, u := range leaf.URIs {
+		if id, ok := transport.NodeIDFromURI(u); ok {
+			return id, true
+		}
+	}
+	return "", false
+}

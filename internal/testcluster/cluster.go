@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +67,7 @@ type Slot struct {
 // goroutine; Node accessors may be used from others.
 type Cluster struct {
 	CA    *devcerts.CA
+	base  string
 	id    string
 	key   []byte
 	opts  Options
@@ -99,6 +102,9 @@ func New(t testing.TB, opts Options) *Cluster {
 	}
 	if opts.Log == nil {
 		opts.Log = io.Discard
+		if os.Getenv("KEYD_TEST_LOG") != "" {
+			opts.Log = os.Stderr
+		}
 	}
 	if opts.SchedulerInterval == 0 {
 		opts.SchedulerInterval = 100 * time.Millisecond
@@ -107,7 +113,10 @@ func New(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{CA: ca, id: randomID(), opts: opts, log: &syncWriter{w: opts.Log}, key: []byte(randomID() + randomID() + "abcdefgh")}
+	// The base directory is registered before Close, so cleanup closes
+	// every node before the directories are removed.
+	base := t.TempDir()
+	c := &Cluster{CA: ca, id: randomID(), opts: opts, log: &syncWriter{w: opts.Log}, key: []byte(randomID() + randomID() + "abcdefgh"), base: base}
 	t.Cleanup(c.Close)
 	var lns [][2]net.Listener
 	for i := 0; i < opts.Nodes; i++ {
@@ -124,7 +133,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.slots = append(c.slots, &Slot{ID: id, Region: opts.Regions[i%len(opts.Regions)], Dir: t.TempDir(), APIAddr: apiLn.Addr().String(), RaftAddr: raftLn.Addr().String(), identity: ident})
+		c.slots = append(c.slots, &Slot{ID: id, Region: opts.Regions[i%len(opts.Regions)], Dir: filepath.Join(base, id), APIAddr: apiLn.Addr().String(), RaftAddr: raftLn.Addr().String(), identity: ident})
 		lns = append(lns, [2]net.Listener{apiLn, raftLn})
 	}
 	for i, s := range c.slots {
@@ -460,7 +469,7 @@ func (c *Cluster) AddNode(t testing.TB, region string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Slot{ID: id, Region: region, Dir: t.TempDir(), APIAddr: apiLn.Addr().String(), RaftAddr: raftLn.Addr().String(), identity: ident, Joiner: true}
+	s := &Slot{ID: id, Region: region, Dir: filepath.Join(c.base, id), APIAddr: apiLn.Addr().String(), RaftAddr: raftLn.Addr().String(), identity: ident, Joiner: true}
 	s.hsm, s.hsmLabel = c.hsmFor(t, i, s.Dir)
 	c.mu.Lock()
 	c.slots = append(c.slots, s)

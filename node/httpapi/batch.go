@@ -6,7 +6,13 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/policy"
 )
+
+var batchCapabilities = map[string]policy.Capability{
+	"encrypt": policy.Encrypt, "decrypt": policy.Decrypt, "reencrypt": policy.Rewrap, "datakey": policy.DataKey,
+	"sign": policy.Sign, "hmac": policy.HMAC, "verify": policy.Verify, "verify-hmac": policy.Verify,
+}
 
 func isBadSignature(err error) bool { return errors.Is(err, keyring.ErrBadSignature) }
 
@@ -30,12 +36,14 @@ func checkItems(n int) error {
 // unusable key.
 func (s *Server) batch(c *call) (any, error) {
 	op := c.r.PathValue("op")
-	k, err := s.cfg.Crypto.CryptoKey(c.name())
-	switch op {
-	case "encrypt", "decrypt", "reencrypt", "datakey", "sign", "hmac", "verify", "verify-hmac":
-	default:
+	capability, ok := batchCapabilities[op]
+	if !ok {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: "unknown batch operation " + strconv.Quote(op)}
 	}
+	if err := c.authorize(capability, c.name()); err != nil {
+		return nil, err
+	}
+	k, err := s.cfg.Crypto.CryptoKey(c.name())
 	if err != nil {
 		return nil, err
 	}

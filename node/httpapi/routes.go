@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/policy"
 	"github.com/keyd/keyd/sharex"
 )
 
@@ -13,41 +14,59 @@ func (s *Server) routes() []route {
 	const small = api.MaxBodyBytes
 	const batch = api.MaxBatchBodyBytes
 	k := "/v1/keys/{name}"
+	type cap = policy.Capability
+	keyRoute := func(method, suffix string, capability cap, op string, leader bool, h func(*call) (any, error)) route {
+		return route{pattern: method + " " + k + suffix, access: token, maxBody: small, leader: leader, minIndex: !leader,
+			capability: capability, keyed: true, op: op, handle: h}
+	}
 	return []route{
 		{pattern: "GET " + api.PathHealth, access: open, maxBody: 0, handle: s.health},
 		{pattern: "GET " + api.PathStatus, access: open, maxBody: 0, handle: s.status},
-		{pattern: "POST " + api.PathInit, access: open, maxBody: small, leader: true, handle: s.init},
-		{pattern: "POST " + api.PathUnseal, access: open, maxBody: small, handle: s.unseal},
-		{pattern: "POST " + api.PathSeal, access: token, maxBody: small, handle: s.seal},
+		{pattern: "POST " + api.PathInit, access: open, maxBody: small, leader: true, op: "sys.init", handle: s.init},
+		{pattern: "POST " + api.PathUnseal, access: open, maxBody: small, op: "sys.unseal", handle: s.unseal},
+		{pattern: "POST " + api.PathSeal, access: token, maxBody: small, capability: policy.Cluster, op: "sys.seal", handle: s.seal},
+		{pattern: "GET " + api.PathCluster, access: token, maxBody: 0, capability: policy.Cluster, op: "sys.cluster", handle: s.cluster},
+		{pattern: "POST " + api.PathJoin, access: open, maxBody: small, op: "sys.join", handle: s.join},
+		{pattern: "POST " + api.PathRemove, access: token, maxBody: small, leader: true, capability: policy.Cluster, op: "sys.remove", handle: s.remove},
+		{pattern: "GET " + api.PathWhoAmI, access: token, maxBody: 0, handle: s.whoami},
+		{pattern: "GET " + api.PathAuditKey, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.public_key", handle: s.auditKey},
+		{pattern: "GET " + api.PathAuditLog, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.read", handle: s.auditLog},
 
-		{pattern: "GET " + api.PathCluster, access: token, maxBody: 0, handle: s.cluster},
-		{pattern: "POST " + api.PathJoin, access: open, maxBody: small, handle: s.join},
-		{pattern: "POST " + api.PathRemove, access: token, maxBody: small, leader: true, handle: s.remove},
+		{pattern: "GET " + api.PathPolicies, access: token, maxBody: 0, op: "policy.list", handle: s.listPolicies},
+		{pattern: "GET " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, op: "policy.read", handle: s.readPolicy},
+		{pattern: "PUT " + api.PathPolicies + "/{policy}", access: token, maxBody: small, leader: true, op: "policy.write", handle: s.writePolicy},
+		{pattern: "DELETE " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, leader: true, capability: policy.TokenAdmin, op: "policy.delete", handle: s.deletePolicy},
+		{pattern: "POST " + api.PathTokens, access: token, maxBody: small, leader: true, capability: policy.TokenAdmin, op: "token.create", handle: s.createToken},
+		{pattern: "GET " + api.PathTokens, access: token, maxBody: 0, capability: policy.TokenAdmin, op: "token.list", handle: s.listTokens},
+		{pattern: "POST " + api.PathTokenRevoke, access: token, maxBody: small, leader: true, capability: policy.TokenAdmin, op: "token.revoke", handle: s.revokeToken},
+		{pattern: "POST " + api.PathIdentities, access: token, maxBody: small, leader: true, capability: policy.TokenAdmin, op: "identity.create", handle: s.createIdentity},
+		{pattern: "GET " + api.PathIdentities, access: token, maxBody: 0, capability: policy.TokenAdmin, op: "identity.list", handle: s.listIdentities},
+		{pattern: "DELETE " + api.PathIdentities + "/{id}", access: token, maxBody: 0, leader: true, capability: policy.TokenAdmin, op: "identity.delete", handle: s.deleteIdentity},
 
-		{pattern: "POST " + api.PathKeys, access: token, maxBody: small, leader: true, handle: s.createKey},
-		{pattern: "GET " + api.PathKeys, access: token, maxBody: 0, minIndex: true, handle: s.listKeys},
-		{pattern: "GET " + k, access: token, maxBody: 0, minIndex: true, handle: s.readKey},
-		{pattern: "POST " + k + "/rotate", access: token, maxBody: small, leader: true, handle: s.rotateKey},
-		{pattern: "POST " + k + "/enable", access: token, maxBody: small, leader: true, handle: s.enableKey},
-		{pattern: "POST " + k + "/disable", access: token, maxBody: small, leader: true, handle: s.disableKey},
-		{pattern: "POST " + k + "/config", access: token, maxBody: small, leader: true, handle: s.configureKey},
-		{pattern: "POST " + k + "/schedule-deletion", access: token, maxBody: small, leader: true, handle: s.scheduleDeletion},
-		{pattern: "POST " + k + "/cancel-deletion", access: token, maxBody: small, leader: true, handle: s.cancelDeletion},
+		{pattern: "POST " + api.PathKeys, access: token, maxBody: small, leader: true, op: "key.create", handle: s.createKey},
+		{pattern: "GET " + api.PathKeys, access: token, maxBody: 0, minIndex: true, op: "key.list", handle: s.listKeys},
+		keyRoute("GET", "", policy.Read, "key.read", false, s.readKey),
+		keyRoute("POST", "/rotate", policy.Rotate, "key.rotate", true, s.rotateKey),
+		keyRoute("POST", "/enable", policy.Rotate, "key.enable", true, s.enableKey),
+		keyRoute("POST", "/disable", policy.Rotate, "key.disable", true, s.disableKey),
+		keyRoute("POST", "/config", policy.Rotate, "key.config", true, s.configureKey),
+		keyRoute("POST", "/schedule-deletion", policy.Delete, "key.schedule_deletion", true, s.scheduleDeletion),
+		keyRoute("POST", "/cancel-deletion", policy.Delete, "key.cancel_deletion", true, s.cancelDeletion),
 
-		{pattern: "POST " + k + "/encrypt", access: token, maxBody: small, minIndex: true, handle: s.encrypt},
-		{pattern: "POST " + k + "/decrypt", access: token, maxBody: small, minIndex: true, handle: s.decrypt},
-		{pattern: "POST " + k + "/reencrypt", access: token, maxBody: small, minIndex: true, handle: s.reencrypt},
-		{pattern: "POST " + k + "/datakey", access: token, maxBody: small, minIndex: true, handle: s.datakey},
-		{pattern: "POST " + k + "/sign", access: token, maxBody: small, minIndex: true, handle: s.sign},
-		{pattern: "POST " + k + "/verify", access: token, maxBody: small, minIndex: true, handle: s.verify},
-		{pattern: "POST " + k + "/hmac", access: token, maxBody: small, minIndex: true, handle: s.hmac},
-		{pattern: "POST " + k + "/verify-hmac", access: token, maxBody: small, minIndex: true, handle: s.verifyHMAC},
-		{pattern: "POST " + k + "/batch/{op}", access: token, maxBody: batch, minIndex: true, handle: s.batch},
+		keyRoute("POST", "/encrypt", policy.Encrypt, "key.encrypt", false, s.encrypt),
+		keyRoute("POST", "/decrypt", policy.Decrypt, "key.decrypt", false, s.decrypt),
+		keyRoute("POST", "/reencrypt", policy.Rewrap, "key.reencrypt", false, s.reencrypt),
+		keyRoute("POST", "/datakey", policy.DataKey, "key.datakey", false, s.datakey),
+		keyRoute("POST", "/sign", policy.Sign, "key.sign", false, s.sign),
+		keyRoute("POST", "/verify", policy.Verify, "key.verify", false, s.verify),
+		keyRoute("POST", "/hmac", policy.HMAC, "key.hmac", false, s.hmac),
+		keyRoute("POST", "/verify-hmac", policy.Verify, "key.verify_hmac", false, s.verifyHMAC),
+		{pattern: "POST " + k + "/batch/{op}", access: token, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
 
-		{pattern: "POST /v1/internal/unseal-share", access: internal, maxBody: small, handle: s.relayedShare},
-		{pattern: "POST /v1/internal/seal", access: internal, maxBody: small, handle: s.relayedSeal},
-		{pattern: "POST /v1/internal/node-share", access: internal, maxBody: small, handle: s.nodeShare},
-		{pattern: "POST /v1/internal/share-request", access: internal, maxBody: sharex.MaxMessageSize, handle: s.shareRequest},
+		{pattern: "POST /v1/internal/unseal-share", access: internal, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
+		{pattern: "POST /v1/internal/seal", access: internal, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
+		{pattern: "POST /v1/internal/node-share", access: internal, maxBody: small, op: "sys.node_share", handle: s.nodeShare},
+		{pattern: "POST /v1/internal/share-request", access: internal, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
 	}
 }
 
@@ -110,6 +129,9 @@ func (s *Server) createKey(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
+	if err := c.authorize(policy.Create, req.Name); err != nil {
+		return nil, err
+	}
 	return s.cfg.Keys.CreateKey(c.r.Context(), c.rid, req)
 }
 
@@ -123,7 +145,19 @@ func (s *Server) listKeys(c *call) (any, error) {
 		}
 		limit = n
 	}
-	return s.cfg.Keys.ListKeys(c.r.Context(), q.Get("after"), limit)
+	list, err := s.cfg.Keys.ListKeys(c.r.Context(), q.Get("after"), limit)
+	if err != nil {
+		return nil, err
+	}
+	// Only names the caller may read are listed.
+	kept := list.Keys[:0]
+	for _, name := range list.Keys {
+		if c.p.Allowed(policy.Read, name) {
+			kept = append(kept, name)
+		}
+	}
+	list.Keys = kept
+	return list, nil
 }
 
 func (s *Server) readKey(c *call) (any, error) {
@@ -219,7 +253,12 @@ func (s *Server) cluster(c *call) (any, error) {
 // tokens yet and learns them by replication once it has joined.
 func (s *Server) join(c *call) (any, error) {
 	if !s.cfg.Membership.Fresh() {
-		if err := s.cfg.Auth.Authenticate(c.r.Header.Get(api.HeaderAuthorization)); err != nil {
+		p, err := s.cfg.Auth.Authenticate(c.r)
+		if err != nil {
+			return nil, err
+		}
+		c.p = p
+		if err := c.authorize(policy.Cluster, ""); err != nil {
 			return nil, err
 		}
 	}

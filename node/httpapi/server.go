@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/audit"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/policy"
 	"github.com/keyd/keyd/sharex"
 )
 
@@ -76,9 +78,29 @@ type Cluster interface {
 	AppliedIndex() uint64
 }
 
-// Authenticator checks an Authorization header value without allocating.
+// Principal is an authenticated caller and what its policies allow.
+type Principal interface {
+	// ID names the caller in the audit log ("token:<accessor>",
+	// "cert:<identity prefix>"); never a secret.
+	ID() string
+	Policies() []string
+	Allowed(c policy.Capability, key string) bool
+	AllowedPattern(c policy.Capability, pattern string) bool
+}
+
+// Authenticator resolves the caller of a request (bearer token or client
+// certificate) without allocating.
 type Authenticator interface {
-	Authenticate(header string) error
+	Authenticate(r *http.Request) (Principal, error)
+}
+
+// Auditor writes audit records. Log returns only once the record is
+// durable; Healthy reports whether the sink still writes, so key
+// operations can be refused before they run rather than served unaudited.
+type Auditor interface {
+	Log(ctx context.Context, r audit.Record) error
+	HMAC(value []byte) string
+	Healthy() bool
 }
 
 // PeerCheck reports whether a request comes from a cluster node (a
@@ -95,7 +117,12 @@ type Config struct {
 	Membership Membership
 	Auth       Authenticator
 	IsPeer     PeerCheck
-	Logger     *slog.Logger
+	// Audit records every request that touches a key or the system; nil
+	// turns auditing off (tests of the HTTP layer only).
+	Audit Auditor
+	// Admin serves identity, token, policy and audit-log management.
+	Admin  Admin
+	Logger *slog.Logger
 	// Rand is the randomness for nonces and data keys (crypto/rand by default).
 	Rand io.Reader
 }
@@ -132,16 +159,22 @@ const (
 	internal               // cluster node certificate
 )
 
-// route declares one endpoint: who may call it, how large its body may
-// be, whether it must run on the leader and whether it honours a minimum
-// index.
+// route declares one endpoint: who may call it and with which
+// capability, how large its body may be, whether it must run on the
+// leader, whether it honours a minimum index, and its audit name.
 type route struct {
 	pattern  string
 	access   access
 	maxBody  int64
 	leader   bool // forwarded to the leader when received by a follower
 	minIndex bool
-	handle   func(c *call) (any, error)
+	// capability checked by the middleware: on the {name} key when keyed,
+	// as a system capability otherwise. Empty: the handler checks.
+	capability policy.Capability
+	keyed      bool
+	// op names the request in the audit log; empty: not audited.
+	op     string
+	handle func(c *call) (any, error)
 }
 
 // call is one request as handlers see it.
@@ -150,6 +183,20 @@ type call struct {
 	w    http.ResponseWriter
 	body []byte
 	rid  string
+	p    Principal // nil on open and internal routes
+}
+
+// authorize checks a capability the middleware could not (a key name in
+// the body, a batch operation).
+func (c *call) authorize(cap policy.Capability, key string) error {
+	if c.p == nil || !c.p.Allowed(cap, key) {
+		return forbidden(cap)
+	}
+	return nil
+}
+
+func forbidden(cap policy.Capability) error {
+	return &api.Error{Code: api.CodeForbidden, Message: "the caller's policies do not grant " + string(cap)}
 }
 
 func (c *call) name() string { return c.r.PathValue("name") }
@@ -199,11 +246,24 @@ func (s *Server) wrap(rt route) http.Handler {
 			writeError(w, &api.Error{Code: api.CodeBadRequest, Message: "request id longer than 128 bytes"}, "", s.cfg.Logger)
 			return
 		}
+		c := &call{r: r, w: w, rid: rid}
 		switch rt.access {
 		case token:
-			if err := s.cfg.Auth.Authenticate(r.Header.Get(api.HeaderAuthorization)); err != nil {
-				writeError(w, err, rid, s.cfg.Logger)
+			p, err := s.cfg.Auth.Authenticate(r)
+			if err != nil {
+				s.finish(c, rt, nil, err)
 				return
+			}
+			c.p = p
+			if rt.capability != "" {
+				key := ""
+				if rt.keyed {
+					key = r.PathValue("name")
+				}
+				if !p.Allowed(rt.capability, key) {
+					s.finish(c, rt, nil, forbidden(rt.capability))
+					return
+				}
 			}
 		case internal:
 			if _, ok := s.cfg.IsPeer(r); !ok {
@@ -211,24 +271,31 @@ func (s *Server) wrap(rt route) http.Handler {
 				return
 			}
 		}
+		if rt.op != "" && s.cfg.Audit != nil && !s.cfg.Audit.Healthy() {
+			// Refuse rather than serve unaudited.
+			writeError(w, errAuditDown, rid, s.cfg.Logger)
+			return
+		}
 		buf := bufPool.Get().(*bytes.Buffer)
 		buf.Reset()
 		defer bufPool.Put(buf)
 		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, rt.maxBody)); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				writeError(w, &api.Error{Code: api.CodeTooLarge, Message: "request body exceeds " + strconv.FormatInt(rt.maxBody, 10) + " bytes"}, rid, s.cfg.Logger)
+				err = &api.Error{Code: api.CodeTooLarge, Message: "request body exceeds " + strconv.FormatInt(rt.maxBody, 10) + " bytes"}
 			} else {
-				writeError(w, &api.Error{Code: api.CodeBadRequest, Message: "could not read request body"}, rid, s.cfg.Logger)
+				err = &api.Error{Code: api.CodeBadRequest, Message: "could not read request body"}
 			}
+			s.finish(c, rt, nil, err)
 			return
 		}
-		c := &call{r: r, w: w, body: buf.Bytes(), rid: rid}
+		c.body = buf.Bytes()
 		if rt.leader && !s.cfg.IsLeader() {
 			if r.Header.Get(api.HeaderForwarded) != "" {
 				writeError(w, api.ErrNotLeader, rid, s.cfg.Logger)
 				return
 			}
+			// The leader authenticates, authorizes and audits the write.
 			if err := s.cfg.Forward(w, r, c.body); err != nil {
 				writeError(w, err, rid, s.cfg.Logger)
 			}
@@ -238,28 +305,100 @@ func (s *Server) wrap(rt route) http.Handler {
 			if v := r.Header.Get(api.HeaderMinIndex); v != "" {
 				idx, err := strconv.ParseUint(v, 10, 64)
 				if err != nil {
-					writeError(w, &api.Error{Code: api.CodeBadRequest, Message: api.HeaderMinIndex + " must be an unsigned integer"}, rid, s.cfg.Logger)
+					s.finish(c, rt, nil, &api.Error{Code: api.CodeBadRequest, Message: api.HeaderMinIndex + " must be an unsigned integer"})
 					return
 				}
 				if err := s.cfg.WaitApplied(r.Context(), idx); err != nil {
-					writeError(w, err, rid, s.cfg.Logger)
+					s.finish(c, rt, nil, err)
 					return
 				}
 			}
 		}
 		resp, err := rt.handle(c)
-		if err != nil {
-			writeError(w, err, rid, s.cfg.Logger)
-			return
-		}
-		if _, ok := resp.(*handledT); ok {
-			return
-		}
-		if info, ok := resp.(*api.KeyInfo); ok {
-			w.Header().Set(api.HeaderIndex, strconv.FormatUint(info.Index, 10))
-		}
-		writeJSON(w, http.StatusOK, resp)
+		s.finish(c, rt, resp, err)
 	})
+}
+
+var errAuditDown = &api.Error{Code: api.CodeUnavailable, Message: "audit log cannot be written; key operations are refused"}
+
+// finish audits the request (before anything is sent) and writes the
+// reply. If the audit record cannot be written the caller gets an error
+// instead of the result.
+func (s *Server) finish(c *call, rt route, resp any, err error) {
+	if _, ok := resp.(*handledT); ok && err == nil {
+		return
+	}
+	if rt.op != "" && s.cfg.Audit != nil {
+		if aerr := s.audit(c, rt, resp, err); aerr != nil {
+			if s.cfg.Logger != nil {
+				s.cfg.Logger.Error("audit write failed; refusing the reply", "op", rt.op, "err", aerr)
+			}
+			writeError(c.w, errAuditDown, c.rid, s.cfg.Logger)
+			return
+		}
+	}
+	if err != nil {
+		writeError(c.w, err, c.rid, s.cfg.Logger)
+		return
+	}
+	if info, ok := resp.(*api.KeyInfo); ok {
+		c.w.Header().Set(api.HeaderIndex, strconv.FormatUint(info.Index, 10))
+	}
+	writeJSON(c.w, http.StatusOK, resp)
+}
+
+func (s *Server) audit(c *call, rt route, resp any, err error) error {
+	rec := audit.Record{
+		Op: rt.op, Key: c.r.PathValue("name"), Outcome: "ok",
+		RequestID: c.rid, Source: c.r.RemoteAddr,
+	}
+	if err != nil {
+		rec.Outcome = string(errorFor(err).Code)
+	} else {
+		rec.Version = versionOf(resp)
+	}
+	if c.p != nil {
+		rec.Identity = c.p.ID()
+	} else if id, ok := s.cfg.IsPeer(c.r); ok {
+		rec.Identity = "node:" + id
+	} else {
+		rec.Identity = "anonymous"
+	}
+	if f := c.r.Header.Get(api.HeaderForwarded); f != "" {
+		rec.Source += " via " + f
+	}
+	if len(c.body) > 0 {
+		// The body may hold plaintext, ciphertext, context or a share:
+		// only its keyed HMAC is recorded.
+		rec.Hashed = map[string]string{"request": s.cfg.Audit.HMAC(c.body)}
+	}
+	return s.cfg.Audit.Log(c.r.Context(), rec)
+}
+
+func versionOf(resp any) uint32 {
+	switch v := resp.(type) {
+	case *api.EncryptResponse:
+		if v != nil {
+			return v.Version
+		}
+	case *api.DecryptResponse:
+		if v != nil {
+			return v.Version
+		}
+	case *api.SignResponse:
+		if v != nil {
+			return v.Version
+		}
+	case *api.DataKeyResponse:
+		if v != nil {
+			return v.Version
+		}
+	case *api.KeyInfo:
+		if v != nil {
+			return v.LatestVersion
+		}
+	}
+	return 0
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

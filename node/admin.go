@@ -1,0 +1,219 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/policy"
+)
+
+func (n *Node) policyInfo(name string, index uint64) (*api.PolicyInfo, error) {
+	if p, ok := policy.Builtin(name); ok {
+		doc, err := p.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		return &api.PolicyInfo{Name: name, Builtin: true, Document: doc, Index: index}, nil
+	}
+	recs, err := n.fsm.Policies()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.Name == name {
+			return &api.PolicyInfo{Name: name, Document: json.RawMessage(r.Doc), Index: index}, nil
+		}
+	}
+	return nil, &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
+}
+
+// PutPolicy stores a parsed policy through Raft.
+func (n *Node) PutPolicy(ctx context.Context, rid string, p *policy.Policy) (*api.PolicyInfo, error) {
+	doc, err := p.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.apply(ctx, &fsm.PutPolicy{Meta: n.meta(rid), Name: p.Name, Doc: doc})
+	if err != nil {
+		return nil, err
+	}
+	return n.policyInfo(p.Name, res.Index)
+}
+
+// Policy returns a built-in or stored policy.
+func (n *Node) Policy(name string) (*api.PolicyInfo, error) {
+	return n.policyInfo(name, n.fsm.AppliedIndex())
+}
+
+// ListPolicies names the stored and built-in policies.
+func (n *Node) ListPolicies() (*api.PolicyList, error) {
+	recs, err := n.fsm.Policies()
+	if err != nil {
+		return nil, err
+	}
+	out := &api.PolicyList{Policies: []string{}, Builtin: policy.BuiltinNames()}
+	for _, r := range recs {
+		out.Policies = append(out.Policies, r.Name)
+	}
+	sort.Strings(out.Policies)
+	return out, nil
+}
+
+// DeletePolicy removes a stored policy; built-ins cannot be deleted.
+func (n *Node) DeletePolicy(ctx context.Context, rid, name string) error {
+	if _, ok := policy.Builtin(name); ok {
+		return &api.Error{Code: api.CodeBadRequest, Message: "built-in policies cannot be deleted"}
+	}
+	_, err := n.apply(ctx, &fsm.DeletePolicy{Meta: n.meta(rid), Name: name})
+	if errors.Is(err, fsm.ErrNotFound) {
+		return &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
+	}
+	return err
+}
+
+func (n *Node) checkPolicyNames(names []string) error {
+	if len(names) == 0 {
+		return &api.Error{Code: api.CodeBadRequest, Message: "at least one policy is required"}
+	}
+	stored, err := storedPolicies(n.fsm)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, ok := policy.Builtin(name); ok {
+			continue
+		}
+		if _, ok := stored[name]; !ok {
+			return &api.Error{Code: api.CodeBadRequest, Message: "unknown policy " + name}
+		}
+	}
+	return nil
+}
+
+// CreateToken creates a token bound to policies. The token is returned
+// once; only its hash is replicated.
+func (n *Node) CreateToken(ctx context.Context, rid string, req api.CreateTokenRequest) (*api.TokenInfo, error) {
+	if err := n.checkPolicyNames(req.Policies); err != nil {
+		return nil, err
+	}
+	if len(req.Name) > 128 {
+		return nil, badRequest("token name longer than 128 characters")
+	}
+	m := n.meta(rid)
+	var exp time.Time
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d < time.Minute {
+			return nil, badRequest("ttl must be a duration of at least 1m, like 720h")
+		}
+		exp = m.At.Add(d)
+	}
+	tok, hash, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	res, err := n.apply(ctx, &fsm.PutToken{Meta: m, Hash: hash[:], Name: req.Name, Policies: req.Policies, ExpiresAt: exp})
+	if err != nil {
+		return nil, err
+	}
+	if res.Duplicate {
+		// A retry of a create whose reply was lost: the first token
+		// cannot be shown again.
+		return nil, &api.Error{Code: api.CodeConflict, Message: "this request id already created a token; its value cannot be shown again"}
+	}
+	return &api.TokenInfo{Accessor: Accessor(hash[:]), Name: req.Name, Policies: req.Policies, CreatedAt: m.At, ExpiresAt: exp, Token: tok, Index: res.Index}, nil
+}
+
+// ListTokens lists tokens by accessor, never the tokens.
+func (n *Node) ListTokens() (*api.TokenList, error) {
+	recs, err := n.fsm.Tokens()
+	if err != nil {
+		return nil, err
+	}
+	out := &api.TokenList{Tokens: []api.TokenInfo{}}
+	for _, r := range recs {
+		out.Tokens = append(out.Tokens, api.TokenInfo{Accessor: Accessor(r.Hash), Name: r.Name, Policies: r.Policies, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt})
+	}
+	sort.Slice(out.Tokens, func(i, j int) bool { return out.Tokens[i].CreatedAt.Before(out.Tokens[j].CreatedAt) })
+	return out, nil
+}
+
+// RevokeToken revokes the token with this accessor. Every node stops
+// accepting it when it applies the revocation.
+func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) error {
+	if len(accessor) != 16 {
+		return badRequest("accessor must be 16 hex digits")
+	}
+	recs, err := n.fsm.Tokens()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if Accessor(r.Hash) == strings.ToLower(accessor) {
+			_, err := n.apply(ctx, &fsm.RevokeToken{Meta: n.meta(rid), Hash: r.Hash})
+			return err
+		}
+	}
+	return &api.Error{Code: api.CodeNotFound, Message: "no token with this accessor"}
+}
+
+// CreateIdentity binds a client certificate's public key to policies.
+func (n *Node) CreateIdentity(ctx context.Context, rid string, req api.CreateIdentityRequest) (*api.IdentityInfo, error) {
+	if err := n.checkPolicyNames(req.Policies); err != nil {
+		return nil, err
+	}
+	id := strings.ToLower(req.ID)
+	if req.Certificate != "" {
+		blk, _ := pem.Decode([]byte(req.Certificate))
+		if blk == nil || blk.Type != "CERTIFICATE" {
+			return nil, badRequest("certificate must be a PEM CERTIFICATE")
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, badRequest("certificate cannot be parsed")
+		}
+		h := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+		id = hex.EncodeToString(h[:])
+	}
+	if b, err := hex.DecodeString(id); err != nil || len(b) != 32 {
+		return nil, badRequest("give a certificate or a 64-hex-digit public-key hash as id")
+	}
+	m := n.meta(rid)
+	res, err := n.apply(ctx, &fsm.PutIdentity{Meta: m, ID: id, Name: req.Name, Policies: req.Policies})
+	if err != nil {
+		return nil, err
+	}
+	return &api.IdentityInfo{ID: id, Name: req.Name, Policies: req.Policies, CreatedAt: m.At, Index: res.Index}, nil
+}
+
+// ListIdentities lists certificate identities.
+func (n *Node) ListIdentities() (*api.IdentityList, error) {
+	recs, err := n.fsm.Identities()
+	if err != nil {
+		return nil, err
+	}
+	out := &api.IdentityList{Identities: []api.IdentityInfo{}}
+	for _, r := range recs {
+		out.Identities = append(out.Identities, api.IdentityInfo{ID: r.ID, Name: r.Name, Policies: r.Policies, CreatedAt: r.CreatedAt})
+	}
+	return out, nil
+}
+
+// DeleteIdentity removes a certificate identity.
+func (n *Node) DeleteIdentity(ctx context.Context, rid, id string) error {
+	_, err := n.apply(ctx, &fsm.DeleteIdentity{Meta: n.meta(rid), ID: strings.ToLower(id)})
+	if errors.Is(err, fsm.ErrNotFound) {
+		return &api.Error{Code: api.CodeNotFound, Message: "no such identity"}
+	}
+	return err
+}
