@@ -508,3 +508,39 @@ type AuditKey struct {
 	Node      string `json:"node"`
 	PublicKey string `json:"public_key"`
 }
+
+// Root rotation: a quorum of the current custodians replaces the root
+// secret and receives new shares. No token is involved.
+const (
+	PathRotateRoot       = "/v1/sys/rotate-root"        // GET status
+	PathRotateRootStart  = "/v1/sys/rotate-root/start"  // POST RotateRootStart
+	PathRotateRootSubmit = "/v1/sys/rotate-root/submit" // POST RotateRootSubmit
+)
+
+// RotateRootStart opens a rotation session for a new custodian dealing.
+type RotateRootStart struct {
+	Custodians int `json:"custodians"`
+	Threshold  int `json:"threshold"`
+}
+
+// RotateRootSubmit carries one current custodian share.
+type RotateRootSubmit struct {
+	Nonce string `json:"nonce"`
+	Share string `json:"share"`
+}
+
+// RotateRootStatus is the state of the rotation session. Shares and
+// Fingerprint are set only in the reply to the submission that completed
+// the rotation: the new custodian shares, shown once.
+type RotateRootStatus struct {
+	Started     bool     `json:"started"`
+	Nonce       string   `json:"nonce,omitempty"`
+	Progress    int      `json:"progress"`
+	Required    int      `json:"required"`
+	Custodians  int      `json:"custodians,omitempty"`
+	Threshold   int      `json:"threshold,omitempty"`
+	Complete    bool     `json:"complete,omitempty"`
+	Shares      []string `json:"shares,omitempty"`
+	Fingerprint string   `json:"commitments_fingerprint,omitempty"`
+	Index       uint64   `json:"index,omitempty"`
+}

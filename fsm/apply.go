@@ -113,6 +113,8 @@ func (a *applier) dispatch(cmd Command) error {
 		return a.applyPutToken(c)
 	case *PutNodeShares:
 		return a.applyNodeShares(c)
+	case *RotateRoot:
+		return a.applyRotateRoot(c)
 	case *PutPolicy:
 		if c.Name == "" || len(c.Doc) == 0 {
 			return fmt.Errorf("%w: policy name and document required", ErrInvalidCommand)
@@ -383,5 +385,32 @@ func (a *applier) deleteEntry(bucket []byte, key string) error {
 		return errStorage{err}
 	}
 	a.ev.Tokens = true
+	return nil
+}
+
+func (a *applier) applyRotateRoot(c *RotateRoot) error {
+	meta := a.tx.Bucket(bucketMeta)
+	v := meta.Get(keyInit)
+	if v == nil {
+		return ErrNotInitialized
+	}
+	var cur InitRecord
+	if err := json.Unmarshal(v, &cur); err != nil {
+		return err
+	}
+	if !bytes.Equal(cur.Commitments, c.PrevCommitments) {
+		return fmt.Errorf("%w: the root changed since this rotation started", ErrConflict)
+	}
+	if c.Threshold < 1 || c.Custodians < c.Threshold || len(c.Commitments) == 0 || len(c.WrappedBarrier) == 0 {
+		return fmt.Errorf("%w: root rotation record incomplete", ErrInvalidCommand)
+	}
+	rec, err := json.Marshal(&InitRecord{Custodians: c.Custodians, Threshold: c.Threshold, Commitments: c.Commitments, WrappedBarrier: c.WrappedBarrier, At: c.At})
+	if err != nil {
+		return err
+	}
+	if err := meta.Put(keyInit, rec); err != nil {
+		return errStorage{err}
+	}
+	a.ev.Root = true
 	return nil
 }

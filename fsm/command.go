@@ -29,6 +29,7 @@ const (
 	OpDeletePolicy
 	OpPutIdentity
 	OpDeleteIdentity
+	OpRotateRoot
 	opMax // keep last
 )
 
@@ -204,6 +205,22 @@ type DeleteIdentity struct {
 	ID string `json:"id"`
 }
 
+// RotateRoot replaces the root: new custodian commitments (possibly a new
+// N and T) and the unchanged barrier keyring wrapped under the new root
+// key. Old custodian shares stop verifying.
+type RotateRoot struct {
+	Meta
+	Custodians     int    `json:"n"`
+	Threshold      int    `json:"t"`
+	Commitments    []byte `json:"commitments"`
+	WrappedBarrier []byte `json:"barrier"`
+	// PrevCommitments must equal the current commitments, so two
+	// concurrent rotations cannot both apply.
+	PrevCommitments []byte `json:"prev"`
+}
+
+func (*RotateRoot) op() Op { return OpRotateRoot }
+
 func (*PutPolicy) op() Op      { return OpPutPolicy }
 func (*DeletePolicy) op() Op   { return OpDeletePolicy }
 func (*PutIdentity) op() Op    { return OpPutIdentity }
@@ -254,6 +271,8 @@ func newCommand(op Op) Command {
 		return new(PutIdentity)
 	case OpDeleteIdentity:
 		return new(DeleteIdentity)
+	case OpRotateRoot:
+		return new(RotateRoot)
 	}
 	return nil
 }

@@ -173,7 +173,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out
 	}
 	f.applied.Store(last)
-	if f.observer != nil && (len(changed) > 0 || len(ev.Deleted) > 0 || ev.Init || ev.Tokens || ev.NodeShares) {
+	if f.observer != nil && (len(changed) > 0 || len(ev.Deleted) > 0 || ev.Init || ev.Tokens || ev.NodeShares || ev.Root) {
 		ev.Index = last
 		for _, k := range changed {
 			if k != nil {

@@ -122,6 +122,8 @@ type Event struct {
 	Tokens bool
 	// NodeShares is set when a new node-share dealing was recorded.
 	NodeShares bool
+	// Root is set when the root was rotated.
+	Root bool
 	// Restored is set after a snapshot restore: every view must be rebuilt.
 	Restored bool
 }

@@ -46,6 +46,7 @@ type Node struct {
 	hsmErr  error         // why the HSM could not be opened
 	dealNow chan struct{}
 
+	rotation  rotation
 	gossip    *membership.Gossip
 	audit     *auditSink
 	auditPath string
@@ -99,6 +100,9 @@ func (n *Node) onApply(ev fsm.Event) {
 		}
 	}
 	n.keys.onEvent(ev, n.fsm)
+	if ev.Root {
+		n.onRootRotated()
+	}
 }
 
 // Start starts Raft, the API server and the leader's scheduler. It
@@ -139,9 +143,14 @@ func (n *Node) Start(ctx context.Context) error {
 	tlsCfg = tlsCfg.Clone()
 	tlsCfg.ClientAuth = tls.RequestClientCert
 	n.auth.isPeer = n.isPeer
+	var auditor httpapi.Auditor
+	if n.audit != nil {
+		auditor = n.audit
+	}
 	handler := httpapi.New(httpapi.Config{
-		Sys: n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Auth: &n.auth,
-		IsPeer: n.isPeer, Audit: n.audit, Admin: n,
+		Audit: auditor,
+		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
+		IsPeer: n.isPeer, Admin: n,
 		Logger: n.log,
 	})
 	n.http = &http.Server{

@@ -21,7 +21,7 @@ import (
 func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long each measurement runs")
 	conc := flag.String("concurrency", "16,64", "comma-separated numbers of concurrent callers")
-	scenarios := flag.String("scenarios", "reference,encrypt,decrypt,batch,create", "which measurements to run")
+	scenarios := flag.String("scenarios", "reference,encrypt,unaudited,decrypt,batch,create", "which measurements to run")
 	batchItems := flag.Int("batch-items", 500, "items per batch request")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))

@@ -166,7 +166,7 @@ func referenceServer(ca *devcerts.CA) (addr string, stop func(), err error) {
 }
 
 // startNodes starts n in-process nodes bootstrapped together.
-func startNodes(ca *devcerts.CA, n int) ([]*node.Node, func(), error) {
+func startNodes(ca *devcerts.CA, n int, auditOff bool) ([]*node.Node, func(), error) {
 	var nodes []*node.Node
 	var dirs []string
 	stop := func() {
@@ -208,6 +208,7 @@ func startNodes(ca *devcerts.CA, n int) ([]*node.Node, func(), error) {
 		cfg.Peers, cfg.Bootstrap = peers, true
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		cfg.RaftLogOutput = io.Discard
+		cfg.AuditDisabled = auditOff
 		nd, err := node.New(cfg)
 		if err != nil {
 			return nil, stop, err
@@ -284,7 +285,7 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 	}
 
 	if want["encrypt"] || want["decrypt"] || want["batch"] {
-		nodes, stop, err := startNodes(ca, 1)
+		nodes, stop, err := startNodes(ca, 1, false)
 		if err != nil {
 			stop()
 			return err
@@ -338,8 +339,35 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 		stop()
 	}
 
+	if want["unaudited"] {
+		nodes, stop, err := startNodes(ca, 1, true)
+		if err != nil {
+			stop()
+			return err
+		}
+		token, err := initCluster(ctx, ca, nodes)
+		if err != nil {
+			stop()
+			return err
+		}
+		base := "https://" + nodes[0].APIAddr()
+		hc := httpClient(roots, 64)
+		if err := post(hc, base+"/v1/keys", token, []byte(`{"name":"k"}`), nil); err != nil {
+			stop()
+			return err
+		}
+		for _, c := range levels {
+			hc := httpClient(roots, c)
+			r := drive("keyd encrypt unaudited", c, d, func(int) error { return post(hc, base+"/v1/keys/k/encrypt", token, encBody, nil) })
+			fmt.Println(r)
+			results = append(results, r)
+			hc.CloseIdleConnections()
+		}
+		stop()
+	}
+
 	if want["create"] {
-		nodes, stop, err := startNodes(ca, 3)
+		nodes, stop, err := startNodes(ca, 3, false)
 		if err != nil {
 			stop()
 			return err
@@ -377,9 +405,18 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 
 func printRatios(rs []result) {
 	ref := map[int]result{}
+	unaudited := map[int]result{}
 	for _, r := range rs {
-		if r.name == "reference encrypt" {
+		switch r.name {
+		case "reference encrypt":
 			ref[r.callers] = r
+		case "keyd encrypt unaudited":
+			unaudited[r.callers] = r
+		}
+	}
+	for _, r := range rs {
+		if u, ok := unaudited[r.callers]; ok && r.name == "keyd encrypt" && u.ops > 0 {
+			fmt.Printf("ratio audited/unaudited encrypt callers=%-3d throughput=%.2f, p99=%.2fx\n", r.callers, r.rate()/u.rate(), float64(r.p99)/float64(u.p99))
 		}
 	}
 	for _, r := range rs {

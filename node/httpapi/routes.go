@@ -28,6 +28,10 @@ func (s *Server) routes() []route {
 		{pattern: "GET " + api.PathCluster, access: token, maxBody: 0, capability: policy.Cluster, op: "sys.cluster", handle: s.cluster},
 		{pattern: "POST " + api.PathJoin, access: open, maxBody: small, op: "sys.join", handle: s.join},
 		{pattern: "POST " + api.PathRemove, access: token, maxBody: small, leader: true, capability: policy.Cluster, op: "sys.remove", handle: s.remove},
+		// Root rotation needs custodian shares, never a token.
+		{pattern: "GET " + api.PathRotateRoot, access: open, maxBody: 0, leader: true, handle: s.rotateStatus},
+		{pattern: "POST " + api.PathRotateRootStart, access: open, maxBody: small, leader: true, op: "sys.rotate_root_start", handle: s.rotateStart},
+		{pattern: "POST " + api.PathRotateRootSubmit, access: open, maxBody: small, leader: true, op: "sys.rotate_root_submit", handle: s.rotateSubmit},
 		{pattern: "GET " + api.PathWhoAmI, access: token, maxBody: 0, handle: s.whoami},
 		{pattern: "GET " + api.PathAuditKey, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.public_key", handle: s.auditKey},
 		{pattern: "GET " + api.PathAuditLog, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.read", handle: s.auditLog},
@@ -278,4 +282,22 @@ func (s *Server) remove(c *call) (any, error) {
 		return nil, err
 	}
 	return &api.WriteResponse{Index: s.cfg.AppliedIndex()}, nil
+}
+
+func (s *Server) rotateStatus(c *call) (any, error) { return s.cfg.Rotation.RotateRootStatus() }
+
+func (s *Server) rotateStart(c *call) (any, error) {
+	var req api.RotateRootStart
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	return s.cfg.Rotation.StartRootRotation(c.r.Context(), req)
+}
+
+func (s *Server) rotateSubmit(c *call) (any, error) {
+	var req api.RotateRootSubmit
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	return s.cfg.Rotation.SubmitRotationShare(c.r.Context(), req)
 }

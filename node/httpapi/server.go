@@ -60,6 +60,13 @@ type NodeShares interface {
 	AnswerShareRequest(ctx context.Context, from string, body []byte) (*sharex.Response, error)
 }
 
+// RootRotation is the custodians' root rotation, on the leader.
+type RootRotation interface {
+	RotateRootStatus() (*api.RotateRootStatus, error)
+	StartRootRotation(ctx context.Context, req api.RotateRootStart) (*api.RotateRootStatus, error)
+	SubmitRotationShare(ctx context.Context, req api.RotateRootSubmit) (*api.RotateRootStatus, error)
+}
+
 // Membership is the topology and join/remove side of a node.
 type Membership interface {
 	ClusterInfo() *api.ClusterInfo
@@ -115,6 +122,7 @@ type Config struct {
 	Cluster
 	NodeShares NodeShares
 	Membership Membership
+	Rotation   RootRotation
 	Auth       Authenticator
 	IsPeer     PeerCheck
 	// Audit records every request that touches a key or the system; nil
