@@ -53,14 +53,17 @@ type Slot struct {
 	Region string
 	Dir    string
 	// Joiner slots were added after bootstrap and join through gossip.
-	Joiner   bool
-	APIAddr  string
-	RaftAddr string
-	Faults   *transport.FaultLayer
-	Node     *node.Node
-	identity transport.Identity
-	hsm      hsmbridge.Config
-	hsmLabel string
+	Joiner bool
+	// GossipAddr is fixed per slot, so a restarted node comes back at the
+	// same gossip address (as a production node would).
+	GossipAddr string
+	APIAddr    string
+	RaftAddr   string
+	Faults     *transport.FaultLayer
+	Node       *node.Node
+	identity   transport.Identity
+	hsm        hsmbridge.Config
+	hsmLabel   string
 }
 
 // Cluster is an in-process cluster. Methods are safe for use from one test
@@ -180,7 +183,10 @@ func (c *Cluster) start(s *Slot, apiLn, raftLn net.Listener, i int) error {
 	cfg.Peers = c.peers()
 	cfg.Bootstrap = !s.Joiner
 	if c.opts.Gossip {
-		cfg.GossipAddr = "127.0.0.1:0"
+		if s.GossipAddr == "" {
+			s.GossipAddr = freeGossipAddr()
+		}
+		cfg.GossipAddr = s.GossipAddr
 		cfg.GossipKey = c.key
 		cfg.Join = c.seeds(s)
 		cfg.ReconcileInterval = 200 * time.Millisecond
@@ -403,7 +409,7 @@ func (c *Cluster) WaitUnsealed(t testing.TB) {
 	c.Eventually(t, 15*time.Second, func() error {
 		for i := range c.slots {
 			if n := c.Node(i); n != nil && n.Sealed() {
-				return fmt.Errorf("%s still sealed", n.ID())
+				return fmt.Errorf("%s still sealed: %s", n.ID(), n.Status().SealReason)
 			}
 		}
 		return nil
@@ -510,4 +516,23 @@ func (c *Cluster) Heal(t testing.TB) {
 			s.Faults.Heal()
 		}
 	}
+}
+
+// freeGossipAddr finds a loopback port free for both TCP and UDP.
+func freeGossipAddr() string {
+	for i := 0; i < 50; i++ {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			continue
+		}
+		addr := tl.Addr().String()
+		ul, err := net.ListenPacket("udp", addr)
+		_ = tl.Close()
+		if err != nil {
+			continue
+		}
+		_ = ul.Close()
+		return addr
+	}
+	return "127.0.0.1:0"
 }
