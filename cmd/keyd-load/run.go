@@ -400,6 +400,11 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 		stop()
 	}
 	printRatios(results)
+	if want["failover"] {
+		if err := runFailover(ctx, ca, 10); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
