@@ -56,6 +56,8 @@ type fileConfig struct {
 	GossipKeyFile         string        `yaml:"gossip_key_file"`
 	Join                  []string      `yaml:"join"`
 	MaxVoters             int           `yaml:"max_voters"`
+	AuditPath             string        `yaml:"audit_path"`
+	AuditFailOpen         bool          `yaml:"audit_fail_open"`
 	DeadVoterTimeout      time.Duration `yaml:"dead_voter_timeout"`
 	DeadNodeRemoveTimeout time.Duration `yaml:"dead_node_remove_timeout"`
 
@@ -270,6 +272,7 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 			return node.Config{}, err
 		}
 	}
+	cfg.AuditPath, cfg.AuditFailOpen = fc.AuditPath, fc.AuditFailOpen
 	if fc.MaxVoters != 0 {
 		cfg.MaxVoters = fc.MaxVoters
 	}
