@@ -59,6 +59,7 @@ type fakeNode struct {
 	dropAfterApply int
 
 	seen    []seenReq
+	admin   fakeAdmin // policies, tokens, identities: see admin_test.go
 	index   uint64
 	keys    map[string]*api.KeyInfo
 	applied map[string]int // request id -> times applied
@@ -153,6 +154,9 @@ func writeErr(w http.ResponseWriter, code api.Code, msg, leader string) {
 func dropConn() { panic(http.ErrAbortHandler) }
 
 func isWrite(r *http.Request) bool {
+	if isAdminWrite(r) {
+		return true
+	}
 	if r.Method != http.MethodPost {
 		return false
 	}
@@ -200,6 +204,9 @@ func (n *fakeNode) write(w http.ResponseWriter, r *http.Request, body []byte) {
 	id := r.Header.Get(api.HeaderRequestID)
 	n.mu.Lock()
 	fr, dup := n.replies[id]
+	if dup && r.URL.Path == api.PathTokens {
+		fr.body = tokenReplayConflict // like keyd: a token is shown once
+	}
 	if !dup {
 		n.index++
 		fr = fakeReply{body: n.applyLocked(r, body, n.index), index: n.index}
@@ -277,6 +284,9 @@ func (n *fakeNode) applyLocked(r *http.Request, body []byte, idx uint64) []byte 
 		cp := *k
 		cp.Index = idx
 		return ok(&cp)
+	}
+	if b, handled := n.applyAdminLocked(r, body, idx, ok, fail); handled {
+		return b
 	}
 	name, op := splitKeyPath(r.URL.Path)
 	k, found := n.keys[name]
@@ -392,6 +402,9 @@ func (n *fakeNode) read(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		l.Keys = names
 		writeJSON(w, 200, l)
+		return
+	}
+	if n.readAdminLocked(w, r) {
 		return
 	}
 	name, op := splitKeyPath(r.URL.Path)

@@ -215,13 +215,21 @@ func (n *Node) setSealReason(s string) {
 // set changed, the leader was just unsealed by custodians, or a voter
 // without a share is reachable again.
 func (n *Node) maybeDeal(ctx context.Context) error {
+	// Work on a copy: a concurrent unseal or seal may destroy the
+	// sealer's secret while this dealing runs.
 	n.sealer.mu.Lock()
-	secret := n.sealer.secret
+	var secret *shamir.Secret
+	if n.sealer.secret != nil {
+		sb := n.sealer.secret.Bytes()
+		secret, _ = shamir.SecretFromBytes(sb)
+		clear(sb)
+	}
 	force := n.sealer.redeal
 	n.sealer.mu.Unlock()
 	if secret == nil {
 		return nil
 	}
+	defer secret.Destroy()
 	voters, err := n.voters()
 	if err != nil {
 		return err

@@ -139,6 +139,15 @@ func (n *Node) RemoveNode(ctx context.Context, rid, id string) error {
 	if !n.IsLeader() {
 		return n.notLeader()
 	}
+	known := false
+	if fut := n.raft.raft.GetConfiguration(); fut.Error() == nil {
+		for _, s := range fut.Configuration().Servers {
+			known = known || string(s.ID) == id
+		}
+	}
+	if !known {
+		return &api.Error{Code: api.CodeNotFound, Message: "no node " + id + " in the Raft configuration"}
+	}
 	if _, err := n.apply(ctx, &fsm.RemoveNode{Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()}, NodeID: id}); err != nil {
 		return err
 	}

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/client"
 )
 
@@ -18,6 +20,12 @@ const (
 	envAddr   = "KEYD_ADDR"   // comma-separated host:port list
 	envToken  = "KEYD_TOKEN"  // bearer token
 	envCACert = "KEYD_CACERT" // PEM file of the CA that signed the nodes' API certificates
+	// envClientCert and envClientKey are PEM files of a client certificate
+	// and its key, presented in the TLS handshake: an identity created with
+	// `keyd identity create` authenticates with them instead of a token.
+	// When KEYD_TOKEN is set too, the server uses the token.
+	envClientCert = "KEYD_CLIENT_CERT"
+	envClientKey  = "KEYD_CLIENT_KEY"
 )
 
 // clientFlags are the flags every client command accepts.
@@ -53,22 +61,44 @@ func (c *cli) addrs(f *clientFlags) ([]string, error) {
 	return a, nil
 }
 
-// clientTLS returns the TLS config for $KEYD_CACERT, or nil (system roots)
-// when it is unset.
+// clientTLS returns the TLS config of client commands: $KEYD_CACERT as
+// the roots (the system roots when unset) and, when $KEYD_CLIENT_CERT and
+// $KEYD_CLIENT_KEY are set, that key pair as the client certificate. It
+// returns nil when neither is set.
+//
+// The certificate is always presented, whatever CAs the node lists as
+// acceptable: a keyd identity is the hash of the certificate's public key
+// and need not chain to any CA, so the standard selection (which skips a
+// certificate from an unlisted issuer) would drop a self-signed one.
 func (c *cli) clientTLS() (*tls.Config, error) {
-	path := c.getenv(envCACert)
-	if path == "" {
-		return nil, nil
+	var tc *tls.Config
+	if path := c.getenv(envCACert); path != "" {
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", envCACert, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate in %s", envCACert, path)
+		}
+		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
 	}
-	pem, err := os.ReadFile(path)
+	certPath, keyPath := c.getenv(envClientCert), c.getenv(envClientKey)
+	if certPath == "" && keyPath == "" {
+		return tc, nil
+	}
+	if certPath == "" || keyPath == "" {
+		return nil, usagef("set both %s and %s, or neither", envClientCert, envClientKey)
+	}
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", envCACert, err)
+		return nil, fmt.Errorf("%s/%s: %w", envClientCert, envClientKey, err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate in %s", envCACert, path)
+	if tc == nil {
+		tc = &tls.Config{MinVersion: tls.VersionTLS13}
 	}
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}, nil
+	tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	return tc, nil
 }
 
 // newClient builds a client from the flags and the environment. The
@@ -85,47 +115,129 @@ func (c *cli) newClient(f *clientFlags) (*client.Client, error) {
 	return client.New(c.ctx, client.Config{Addrs: addrs, Token: c.getenv(envToken), TLS: tc})
 }
 
-// settleWait bounds how long a write command waits for the other nodes.
-const settleWait = 5 * time.Second
+// Bounds of the wait after a write (see cli.settle).
+const (
+	// settleWait bounds the whole wait.
+	settleWait = 5 * time.Second
+	// settleNodeWait bounds the wait for one node, including its
+	// connection: a node that does not answer within it is skipped. The
+	// nodes are waited for concurrently, so a dead or partitioned peer
+	// costs a write command at most this long, not settleWait.
+	settleNodeWait = time.Second
+	// settlePoll is the interval between status polls of a node that has
+	// not applied the index yet.
+	settlePoll = 50 * time.Millisecond
+)
 
-// settle waits, bounded by settleWait, until every node that answers has
-// applied index. Each keyd invocation is a new client that cannot carry
-// the index of the previous one's write, so without this `keyd key create
-// k` followed by `keyd key encrypt k` could reach a follower that has not
-// applied the create yet. A node that does not answer is skipped; on
-// timeout a note goes to stderr and the command still succeeds, since the
-// write itself is committed.
+// settle waits until every node has applied index, so that the next keyd
+// invocation reads the write wherever it lands. Each keyd invocation is a
+// new client that cannot carry the index of the previous one's write, so
+// without this `keyd key create k` followed by `keyd key encrypt k` could
+// reach a follower that has not applied the create yet.
+//
+// The nodes are the seeds plus those the client's topology lists, minus
+// nodes the topology reports dead or left. Each is polled concurrently for
+// at most settleNodeWait; one that never answers is skipped silently, one
+// that answers but stays behind gets a note on stderr. The command still
+// succeeds either way: the write itself is committed.
 func (c *cli) settle(cl *client.Client, f *clientFlags, index uint64) {
+	c.settleWith(cl, f, index, settleWait, settleNodeWait)
+}
+
+// settleWith is settle with explicit bounds, for tests.
+func (c *cli) settleWith(cl *client.Client, f *clientFlags, index uint64, total, perNode time.Duration) {
 	if index == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, settleWait)
+	ctx, cancel := context.WithTimeout(c.ctx, total)
 	defer cancel()
+	targets := c.settleTargets(ctx, cl, f, perNode)
+	for _, a := range settleNodes(ctx, cl, targets, index, perNode) {
+		fmt.Fprintf(c.stderr, "note: %s has not applied index %d yet; reads there may lag briefly\n", a, index)
+	}
+}
+
+// settleTargets lists the nodes settle waits for.
+func (c *cli) settleTargets(ctx context.Context, cl *client.Client, f *clientFlags, perNode time.Duration) []string {
 	set := newAddrSet()
 	if seeds, err := c.addrs(f); err == nil {
 		for _, a := range seeds {
 			set.add(a)
 		}
 	}
-	if st, err := cl.Status(ctx); err == nil {
-		for _, p := range st.Peers {
-			set.add(p.APIAddr)
+	topo := cl.Topology()
+	if len(topo) == 0 {
+		// Nothing learned yet (every seed failed during New): ask once.
+		sctx, cancel := context.WithTimeout(ctx, perNode)
+		if st, err := cl.Status(sctx); err == nil {
+			for _, p := range st.Peers {
+				set.add(p.APIAddr)
+			}
+		}
+		cancel()
+	}
+	gone := newAddrSet()
+	for _, n := range topo {
+		if n.State == api.NodeDead || n.State == api.NodeLeft {
+			gone.add(n.APIAddr)
+		} else {
+			set.add(n.APIAddr)
 		}
 	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
+	out := make([]string, 0, len(set.list))
 	for _, a := range set.list {
-		for {
-			st, err := cl.StatusOf(ctx, a)
-			if err != nil || st.Applied >= index {
-				break // caught up, or unreachable: nothing to wait for
-			}
-			select {
-			case <-ctx.Done():
-				fmt.Fprintf(c.stderr, "note: %s has not applied index %d yet; reads there may lag briefly\n", a, index)
-				return
-			case <-tick.C:
-			}
+		if !gone.has(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// settleNodes polls every addr concurrently, each for at most perNode,
+// until it has applied index. It returns the nodes that answered but had
+// not caught up when their time ran out, in addrs order; nodes that never
+// answered are left out.
+func settleNodes(ctx context.Context, cl *client.Client, addrs []string, index uint64, perNode time.Duration) []string {
+	behind := make([]bool, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Go(func() {
+			nctx, cancel := context.WithTimeout(ctx, perNode)
+			defer cancel()
+			behind[i] = !waitApplied(nctx, cl, a, index)
+		})
+	}
+	wg.Wait()
+	var out []string
+	for i, a := range addrs {
+		if behind[i] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// waitApplied polls addr until it reports index applied, or fails, or
+// ctx ends. It reports false only for a node that answered while behind
+// and then ran out of time: a node that fails to answer is not waited for.
+func waitApplied(ctx context.Context, cl *client.Client, addr string, index uint64) bool {
+	tick := time.NewTicker(settlePoll)
+	defer tick.Stop()
+	answered := false
+	for {
+		st, err := cl.StatusOf(ctx, addr)
+		if err != nil {
+			// Unreachable, or out of time mid-poll.
+			return !answered || ctx.Err() == nil
+		}
+		if st.Applied >= index {
+			return true
+		}
+		answered = true
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
 		}
 	}
 }

@@ -41,20 +41,35 @@ Operator:
   operator init              initialise the cluster and print custodian shares
   operator unseal            submit one share, read from stdin
   operator seal              seal every node
+  operator join ADDR -seed G ask a new node to join through gossip seeds G
+  operator remove NODE_ID    demote and remove a node
+  peers [-json]              show the topology: regions, voters, leader, state
 
 Client:
   status [-json]             show every node's seal and Raft state
   key <subcommand> ...       create, manage and use keys (keyd key -h)
 
+Access control:
+  policy write|read|list|delete   manage policies (keyd policy -h)
+  token create|list|revoke        manage bearer tokens (keyd token -h)
+  identity create|list|delete     manage client-certificate identities
+  whoami                          show the caller's identity and policies
+
 Audit:
-  audit verify FILE -pubkey P  check an audit log's hash chain and signatures (offline)
+  audit fetch -addr NODE -out FILE   download a node's audit log and public key
+  audit verify FILE -pubkey P        check an audit log's hash chain and signatures (offline)
 
 Other:
   version                    print the version
 
 Client commands read KEYD_ADDR (comma-separated host:port list, overridden by
 -addr), KEYD_TOKEN (the bearer token) and KEYD_CACERT (a PEM CA file; the
-system roots when unset).
+system roots when unset). KEYD_CLIENT_CERT and KEYD_CLIENT_KEY (PEM files)
+present a client certificate, which authenticates a certificate identity
+when KEYD_TOKEN is unset.
+
+Write commands return once every reachable node has applied the write
+(at most 1s per node; nodes the topology reports dead are skipped).
 
 Run "keyd <command> -h" for a command's flags.
 `
@@ -78,7 +93,12 @@ func (c *cli) commands() map[string]func(args []string) error {
 		"certs":    c.certs,
 		"operator": c.operator,
 		"status":   c.status,
+		"peers":    c.peers,
 		"key":      c.key,
+		"policy":   c.policy,
+		"token":    c.token,
+		"identity": c.identity,
+		"whoami":   c.whoami,
 		"audit":    c.audit,
 		"version":  c.version,
 	}

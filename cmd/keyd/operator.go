@@ -14,6 +14,10 @@ const operatorHelp = `Usage: keyd operator <subcommand> [flags]
   init -custodians N -threshold T   initialise the cluster; prints the shares and the admin token once
   unseal [-addr A]                  submit one custodian share, read from stdin
   seal                              seal every node (needs KEYD_TOKEN)
+  join ADDR -seed G[,G...]          ask the new node at API address ADDR to join the cluster
+                                    through the gossip addresses G of existing members
+                                    (no token needed while ADDR is a fresh node)
+  remove NODE_ID                    demote and remove a node from the cluster
 `
 
 // maxShareLine bounds the line read by unseal; an encoded share is far
@@ -25,6 +29,8 @@ func (c *cli) operator(args []string) error {
 		"init":   c.operatorInit,
 		"unseal": c.operatorUnseal,
 		"seal":   c.operatorSeal,
+		"join":   c.operatorJoin,
+		"remove": c.operatorRemove,
 	}, args)
 }
 
@@ -127,6 +133,60 @@ func (c *cli) operatorSeal(args []string) error {
 		return err
 	}
 	_, err = fmt.Fprintln(c.stdout, "Sealed")
+	return err
+}
+
+// operatorJoin sends POST /v1/sys/join to the new node itself: only it
+// can start gossiping with the seeds. The client is built for that node
+// alone (the cluster's KEYD_ADDR is not needed), and KEYD_TOKEN, when
+// set, goes along for a node that is no longer fresh.
+func (c *cli) operatorJoin(args []string) error {
+	fs := c.flags("operator join", "ADDR -seed GOSSIP_ADDR[,GOSSIP_ADDR...] [-json]")
+	seedList := fs.String("seed", "", "comma-separated gossip addresses (host:port) of existing members (required)")
+	asJSON := fs.Bool("json", false, "print the reply as JSON")
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	seeds := splitAddrs(*seedList)
+	if len(seeds) == 0 {
+		return usagef("operator join: -seed is required")
+	}
+	cl, err := c.newClient(&clientFlags{addr: pos[0]})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := cl.Join(c.ctx, pos[0], seeds)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, res)
+	}
+	_, err = fmt.Fprintf(c.stdout, "Join started: %s contacted %d of %d seed(s); it enters Raft as a non-voter (see keyd peers)\n",
+		pos[0], res.Contacted, len(seeds))
+	return err
+}
+
+func (c *cli) operatorRemove(args []string) error {
+	fs := c.flags("operator remove", "NODE_ID [-addr A]")
+	var cf clientFlags
+	cf.register(fs)
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	cl, err := c.newClient(&cf)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.Remove(c.ctx, pos[0]); err != nil {
+		return err
+	}
+	c.settle(cl, &cf, cl.LastIndex())
+	_, err = fmt.Fprintf(c.stdout, "Removed %s\n", pos[0])
 	return err
 }
 

@@ -132,10 +132,19 @@ type addrSet struct {
 func newAddrSet() *addrSet { return &addrSet{seen: map[string]bool{}} }
 
 func (s *addrSet) add(a string) {
-	a = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(a), "https://"), "/")
+	a = trimAddr(a)
 	if a == "" || s.seen[strings.ToLower(a)] {
 		return
 	}
 	s.seen[strings.ToLower(a)] = true
 	s.list = append(s.list, a)
+}
+
+// has reports whether a, compared like add, is in the set.
+func (s *addrSet) has(a string) bool { return s.seen[strings.ToLower(trimAddr(a))] }
+
+// trimAddr drops surrounding space, an https:// scheme and a trailing
+// slash.
+func trimAddr(a string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(a), "https://"), "/")
 }
