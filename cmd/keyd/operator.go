@@ -18,6 +18,7 @@ const operatorHelp = `Usage: keyd operator <subcommand> [flags]
                                     through the gossip addresses G of existing members
                                     (no token needed while ADDR is a fresh node)
   remove NODE_ID                    demote and remove a node from the cluster
+  rotate-root start|submit|status   custodians rotate the root secret (shares, no token)
 `
 
 // maxShareLine bounds the line read by unseal; an encoded share is far
@@ -26,11 +27,12 @@ const maxShareLine = 4 << 10
 
 func (c *cli) operator(args []string) error {
 	return c.dispatch("operator", operatorHelp, map[string]func([]string) error{
-		"init":   c.operatorInit,
-		"unseal": c.operatorUnseal,
-		"seal":   c.operatorSeal,
-		"join":   c.operatorJoin,
-		"remove": c.operatorRemove,
+		"init":        c.operatorInit,
+		"unseal":      c.operatorUnseal,
+		"seal":        c.operatorSeal,
+		"join":        c.operatorJoin,
+		"remove":      c.operatorRemove,
+		"rotate-root": c.operatorRotateRoot,
 	}, args)
 }
 
