@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -521,4 +522,51 @@ func TestSecretsRedacted(t *testing.T) {
 			}
 		}
 	}
+}
+
+// failSyncSink writes through but fails every fsync.
+type failSyncSink struct{ inner sink }
+
+func (s *failSyncSink) Write(p []byte) (int, error) { return s.inner.Write(p) }
+func (s *failSyncSink) Sync() error                 { return errors.New("disk gone") }
+
+func TestSyncInterval(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.SyncInterval = 5 * time.Millisecond
+	l := mustOpen(t, cfg)
+	logN(t, l, 0, 50)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := Verify(f, cfg.SigningKey.Public().(ed25519.PublicKey))
+	if err != nil || rep.Records != 50 {
+		t.Fatalf("verify after interval-synced writes: %+v %v", rep, err)
+	}
+
+	// A failing fsync on the timer fails the log: later calls refuse.
+	cfg2 := testConfig(t)
+	cfg2.SyncInterval = time.Millisecond
+	cfg2.wrapSink = func(s sink) sink { return &failSyncSink{inner: s} }
+	l2 := mustOpen(t, cfg2)
+	if err := l2.Log(t.Context(), rec(1)); err != nil {
+		t.Fatalf("first Log (written, not yet synced): %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := l2.Log(t.Context(), rec(2))
+		if errors.Is(err, ErrSinkFailed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fsync failure not reported: last err %v", err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	_ = l2.Close()
 }

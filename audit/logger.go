@@ -64,6 +64,12 @@ type Config struct {
 	CheckpointEvery int
 	// MaxBatch caps the records in one write+fsync (default 512).
 	MaxBatch int
+	// SyncInterval, when positive, answers Log once its batch is written
+	// to the file (the page cache: it survives a process crash) and
+	// fsyncs at most this long after, instead of fsyncing every batch
+	// before answering. A power loss can then drop the last SyncInterval
+	// of records. Zero (the default) fsyncs before answering.
+	SyncInterval time.Duration
 
 	// wrapSink, when set by tests, wraps the file to inject failures.
 	wrapSink func(sink) sink
@@ -120,14 +126,16 @@ func (c *Config) validate() error {
 // the chain state; Log callers hand it encoded records over a channel and
 // wait for the fsync of their batch.
 type Logger struct {
-	path     string
-	node     string
-	pub      ed25519.PublicKey
-	priv     ed25519.PrivateKey
-	macs     sync.Pool // of hash.Hash (HMAC-SHA256 under the HMAC key)
-	reqs     sync.Pool // of *request
-	every    uint64
-	maxBatch int
+	path      string
+	node      string
+	pub       ed25519.PublicKey
+	priv      ed25519.PrivateKey
+	macs      sync.Pool // of hash.Hash (HMAC-SHA256 under the HMAC key)
+	reqs      sync.Pool // of *request
+	every     uint64
+	maxBatch  int
+	syncEvery time.Duration
+	dirty     bool
 
 	mu     sync.RWMutex // closed, and the send on reqC, so Close cannot miss a request
 	closed bool
@@ -199,20 +207,21 @@ func Open(cfg Config) (*Logger, error) {
 	priv := ed25519.PrivateKey(append([]byte(nil), cfg.SigningKey...))
 	macKey := append([]byte(nil), cfg.HMACKey...)
 	l := &Logger{
-		path:     cfg.Path,
-		node:     cfg.Node,
-		pub:      priv.Public().(ed25519.PublicKey),
-		priv:     priv,
-		every:    uint64(cfg.CheckpointEvery),
-		maxBatch: cfg.MaxBatch,
-		reqC:     make(chan *request, cfg.MaxBatch),
-		stopC:    make(chan struct{}),
-		doneC:    make(chan struct{}),
-		f:        f,
-		out:      f,
-		seq:      tail.seq,
-		prev:     tail.hash,
-		sinceCP:  tail.sinceCP,
+		path:      cfg.Path,
+		node:      cfg.Node,
+		pub:       priv.Public().(ed25519.PublicKey),
+		priv:      priv,
+		every:     uint64(cfg.CheckpointEvery),
+		maxBatch:  cfg.MaxBatch,
+		syncEvery: cfg.SyncInterval,
+		reqC:      make(chan *request, cfg.MaxBatch),
+		stopC:     make(chan struct{}),
+		doneC:     make(chan struct{}),
+		f:         f,
+		out:       f,
+		seq:       tail.seq,
+		prev:      tail.hash,
+		sinceCP:   tail.sinceCP,
 	}
 	l.macs.New = func() any { return hmac.New(sha256.New, macKey) }
 	l.reqs.New = func() any { return &request{done: make(chan error, 1)} }
@@ -366,16 +375,40 @@ func (l *Logger) Close() error {
 func (l *Logger) run() {
 	defer close(l.doneC)
 	batch := make([]*request, 0, l.maxBatch)
+	var syncC <-chan time.Time
+	var timer *time.Timer
+	if l.syncEvery > 0 {
+		timer = time.NewTimer(l.syncEvery)
+		defer timer.Stop()
+		syncC = timer.C
+	}
 	for {
 		select {
 		case req := <-l.reqC:
 			batch = append(batch[:0], req)
+		case <-syncC:
+			l.syncDirty()
+			timer.Reset(l.syncEvery)
+			continue
 		case <-l.stopC:
+			l.syncDirty()
 			l.closeErr = l.finish(batch[:0])
 			return
 		}
 		batch = l.fill(batch)
 		l.commit(batch)
+	}
+}
+
+// syncDirty fsyncs records written since the last fsync (SyncInterval mode).
+func (l *Logger) syncDirty() {
+	if !l.dirty || l.failed.Load() != nil {
+		return
+	}
+	l.dirty = false
+	if err := l.out.Sync(); err != nil {
+		err = fmt.Errorf("%w: %s: %w", ErrSinkFailed, l.path, err)
+		l.failed.CompareAndSwap(nil, &err)
 	}
 }
 
@@ -431,12 +464,28 @@ func (l *Logger) commit(batch []*request) {
 			}
 		}
 		l.buf = buf
-		err = l.flush(buf)
+		if l.syncEvery > 0 {
+			err = l.write(buf)
+		} else {
+			err = l.flush(buf)
+		}
 	}
 	for _, req := range batch {
 		req.done <- err
 	}
 	clear(batch) // drop references to bodies
+}
+
+// write writes buf without fsync (SyncInterval mode); the next timer tick
+// fsyncs it. On failure it marks the Logger failed.
+func (l *Logger) write(buf []byte) error {
+	if _, err := l.out.Write(buf); err != nil {
+		err = fmt.Errorf("%w: %s: %w", ErrSinkFailed, l.path, err)
+		l.failed.CompareAndSwap(nil, &err)
+		return *l.failed.Load()
+	}
+	l.dirty = true
+	return nil
 }
 
 // flush writes and fsyncs buf; on failure it marks the Logger failed.

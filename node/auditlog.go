@@ -98,7 +98,7 @@ func (n *Node) openAudit() error {
 	if err != nil {
 		return err
 	}
-	l, err := audit.Open(audit.Config{Path: path, HMACKey: hk, SigningKey: sk, Node: n.cfg.NodeID})
+	l, err := audit.Open(audit.Config{Path: path, HMACKey: hk, SigningKey: sk, Node: n.cfg.NodeID, SyncInterval: n.cfg.AuditSyncInterval})
 	if err != nil {
 		return fmt.Errorf("node: audit log: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -21,9 +22,19 @@ import (
 func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long each measurement runs")
 	conc := flag.String("concurrency", "16,64", "comma-separated numbers of concurrent callers")
-	scenarios := flag.String("scenarios", "reference,encrypt,unaudited,decrypt,batch,create", "which measurements to run")
+	scenarios := flag.String("scenarios", "reference,encrypt,unaudited,auditstrict,decrypt,batch,create,failover", "which measurements to run")
 	batchItems := flag.Int("batch-items", 500, "items per batch request")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (driver and servers) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "keyd-load:", err)
+			os.Exit(1)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 
 	var levels []int
@@ -41,6 +52,7 @@ func main() {
 	}
 	ctx := context.Background()
 	if err := run(ctx, *duration, levels, want, *batchItems); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "keyd-load:", err)
 		os.Exit(1)
 	}

@@ -166,7 +166,16 @@ func referenceServer(ca *devcerts.CA) (addr string, stop func(), err error) {
 }
 
 // startNodes starts n in-process nodes bootstrapped together.
-func startNodes(ca *devcerts.CA, n int, auditOff bool) ([]*node.Node, func(), error) {
+// auditMode selects how the measured nodes audit.
+type auditMode int
+
+const (
+	auditDefault auditMode = iota // node.DefaultConfig: written before the reply, fsynced within 10ms
+	auditStrict                   // fsync before each reply (audit_sync_interval: 0)
+	auditOff                      // no audit log (to measure its cost)
+)
+
+func startNodes(ca *devcerts.CA, n int, mode auditMode) ([]*node.Node, func(), error) {
 	var nodes []*node.Node
 	var dirs []string
 	stop := func() {
@@ -208,7 +217,10 @@ func startNodes(ca *devcerts.CA, n int, auditOff bool) ([]*node.Node, func(), er
 		cfg.Peers, cfg.Bootstrap = peers, true
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		cfg.RaftLogOutput = io.Discard
-		cfg.AuditDisabled = auditOff
+		cfg.AuditDisabled = mode == auditOff
+		if mode == auditStrict {
+			cfg.AuditSyncInterval = 0
+		}
 		nd, err := node.New(cfg)
 		if err != nil {
 			return nil, stop, err
@@ -285,7 +297,7 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 	}
 
 	if want["encrypt"] || want["decrypt"] || want["batch"] {
-		nodes, stop, err := startNodes(ca, 1, false)
+		nodes, stop, err := startNodes(ca, 1, auditDefault)
 		if err != nil {
 			stop()
 			return err
@@ -339,8 +351,14 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 		stop()
 	}
 
-	if want["unaudited"] {
-		nodes, stop, err := startNodes(ca, 1, true)
+	for _, m := range []struct {
+		scenario, name string
+		mode           auditMode
+	}{{"unaudited", "keyd encrypt unaudited", auditOff}, {"auditstrict", "keyd encrypt fsync each", auditStrict}} {
+		if !want[m.scenario] {
+			continue
+		}
+		nodes, stop, err := startNodes(ca, 1, m.mode)
 		if err != nil {
 			stop()
 			return err
@@ -358,7 +376,7 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 		}
 		for _, c := range levels {
 			hc := httpClient(roots, c)
-			r := drive("keyd encrypt unaudited", c, d, func(int) error { return post(hc, base+"/v1/keys/k/encrypt", token, encBody, nil) })
+			r := drive(m.name, c, d, func(int) error { return post(hc, base+"/v1/keys/k/encrypt", token, encBody, nil) })
 			fmt.Println(r)
 			results = append(results, r)
 			hc.CloseIdleConnections()
@@ -367,7 +385,7 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 	}
 
 	if want["create"] {
-		nodes, stop, err := startNodes(ca, 3, false)
+		nodes, stop, err := startNodes(ca, 3, auditDefault)
 		if err != nil {
 			stop()
 			return err
@@ -420,8 +438,8 @@ func printRatios(rs []result) {
 		}
 	}
 	for _, r := range rs {
-		if u, ok := unaudited[r.callers]; ok && r.name == "keyd encrypt" && u.ops > 0 {
-			fmt.Printf("ratio audited/unaudited encrypt callers=%-3d throughput=%.2f, p99=%.2fx\n", r.callers, r.rate()/u.rate(), float64(r.p99)/float64(u.p99))
+		if u, ok := unaudited[r.callers]; ok && (r.name == "keyd encrypt" || r.name == "keyd encrypt fsync each") && u.ops > 0 {
+			fmt.Printf("ratio %s / unaudited callers=%-3d throughput=%.2f, p99=%.2fx\n", r.name, r.callers, r.rate()/u.rate(), float64(r.p99)/float64(u.p99))
 		}
 	}
 	for _, r := range rs {

@@ -51,15 +51,16 @@ type fileConfig struct {
 	Timing        string     `yaml:"timing"`
 	HSM           fileHSM    `yaml:"hsm"`
 
-	GossipAddr            string        `yaml:"gossip_addr"`
-	GossipAdvertise       string        `yaml:"gossip_advertise"`
-	GossipKeyFile         string        `yaml:"gossip_key_file"`
-	Join                  []string      `yaml:"join"`
-	MaxVoters             int           `yaml:"max_voters"`
-	AuditPath             string        `yaml:"audit_path"`
-	AuditFailOpen         bool          `yaml:"audit_fail_open"`
-	DeadVoterTimeout      time.Duration `yaml:"dead_voter_timeout"`
-	DeadNodeRemoveTimeout time.Duration `yaml:"dead_node_remove_timeout"`
+	GossipAddr            string         `yaml:"gossip_addr"`
+	GossipAdvertise       string         `yaml:"gossip_advertise"`
+	GossipKeyFile         string         `yaml:"gossip_key_file"`
+	Join                  []string       `yaml:"join"`
+	MaxVoters             int            `yaml:"max_voters"`
+	AuditPath             string         `yaml:"audit_path"`
+	AuditFailOpen         bool           `yaml:"audit_fail_open"`
+	AuditSyncInterval     *time.Duration `yaml:"audit_sync_interval"`
+	DeadVoterTimeout      time.Duration  `yaml:"dead_voter_timeout"`
+	DeadNodeRemoveTimeout time.Duration  `yaml:"dead_node_remove_timeout"`
 
 	SchedulerInterval time.Duration `yaml:"scheduler_interval"`
 	IndexWait         time.Duration `yaml:"index_wait"`
@@ -273,6 +274,12 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 		}
 	}
 	cfg.AuditPath, cfg.AuditFailOpen = fc.AuditPath, fc.AuditFailOpen
+	if fc.AuditSyncInterval != nil {
+		if *fc.AuditSyncInterval < 0 {
+			return node.Config{}, fmt.Errorf("%w: audit_sync_interval must not be negative", errBadValue)
+		}
+		cfg.AuditSyncInterval = *fc.AuditSyncInterval
+	}
 	if fc.MaxVoters != 0 {
 		cfg.MaxVoters = fc.MaxVoters
 	}
