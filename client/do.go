@@ -323,7 +323,9 @@ func decodeReply(status int, contentType string, data []byte, out any) error {
 			return nil
 		}
 		if !isJSON {
-			return fmt.Errorf("%w: HTTP %d with Content-Type %.64q, want application/json", ErrBadResponse, status, contentType)
+			// The header is not echoed: the error must carry nothing the
+			// server sent.
+			return fmt.Errorf("%w: HTTP %d with a Content-Type other than application/json", ErrBadResponse, status)
 		}
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("%w: decode JSON: %w", ErrBadResponse, err)
