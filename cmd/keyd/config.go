@@ -54,7 +54,7 @@ type fileConfig struct {
 	GossipAddr            string         `yaml:"gossip_addr"`
 	GossipAdvertise       string         `yaml:"gossip_advertise"`
 	GossipKeyFile         string         `yaml:"gossip_key_file"`
-	Join                  []string       `yaml:"join"`
+	Join                  []string       `yaml:"retry_join"`
 	MaxVoters             int            `yaml:"max_voters"`
 	AuditPath             string         `yaml:"audit_path"`
 	AuditFailOpen         bool           `yaml:"audit_fail_open"`
