@@ -13,8 +13,11 @@ func tooLarge(field string) error {
 	return &api.Error{Code: api.CodeBadRequest, Message: field + " exceeds the limit of 32768 bytes"}
 }
 
-func (s *Server) encrypt(c *call) (any, error) {
-	var req api.EncryptRequest
+// withKey decodes the request body into a T, fetches the path's key for
+// a crypto call and runs fn: the shape every single-item crypto handler
+// shares.
+func withKey[T any](s *Server, c *call, fn func(k *keyring.Key, req *T) (any, error)) (any, error) {
+	var req T
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
@@ -22,7 +25,13 @@ func (s *Server) encrypt(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encryptOne(k, s.cfg.Rand, req.Plaintext, req.Context)
+	return fn(k, &req)
+}
+
+func (s *Server) encrypt(c *call) (any, error) {
+	return withKey(s, c, func(k *keyring.Key, req *api.EncryptRequest) (any, error) {
+		return encryptOne(k, s.cfg.Rand, req.Plaintext, req.Context)
+	})
 }
 
 func encryptOne(k *keyring.Key, rnd io.Reader, plaintext, context []byte) (*api.EncryptResponse, error) {
@@ -37,19 +46,13 @@ func encryptOne(k *keyring.Key, rnd io.Reader, plaintext, context []byte) (*api.
 }
 
 func (s *Server) decrypt(c *call) (any, error) {
-	var req api.DecryptRequest
-	if err := c.decode(&req); err != nil {
-		return nil, err
-	}
-	k, err := s.cfg.Crypto.CryptoKey(c.name())
-	if err != nil {
-		return nil, err
-	}
-	pt, v, err := k.Decrypt(req.Ciphertext, req.Context)
-	if err != nil {
-		return nil, err
-	}
-	return &api.DecryptResponse{Plaintext: pt, Version: v}, nil
+	return withKey(s, c, func(k *keyring.Key, req *api.DecryptRequest) (any, error) {
+		pt, v, err := k.Decrypt(req.Ciphertext, req.Context)
+		if err != nil {
+			return nil, err
+		}
+		return &api.DecryptResponse{Plaintext: pt, Version: v}, nil
+	})
 }
 
 func reencryptOne(k *keyring.Key, rnd io.Reader, ciphertext string, context []byte) (*api.EncryptResponse, error) {
@@ -62,15 +65,9 @@ func reencryptOne(k *keyring.Key, rnd io.Reader, ciphertext string, context []by
 }
 
 func (s *Server) reencrypt(c *call) (any, error) {
-	var req api.DecryptRequest
-	if err := c.decode(&req); err != nil {
-		return nil, err
-	}
-	k, err := s.cfg.Crypto.CryptoKey(c.name())
-	if err != nil {
-		return nil, err
-	}
-	return reencryptOne(k, s.cfg.Rand, req.Ciphertext, req.Context)
+	return withKey(s, c, func(k *keyring.Key, req *api.DecryptRequest) (any, error) {
+		return reencryptOne(k, s.cfg.Rand, req.Ciphertext, req.Context)
+	})
 }
 
 func datakeyOne(k *keyring.Key, rnd io.Reader, req api.DataKeyRequest) (*api.DataKeyResponse, error) {
@@ -100,15 +97,9 @@ func datakeyOne(k *keyring.Key, rnd io.Reader, req api.DataKeyRequest) (*api.Dat
 }
 
 func (s *Server) datakey(c *call) (any, error) {
-	var req api.DataKeyRequest
-	if err := c.decode(&req); err != nil {
-		return nil, err
-	}
-	k, err := s.cfg.Crypto.CryptoKey(c.name())
-	if err != nil {
-		return nil, err
-	}
-	return datakeyOne(k, s.cfg.Rand, req)
+	return withKey(s, c, func(k *keyring.Key, req *api.DataKeyRequest) (any, error) {
+		return datakeyOne(k, s.cfg.Rand, *req)
+	})
 }
 
 func signOne(k *keyring.Key, msg []byte, mac bool) (*api.SignResponse, error) {
@@ -147,27 +138,15 @@ func verifyOne(k *keyring.Key, msg []byte, sig string, mac bool) (*api.VerifyRes
 }
 
 func (s *Server) signLike(c *call, mac bool) (any, error) {
-	var req api.SignRequest
-	if err := c.decode(&req); err != nil {
-		return nil, err
-	}
-	k, err := s.cfg.Crypto.CryptoKey(c.name())
-	if err != nil {
-		return nil, err
-	}
-	return signOne(k, req.Message, mac)
+	return withKey(s, c, func(k *keyring.Key, req *api.SignRequest) (any, error) {
+		return signOne(k, req.Message, mac)
+	})
 }
 
 func (s *Server) verifyLike(c *call, mac bool) (any, error) {
-	var req api.VerifyRequest
-	if err := c.decode(&req); err != nil {
-		return nil, err
-	}
-	k, err := s.cfg.Crypto.CryptoKey(c.name())
-	if err != nil {
-		return nil, err
-	}
-	return verifyOne(k, req.Message, req.Signature, mac)
+	return withKey(s, c, func(k *keyring.Key, req *api.VerifyRequest) (any, error) {
+		return verifyOne(k, req.Message, req.Signature, mac)
+	})
 }
 
 func (s *Server) sign(c *call) (any, error)       { return s.signLike(c, false) }
