@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
@@ -210,4 +213,56 @@ func auditPublicKey(t *testing.T, dir string) ed25519.PublicKey {
 	}
 	seed, _ := hex.DecodeString(k.Seed)
 	return ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+}
+
+// TestCertIdentityThroughFollower: a caller authenticated by client
+// certificate can write through a follower (forwarded to the leader with
+// its identity), and a caller cannot claim another identity by sending the
+// forwarding header itself.
+func TestCertIdentityThroughFollower(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 3})
+	c.Init(t, 1, 1)
+	c.Unseal(t, 1)
+	cert, err := c.CA.IssueClient("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS()}}
+	t.Cleanup(hc.CloseIdleConnections)
+	admin := &raw{t: t, c: c, hc: hc}
+	var id api.IdentityInfo
+	pemCert := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))
+	if st, code := admin.do(0, "POST", api.PathIdentities, c.Token, api.CreateIdentityRequest{Certificate: pemCert, Policies: []string{"admin"}}, &id); st != 200 {
+		t.Fatalf("create identity: %d %s", st, code)
+	}
+	c.WaitApplied(t, id.Index)
+
+	tc := c.TLS()
+	tc.Certificates = []tls.Certificate{cert}
+	certHC := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	t.Cleanup(certHC.CloseIdleConnections)
+	app := &raw{t: t, c: c, hc: certHC}
+	follower := (c.WaitLeader(t) + 1) % 3
+	if st, code := app.do(follower, "POST", api.PathKeys, "", api.CreateKeyRequest{Name: "by-cert"}, nil); st != 200 {
+		t.Fatalf("write through a follower with a client certificate: %d %s", st, code)
+	}
+
+	// A plain TLS caller sending the forwarding header gets nothing.
+	anon := &raw{t: t, c: c, hc: hc}
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest("GET", "https://"+c.Slot(i).APIAddr+api.PathWhoAmI, nil)
+		req.Header.Set("X-Keyd-Cert-Identity", id.ID)
+		resp, err := anon.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("node %d accepted a forged identity header: %d", i, resp.StatusCode)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -112,10 +113,18 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 	if err != nil {
 		return fmt.Errorf("node: forward: %w", err)
 	}
-	for _, h := range []string{api.HeaderAuthorization, api.HeaderRequestID, api.HeaderMinIndex, "Content-Type", HeaderCertIdentity} {
+	for _, h := range []string{api.HeaderAuthorization, api.HeaderRequestID, api.HeaderMinIndex, "Content-Type"} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}
+	}
+	// A caller authenticated by client certificate: the leader sees this
+	// node's certificate, so the caller's identity travels in a header the
+	// leader trusts only from a cluster node. It is taken from the verified
+	// TLS connection here, never copied from the caller's headers.
+	if r.Header.Get(api.HeaderAuthorization) == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		id := CertIdentity(r.TLS.PeerCertificates[0])
+		req.Header.Set(HeaderCertIdentity, hex.EncodeToString(id[:]))
 	}
 	req.Header.Set(api.HeaderForwarded, n.cfg.NodeID)
 	resp, err := n.peerHTTP.Do(req)
