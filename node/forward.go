@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -172,22 +173,50 @@ func (n *Node) relaySeal(ctx context.Context) {
 	wg.Wait()
 }
 
-// postPeer posts body to a peer, retrying briefly while it is unreachable.
+// postJSON posts to a peer's internal route and decodes its reply.
+func (n *Node) postJSON(ctx context.Context, id, path string, body []byte, out any) error {
+	addr := n.peers.apiAddr(id)
+	if addr == "" {
+		return fmt.Errorf("node: no API address for %s", id)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := n.peerHTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Code != "" {
+			return &e
+		}
+		return fmt.Errorf("node: %s answered %d", id, resp.StatusCode)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// postPeer posts body to a peer with postJSON, retrying briefly while the
+// peer is unreachable or failing (5xx); a 4xx answer is final.
 func (n *Node) postPeer(ctx context.Context, p Peer, path string, body []byte) {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; attempt < 5; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+p.APIAddr+path, bytes.NewReader(body))
-		if err != nil {
+		err := n.postJSON(ctx, p.ID, path, body, nil)
+		var ae *api.Error
+		if err == nil || (errors.As(err, &ae) && api.StatusFor(ae.Code) < 500) {
 			return
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := n.peerHTTP.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-			resp.Body.Close()
-			if resp.StatusCode < 500 {
-				return
-			}
 		}
 		select {
 		case <-ctx.Done():

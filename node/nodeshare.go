@@ -1,13 +1,11 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -336,41 +334,6 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters []string,
 		return err
 	}
 	n.log.Info("node shares dealt", "epoch", epoch, "threshold", k, "voters", len(voters), "holders", len(holders), "dealing", fp)
-	return nil
-}
-
-// postJSON posts to a peer's internal route and decodes its reply.
-func (n *Node) postJSON(ctx context.Context, id, path string, body []byte, out any) error {
-	addr := n.peers.apiAddr(id)
-	if addr == "" {
-		return fmt.Errorf("node: no API address for %s", id)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := n.peerHTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Code != "" {
-			return &e
-		}
-		return fmt.Errorf("node: %s answered %d", id, resp.StatusCode)
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
 	return nil
 }
 

@@ -268,6 +268,33 @@ func initCluster(ctx context.Context, ca *devcerts.CA, nodes []*node.Node) (stri
 	return res.AdminToken, nil
 }
 
+// startInitialized starts n nodes, initialises and unseals them, and
+// returns the admin token. stop is safe to call on error too.
+func startInitialized(ctx context.Context, ca *devcerts.CA, n int, mode auditMode) ([]*node.Node, string, func(), error) {
+	nodes, stop, err := startNodes(ca, n, mode)
+	if err != nil {
+		return nil, "", stop, err
+	}
+	token, err := initCluster(ctx, ca, nodes)
+	return nodes, token, stop, err
+}
+
+// singleNodeWithKey starts one initialised node holding the AES key "k"
+// and returns its base URL and the admin token.
+func singleNodeWithKey(ctx context.Context, ca *devcerts.CA, roots *tls.Config, mode auditMode) (string, string, func(), error) {
+	nodes, token, stop, err := startInitialized(ctx, ca, 1, mode)
+	if err != nil {
+		return "", "", stop, err
+	}
+	base := "https://" + nodes[0].APIAddr()
+	hc := httpClient(roots, 1)
+	defer hc.CloseIdleConnections()
+	if err := post(hc, base+"/v1/keys", token, []byte(`{"name":"k"}`), nil); err != nil {
+		return "", "", stop, err
+	}
+	return base, token, stop, nil
+}
+
 func run(ctx context.Context, d time.Duration, levels []int, want map[string]bool, batchItems int) error {
 	fmt.Printf("keyd-load: GOMAXPROCS=%d duration=%s (driver and servers share the cores)\n", runtime.GOMAXPROCS(0), d)
 	ca, err := devcerts.NewCA("keyd-load CA")
@@ -297,27 +324,18 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 	}
 
 	if want["encrypt"] || want["decrypt"] || want["batch"] {
-		nodes, stop, err := startNodes(ca, 1, auditDefault)
+		base, token, stop, err := singleNodeWithKey(ctx, ca, roots, auditDefault)
 		if err != nil {
 			stop()
 			return err
 		}
-		token, err := initCluster(ctx, ca, nodes)
-		if err != nil {
-			stop()
-			return err
-		}
-		base := "https://" + nodes[0].APIAddr()
-		hc := httpClient(roots, 64)
-		if err := post(hc, base+"/v1/keys", token, []byte(`{"name":"k"}`), nil); err != nil {
-			stop()
-			return err
-		}
+		hc := httpClient(roots, 1)
 		var enc api.EncryptResponse
 		if err := post(hc, base+"/v1/keys/k/encrypt", token, encBody, &enc); err != nil {
 			stop()
 			return err
 		}
+		hc.CloseIdleConnections()
 		decBody, _ := json.Marshal(api.DecryptRequest{Ciphertext: enc.Ciphertext})
 		for _, c := range levels {
 			hc := httpClient(roots, c)
@@ -358,19 +376,8 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 		if !want[m.scenario] {
 			continue
 		}
-		nodes, stop, err := startNodes(ca, 1, m.mode)
+		base, token, stop, err := singleNodeWithKey(ctx, ca, roots, m.mode)
 		if err != nil {
-			stop()
-			return err
-		}
-		token, err := initCluster(ctx, ca, nodes)
-		if err != nil {
-			stop()
-			return err
-		}
-		base := "https://" + nodes[0].APIAddr()
-		hc := httpClient(roots, 64)
-		if err := post(hc, base+"/v1/keys", token, []byte(`{"name":"k"}`), nil); err != nil {
 			stop()
 			return err
 		}
@@ -385,12 +392,7 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 	}
 
 	if want["create"] {
-		nodes, stop, err := startNodes(ca, 3, auditDefault)
-		if err != nil {
-			stop()
-			return err
-		}
-		token, err := initCluster(ctx, ca, nodes)
+		nodes, token, stop, err := startInitialized(ctx, ca, 3, auditDefault)
 		if err != nil {
 			stop()
 			return err
