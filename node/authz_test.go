@@ -172,6 +172,11 @@ func TestRolesEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Reading the audit trail is itself audited.
+	if st, code := r.do(2, "GET", api.PathAuditLog, auditor, nil, nil); st != 200 {
+		t.Fatalf("auditor reads the audit log: %d %s", st, code)
+	}
+
 	// The audit trail: every node's file verifies, records the app's
 	// identity, and holds no plaintext or token.
 	c.Close()
@@ -198,6 +203,9 @@ func TestRolesEndToEnd(t *testing.T) {
 	all, _ := os.ReadFile(filepath.Join(c.Slot(2).Dir, "audit.log"))
 	if !strings.Contains(string(all), `"token:`+appAccessor+`"`) || !strings.Contains(string(all), `"outcome":"forbidden"`) {
 		t.Fatal("audit log lacks the app's identity or the refused calls")
+	}
+	if !strings.Contains(string(all), `"op":"audit.read"`) {
+		t.Fatal("audit log lacks the auditor's read of the audit log")
 	}
 }
 

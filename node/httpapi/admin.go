@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"io"
-	"net/http"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/policy"
@@ -110,12 +109,8 @@ func (s *Server) deleteIdentity(c *call) (any, error) {
 
 func (s *Server) auditKey(c *call) (any, error) { return s.cfg.Admin.AuditPublicKey(), nil }
 
-// auditLog streams this node's audit file.
+// auditLog streams this node's audit file; the middleware audits the
+// read before the stream starts.
 func (s *Server) auditLog(c *call) (any, error) {
-	c.w.Header().Set("Content-Type", "application/x-ndjson")
-	c.w.WriteHeader(http.StatusOK)
-	if err := s.cfg.Admin.WriteAuditLog(c.w); err != nil && s.cfg.Logger != nil {
-		s.cfg.Logger.Warn("audit log stream ended early", "err", err)
-	}
-	return handled, nil
+	return stream{contentType: "application/x-ndjson", write: s.cfg.Admin.WriteAuditLog}, nil
 }

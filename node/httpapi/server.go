@@ -327,6 +327,13 @@ func (s *Server) wrap(rt route) http.Handler {
 	})
 }
 
+// stream is a reply body a handler cannot hold in memory (the audit
+// file); finish writes it after the request is audited.
+type stream struct {
+	contentType string
+	write       func(io.Writer) error
+}
+
 var errAuditDown = &api.Error{Code: api.CodeUnavailable, Message: "audit log cannot be written; key operations are refused"}
 
 // finish audits the request (before anything is sent) and writes the
@@ -347,6 +354,14 @@ func (s *Server) finish(c *call, rt route, resp any, err error) {
 	}
 	if err != nil {
 		writeError(c.w, err, c.rid, s.cfg.Logger)
+		return
+	}
+	if st, ok := resp.(stream); ok {
+		c.w.Header().Set("Content-Type", st.contentType)
+		c.w.WriteHeader(http.StatusOK)
+		if err := st.write(c.w); err != nil && s.cfg.Logger != nil {
+			s.cfg.Logger.Warn("stream ended early", "op", rt.op, "err", err)
+		}
 		return
 	}
 	if info, ok := resp.(*api.KeyInfo); ok {
