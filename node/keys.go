@@ -61,8 +61,11 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	if !n.IsLeader() {
 		return nil, n.notLeader()
 	}
-	if idx, ok := n.fsm.RequestIndex(rid); ok && rid != "" {
-		return n.keyInfo(req.Name, idx)
+	// A retried request id answers with the original write.
+	if rid != "" {
+		if idx, ok := n.fsm.RequestIndex(rid); ok {
+			return n.keyInfo(req.Name, idx)
+		}
 	}
 	first, err := n.keys.wrapNew(req.Name, t, 1, rand.Reader)
 	if err != nil {
@@ -95,8 +98,11 @@ func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*
 	if !n.IsLeader() {
 		return nil, n.notLeader()
 	}
-	if idx, ok := n.fsm.RequestIndex(rid); ok && rid != "" {
-		return n.keyInfo(name, idx)
+	// A retried request id answers with the original write.
+	if rid != "" {
+		if idx, ok := n.fsm.RequestIndex(rid); ok {
+			return n.keyInfo(name, idx)
+		}
 	}
 	rec, err := n.fsm.Key(name)
 	if err != nil {

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -20,9 +19,9 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if id == n.cfg.NodeID {
 		return &api.Error{Code: api.CodeBadRequest, Message: "the leader cannot remove itself; transfer leadership first"}
 	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+	timeout, err := n.raftTimeout(ctx)
+	if err != nil {
+		return err
 	}
 	if err := n.raft.raft.RemoveServer(raft.ServerID(id), 0, timeout).Error(); err != nil {
 		return fmt.Errorf("node: remove %s: %w", id, err)

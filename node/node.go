@@ -42,8 +42,14 @@ type Node struct {
 	auth   authenticator
 	peers  *peerBook
 
-	hsm     hsmbridge.HSM // nil without an HSM or when it failed to open
-	hsmErr  error         // why the HSM could not be opened
+	hsm    hsmbridge.HSM // nil without an HSM or when it failed to open
+	hsmErr error         // why the HSM could not be opened
+	// hsmHealth caches the last device probe for status requests.
+	hsmHealth struct {
+		mu     sync.Mutex
+		at     time.Time
+		status string
+	}
 	dealNow chan struct{}
 
 	rotation  rotation

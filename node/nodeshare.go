@@ -563,7 +563,13 @@ func shuffle(s []string) {
 	}
 }
 
-// hsmStatus reports HSM health for the status endpoint.
+// hsmHealthTTL bounds how often status requests reach the device: the
+// status endpoint is unauthenticated and must not let callers drive HSM
+// traffic.
+const hsmHealthTTL = time.Second
+
+// hsmStatus reports HSM health for the status endpoint, probing the
+// device at most once per hsmHealthTTL.
 func (n *Node) hsmStatus(ctx context.Context) string {
 	if n.hsm == nil {
 		if n.hsmErr != nil {
@@ -571,12 +577,19 @@ func (n *Node) hsmStatus(ctx context.Context) string {
 		}
 		return "none"
 	}
+	n.hsmHealth.mu.Lock()
+	defer n.hsmHealth.mu.Unlock()
+	if time.Since(n.hsmHealth.at) < hsmHealthTTL {
+		return n.hsmHealth.status
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	n.hsmHealth.status = "ok"
 	if err := n.hsm.Health(ctx); err != nil {
-		return "error: " + err.Error()
+		n.hsmHealth.status = "error: " + err.Error()
 	}
-	return "ok"
+	n.hsmHealth.at = time.Now()
+	return n.hsmHealth.status
 }
 
 // NodeShareCommitments returns the encoded commitments of the current

@@ -161,14 +161,9 @@ func (n *Node) apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: err.Error()}
 	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		if d := time.Until(dl); d < timeout {
-			timeout = d
-		}
-	}
-	if timeout <= 0 {
-		return nil, ctx.Err()
+	timeout, err := n.raftTimeout(ctx)
+	if err != nil {
+		return nil, err
 	}
 	f := n.raft.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
@@ -190,6 +185,23 @@ func (n *Node) apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
 	return res, nil
 }
 
+// raftTimeout bounds a Raft operation by ApplyTimeout and ctx's deadline.
+// Raft reads a timeout of zero as "wait forever", so an expired ctx is
+// an error here, never a zero timeout.
+func (n *Node) raftTimeout(ctx context.Context) (time.Duration, error) {
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout <= 0 {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		return 0, context.DeadlineExceeded
+	}
+	return timeout, nil
+}
+
 func (n *Node) notLeader() error {
 	id, addr := n.Leader()
 	e := &api.Error{Code: api.CodeNotLeader, Message: "this node is not the leader", Leader: addr}
@@ -206,9 +218,9 @@ func (n *Node) verifyLeader(ctx context.Context) error {
 	if !n.IsLeader() {
 		return n.notLeader()
 	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+	timeout, err := n.raftTimeout(ctx)
+	if err != nil {
+		return err
 	}
 	if err := n.raft.raft.Barrier(timeout).Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
