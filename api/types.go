@@ -44,13 +44,30 @@ const (
 type InitRequest struct {
 	Custodians int `json:"custodians"`
 	Threshold  int `json:"threshold"`
+	// CustodianKeys holds one age X25519 recipient ("age1...") per
+	// custodian, in share order. When set, the leader encrypts each share
+	// to its custodian and the reply carries only EncryptedShares, so the
+	// operator who relays them never sees a share in the clear.
+	CustodianKeys []string `json:"custodian_keys,omitempty"`
+	// AdminKey, when set, is an age recipient the admin token is
+	// encrypted to (reply field EncryptedAdminToken).
+	AdminKey string `json:"admin_key,omitempty"`
+	// PlaintextShares must be set to get shares in the clear without
+	// CustodianKeys (dev mode and rehearsals only).
+	PlaintextShares bool `json:"plaintext_shares,omitempty"`
 }
 
 // InitResponse carries the custodian shares and the admin token. They are
 // shown once and never stored by keyd.
 type InitResponse struct {
-	Shares      []string `json:"shares"`
-	AdminToken  string   `json:"admin_token"`
+	// Shares are the plaintext shares (only with PlaintextShares).
+	Shares []string `json:"shares,omitempty"`
+	// EncryptedShares[i] is share i+1 as an ASCII-armored age message
+	// for CustodianKeys[i].
+	EncryptedShares []string `json:"encrypted_shares,omitempty"`
+	// AdminToken is empty when EncryptedAdminToken is set.
+	AdminToken          string `json:"admin_token,omitempty"`
+	EncryptedAdminToken string `json:"encrypted_admin_token,omitempty"`
 	Fingerprint string   `json:"commitments_fingerprint"`
 	Index       uint64   `json:"index"`
 }
@@ -74,6 +91,10 @@ type SealStatus struct {
 	// UnsealedBy says how the node was unsealed: "custodians" or
 	// "warm-rejoin" (its HSM-held node share plus peers' shares).
 	UnsealedBy string `json:"unsealed_by,omitempty"`
+	// ShareIgnored is set in the reply to POST /v1/sys/unseal when the
+	// submitted share was valid but not used, and says why ("node is
+	// already unsealed", "share N was already submitted").
+	ShareIgnored string `json:"share_ignored,omitempty"`
 	// SealReason says why a sealed node cannot rejoin on its own.
 	SealReason string `json:"seal_reason,omitempty"`
 	// HSM is "ok", "none" (no HSM configured) or the device error.
@@ -521,6 +542,11 @@ const (
 type RotateRootStart struct {
 	Custodians int `json:"custodians"`
 	Threshold  int `json:"threshold"`
+	// CustodianKeys and PlaintextShares as in InitRequest: the new shares
+	// are encrypted to these recipients, or returned in the clear only
+	// when PlaintextShares is set.
+	CustodianKeys   []string `json:"custodian_keys,omitempty"`
+	PlaintextShares bool     `json:"plaintext_shares,omitempty"`
 }
 
 // RotateRootSubmit carries one current custodian share.
@@ -541,6 +567,9 @@ type RotateRootStatus struct {
 	Threshold   int      `json:"threshold,omitempty"`
 	Complete    bool     `json:"complete,omitempty"`
 	Shares      []string `json:"shares,omitempty"`
-	Fingerprint string   `json:"commitments_fingerprint,omitempty"`
-	Index       uint64   `json:"index,omitempty"`
+	// EncryptedShares are the new shares encrypted to the session's
+	// CustodianKeys (ASCII-armored age), in share order.
+	EncryptedShares []string `json:"encrypted_shares,omitempty"`
+	Fingerprint     string   `json:"commitments_fingerprint,omitempty"`
+	Index           uint64   `json:"index,omitempty"`
 }
