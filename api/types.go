@@ -68,8 +68,8 @@ type InitResponse struct {
 	// AdminToken is empty when EncryptedAdminToken is set.
 	AdminToken          string `json:"admin_token,omitempty"`
 	EncryptedAdminToken string `json:"encrypted_admin_token,omitempty"`
-	Fingerprint string   `json:"commitments_fingerprint"`
-	Index       uint64   `json:"index"`
+	Fingerprint         string `json:"commitments_fingerprint"`
+	Index               uint64 `json:"index"`
 }
 
 // UnsealRequest submits one custodian share: POST /v1/sys/unseal.
@@ -559,14 +559,14 @@ type RotateRootSubmit struct {
 // Fingerprint are set only in the reply to the submission that completed
 // the rotation: the new custodian shares, shown once.
 type RotateRootStatus struct {
-	Started     bool     `json:"started"`
-	Nonce       string   `json:"nonce,omitempty"`
-	Progress    int      `json:"progress"`
-	Required    int      `json:"required"`
-	Custodians  int      `json:"custodians,omitempty"`
-	Threshold   int      `json:"threshold,omitempty"`
-	Complete    bool     `json:"complete,omitempty"`
-	Shares      []string `json:"shares,omitempty"`
+	Started    bool     `json:"started"`
+	Nonce      string   `json:"nonce,omitempty"`
+	Progress   int      `json:"progress"`
+	Required   int      `json:"required"`
+	Custodians int      `json:"custodians,omitempty"`
+	Threshold  int      `json:"threshold,omitempty"`
+	Complete   bool     `json:"complete,omitempty"`
+	Shares     []string `json:"shares,omitempty"`
 	// EncryptedShares are the new shares encrypted to the session's
 	// CustodianKeys (ASCII-armored age), in share order.
 	EncryptedShares []string `json:"encrypted_shares,omitempty"`
