@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/keyd/keyd/internal/leakcheck"
 
 	"github.com/keyd/keyd/membership"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }
 
 // testKey is a fixed cluster key for tests; it protects nothing.

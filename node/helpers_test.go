@@ -1,16 +1,16 @@
 package node_test
 
 import (
+	"context"
 	"errors"
 	"os"
-
-	"context"
-	"github.com/keyd/keyd/api"
 	"testing"
 
 	"go.uber.org/goleak"
 
+	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/client"
+	"github.com/keyd/keyd/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 		runChildNode()
 		return
 	}
-	goleak.VerifyTestMain(m,
+	leakcheck.VerifyTestMain(m,
 		// The HTTP/2 and keep-alive pools of closed clients wind down on
 		// their own timers.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -330,9 +331,13 @@ func (c *Cluster) WaitLeader(t testing.TB) int {
 	return leader
 }
 
-// Eventually polls fn until it returns nil or the timeout passes.
+// Eventually polls fn until it returns nil or the timeout, scaled by
+// TimeoutScale, passes. Timeouts are what a condition needs on an idle
+// machine; the scale gives a busy 2-core CI machine room, and only a
+// failing test waits the longer time.
 func (c *Cluster) Eventually(t testing.TB, timeout time.Duration, fn func() error) {
 	t.Helper()
+	timeout = Scaled(timeout)
 	deadline := time.Now().Add(timeout)
 	delay := 10 * time.Millisecond
 	for {
@@ -349,6 +354,18 @@ func (c *Cluster) Eventually(t testing.TB, timeout time.Duration, fn func() erro
 		}
 	}
 }
+
+// TimeoutScale multiplies every Eventually deadline. KEYD_TEST_TIMEOUT_SCALE
+// overrides it (an integer, at least 1).
+var TimeoutScale = func() time.Duration {
+	if v, err := strconv.Atoi(os.Getenv("KEYD_TEST_TIMEOUT_SCALE")); err == nil && v >= 1 {
+		return time.Duration(v)
+	}
+	return 3
+}()
+
+// Scaled returns d scaled by TimeoutScale, for tests' own deadlines.
+func Scaled(d time.Duration) time.Duration { return d * TimeoutScale }
 
 // TLS returns a client TLS config trusting the cluster CA.
 func (c *Cluster) TLS() *tls.Config {
