@@ -51,6 +51,7 @@ type Node struct {
 		status string
 	}
 	dealNow chan struct{}
+	member  memberWatch // this node's own membership (membership.go)
 
 	rotation  rotation
 	gossip    *membership.Gossip
@@ -364,6 +365,11 @@ func (n *Node) isPeer(r *http.Request) (string, bool) {
 	}
 	for _, u := range leaf.URIs {
 		if id, ok := transport.NodeIDFromURI(u); ok {
+			// A removed node keeps its certificate: only current
+			// members are peers.
+			if !n.isMember(id) {
+				return "", false
+			}
 			return id, true
 		}
 	}

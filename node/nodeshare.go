@@ -185,6 +185,7 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		case <-n.dealNow:
 		case <-t.C:
 		}
+		n.checkMembership(ctx)
 		if n.keys.unsealed() {
 			if n.IsLeader() {
 				if err := n.maybeDeal(ctx); err != nil && ctx.Err() == nil {
@@ -381,6 +382,9 @@ func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte)
 	if req.NodeID != from {
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "request names another node than the caller's certificate"}
 	}
+	if !n.isMember(from) {
+		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester is not a current member of the cluster"}
+	}
 	if !n.keys.unsealed() {
 		return nil, api.ErrSealed
 	}
@@ -411,6 +415,9 @@ func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte)
 func (n *Node) warmRejoin(ctx context.Context) error {
 	if _, err := n.fsm.InitRecord(); err != nil {
 		return nil // not initialized: nothing to say
+	}
+	if why := n.removedReason(); why != "" {
+		return errors.New(why)
 	}
 	n.sealer.mu.Lock()
 	byOperator := n.sealer.byOperator
@@ -460,7 +467,7 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 	body, _ := json.Marshal(req)
 	peers := make([]string, 0, len(rec.Holders))
 	for id := range rec.Holders {
-		if id != n.cfg.NodeID {
+		if id != n.cfg.NodeID && n.isMember(id) {
 			peers = append(peers, id)
 		}
 	}
@@ -515,6 +522,10 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 // keyring, loads every key and keeps secret for future dealings. It takes
 // ownership of secret.
 func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by string) error {
+	if n.removedSelf() {
+		secret.Destroy()
+		return errRemoved
+	}
 	sb := secret.Bytes()
 	root, err := keyring.DeriveRootKey(sb)
 	clear(sb)

@@ -1,0 +1,12 @@
+package node
+
+// Test hooks for the external node_test package.
+
+// RelayPeers returns the ids this node relays shares and seals to.
+func (n *Node) RelayPeers() []string {
+	var ids []string
+	for _, p := range n.relayTargets() {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
