@@ -10,3 +10,9 @@ func (n *Node) RelayPeers() []string {
 	}
 	return ids
 }
+
+// NodeShareCounters returns how often the node-share loop ran and how many
+// dealings it started.
+func (n *Node) NodeShareCounters() (ticks, attempts int64) {
+	return n.dealing.ticks.Load(), n.dealing.attempts.Load()
+}

@@ -52,6 +52,7 @@ type Node struct {
 	}
 	dealNow chan struct{}
 	member  memberWatch // this node's own membership (membership.go)
+	dealing dealState   // the leader's node-share dealing state (nodeshare.go)
 
 	rotation  rotation
 	gossip    *membership.Gossip
@@ -324,6 +325,7 @@ func (n *Node) Status() api.SealStatus {
 	}
 	n.sealer.mu.Unlock()
 	st.HSM = n.hsmStatus(context.Background())
+	st.NodeShares = n.nodeSharesStatus()
 	if rec, c, err := n.nodeShareCommitments(); err == nil && rec != nil {
 		if _, ok := rec.Holders[n.cfg.NodeID]; ok {
 			st.NodeShare = c.Fingerprint()
