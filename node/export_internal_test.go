@@ -1,5 +1,7 @@
 package node
 
+import "github.com/keyd/keyd/keyring"
+
 // Test hooks for the external node_test package.
 
 // RelayPeers returns the ids this node relays shares and seals to.
@@ -15,4 +17,14 @@ func (n *Node) RelayPeers() []string {
 // dealings it started.
 func (n *Node) NodeShareCounters() (ticks, attempts int64) {
 	return n.dealing.ticks.Load(), n.dealing.attempts.Load()
+}
+
+// SetKeyZeroHook calls f (nil: nothing) with every customer key whose
+// material the keystore zeroes.
+func SetKeyZeroHook(f func(*keyring.Key)) {
+	if f == nil {
+		keyZeroHook.Store(nil)
+		return
+	}
+	keyZeroHook.Store(&f)
 }
