@@ -501,6 +501,9 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 	if id, _ := n.Leader(); id == "" || id != from {
 		return &api.Error{Code: api.CodeForbidden, Message: "node shares are accepted only from the leader"}
 	}
+	if n.removedSelf() {
+		return errRemoved
+	}
 	if n.hsm == nil {
 		return &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM to hold a node share"}
 	}
