@@ -107,6 +107,10 @@ type SealStatus struct {
 	RaftState string `json:"raft_state"`
 	Applied   uint64 `json:"applied_index"`
 	Peers     []Peer `json:"peers,omitempty"`
+
+	// NodeShares says whether node shares are dealt: "on", or "off: "
+	// or "retrying: " and why (e.g. no voter has an HSM).
+	NodeShares string `json:"node_shares,omitempty"`
 }
 
 // Peer is one Raft server as a node sees it.

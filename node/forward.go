@@ -57,6 +57,13 @@ func (b *peerBook) set(p Peer) {
 	b.byID[p.ID] = p
 }
 
+// remove drops a peer (a removed node).
+func (b *peerBook) remove(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.byID, id)
+}
+
 func (b *peerBook) get(id string) (Peer, bool) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -151,7 +158,7 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 // never leaves a node.
 func (n *Node) relayShare(share string) {
 	body, _ := json.Marshal(api.UnsealRequest{Share: share})
-	for _, p := range n.peers.others() {
+	for _, p := range n.relayTargets() {
 		n.group.Go(func(ctx context.Context) {
 			n.postPeer(ctx, p, PathInternalShare, body)
 		})
@@ -163,7 +170,7 @@ func (n *Node) relaySeal(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, p := range n.peers.others() {
+	for _, p := range n.relayTargets() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -227,3 +234,7 @@ func (n *Node) postPeer(ctx context.Context, p Peer, path string, body []byte) {
 	}
 	n.log.Warn("peer did not accept relayed call", "peer", p.ID, "path", path)
 }
+
+// relayTargets returns the peers this node relays shares and seals to:
+// current members only, so a removed node never receives a share.
+func (n *Node) relayTargets() []Peer { return n.memberPeers() }

@@ -73,7 +73,7 @@ func (n *Node) isVoter(id string) bool {
 // onMember keeps the peer book in step with gossip. It runs on the
 // membership package's delivery goroutine and must not block.
 func (n *Node) onMember(m membership.Member) {
-	if m.NodeID == "" || m.NodeID == n.cfg.NodeID {
+	if m.NodeID == "" || m.NodeID == n.cfg.NodeID || n.fsm.Removed(m.NodeID) {
 		return
 	}
 	if m.APIAddr != "" {
@@ -156,6 +156,9 @@ func (n *Node) ClusterInfo() *api.ClusterInfo {
 		}
 	}
 	for _, p := range n.peers.all() {
+		if p.ID != n.cfg.NodeID && n.fsm.Removed(p.ID) {
+			continue
+		}
 		cn := get(p.ID)
 		cn.APIAddr, cn.Region = p.APIAddr, p.Region
 		if cn.RaftAddr == "" {
@@ -165,6 +168,9 @@ func (n *Node) ClusterInfo() *api.ClusterInfo {
 	if n.gossip != nil {
 		now := time.Now()
 		for _, m := range n.gossip.Members() {
+			if m.NodeID != n.cfg.NodeID && n.fsm.Removed(m.NodeID) {
+				continue // a removed node is no longer part of the view
+			}
 			cn := get(m.NodeID)
 			cn.GossipAddr = m.GossipAddr
 			cn.State = string(m.State)

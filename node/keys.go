@@ -235,20 +235,3 @@ func (n *Node) keyInfo(name string, index uint64) (*api.KeyInfo, error) {
 	}
 	return info, nil
 }
-
-// CryptoKey returns the unwrapped key for a crypto call, or the error that
-// forbids its use (sealed, not found, disabled, pending deletion).
-func (n *Node) CryptoKey(name string) (*keyring.Key, error) {
-	lk, err := n.keys.get(name)
-	if err != nil {
-		return nil, err
-	}
-	switch lk.state {
-	case fsm.StateEnabled:
-		return lk.key, nil
-	case fsm.StatePendingDeletion:
-		return nil, api.ErrKeyPendingDeletion
-	default:
-		return nil, api.ErrKeyDisabled
-	}
-}

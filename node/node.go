@@ -51,6 +51,8 @@ type Node struct {
 		status string
 	}
 	dealNow chan struct{}
+	member  memberWatch // this node's own membership (membership.go)
+	dealing dealState   // the leader's node-share dealing state (nodeshare.go)
 
 	rotation  rotation
 	gossip    *membership.Gossip
@@ -323,6 +325,7 @@ func (n *Node) Status() api.SealStatus {
 	}
 	n.sealer.mu.Unlock()
 	st.HSM = n.hsmStatus(context.Background())
+	st.NodeShares = n.nodeSharesStatus()
 	if rec, c, err := n.nodeShareCommitments(); err == nil && rec != nil {
 		if _, ok := rec.Holders[n.cfg.NodeID]; ok {
 			st.NodeShare = c.Fingerprint()
@@ -364,6 +367,11 @@ func (n *Node) isPeer(r *http.Request) (string, bool) {
 	}
 	for _, u := range leaf.URIs {
 		if id, ok := transport.NodeIDFromURI(u); ok {
+			// A removed node keeps its certificate: only current
+			// members are peers.
+			if !n.isMember(id) {
+				return "", false
+			}
 			return id, true
 		}
 	}

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -183,12 +181,18 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.dealNow:
+			// An unseal, a removal or a root rotation: evaluate now.
+			n.dealing.mu.Lock()
+			n.dealing.next = time.Time{}
+			n.dealing.mu.Unlock()
 		case <-t.C:
 		}
+		n.dealing.ticks.Add(1)
+		n.checkMembership(ctx)
 		if n.keys.unsealed() {
 			if n.IsLeader() {
 				if err := n.maybeDeal(ctx); err != nil && ctx.Err() == nil {
-					n.log.Warn("node-share dealing failed", "err", err)
+					n.log.Debug("node-share dealing not evaluated", "err", err)
 				}
 			}
 			continue
@@ -209,140 +213,15 @@ func (n *Node) setSealReason(s string) {
 	}
 }
 
-// maybeDeal deals new node shares when there is no dealing yet, the voter
-// set changed, the leader was just unsealed by custodians, or a voter
-// without a share is reachable again.
-func (n *Node) maybeDeal(ctx context.Context) error {
-	// Work on a copy: a concurrent unseal or seal may destroy the
-	// sealer's secret while this dealing runs.
-	n.sealer.mu.Lock()
-	var secret *shamir.Secret
-	if n.sealer.secret != nil {
-		sb := n.sealer.secret.Bytes()
-		secret, _ = shamir.SecretFromBytes(sb)
-		clear(sb)
-	}
-	force := n.sealer.redeal
-	n.sealer.mu.Unlock()
-	if secret == nil {
-		return nil
-	}
-	defer secret.Destroy()
-	voters, err := n.voters()
-	if err != nil {
-		return err
-	}
-	if len(voters) < 2 {
-		// One voter would hold a 1-of-1 share and could unseal itself
-		// from its own HSM alone after a cold restart: no dealing.
-		return nil
-	}
-	rec, err := n.fsm.NodeShares()
-	if err != nil {
-		return err
-	}
-	need := force || rec == nil || !slices.Equal(rec.Voters, voters)
-	if !need {
-		for _, v := range voters {
-			if _, ok := rec.Holders[v]; !ok && n.reachable(ctx, v) {
-				need = true
-				break
-			}
-		}
-	}
-	if !need {
-		return nil
-	}
-	var epoch uint64 = 1
-	if rec != nil {
-		epoch = rec.Epoch + 1
-	}
-	if err := n.deal(ctx, secret, voters, epoch); err != nil {
-		return err
-	}
-	n.sealer.mu.Lock()
-	n.sealer.redeal = false
-	n.sealer.mu.Unlock()
-	return nil
-}
-
-func (n *Node) reachable(ctx context.Context, id string) bool {
-	addr := n.peers.apiAddr(id)
-	if addr == "" {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+api.PathHealth, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := n.peerHTTP.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-// deal splits the root secret k-of-m over the voters, delivers each share
-// (wrapped by the receiver's HSM before it is stored) and records the
-// dealing through Raft once at least k voters hold their share. Shares of
-// earlier dealings stop verifying against the new commitments.
-func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters []string, epoch uint64) error {
-	k := len(voters)/2 + 1
-	shares, commits, err := shamir.Split(secret, k, len(voters), rand.Reader)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		for _, sh := range shares {
-			sh.Destroy()
-		}
-	}()
-	cb, err := commits.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	fp := commits.Fingerprint()
-	holders := map[string]int{}
-	for i, id := range voters {
-		sh := shares[i]
-		if id == n.cfg.NodeID {
-			if err := n.storeNodeShare(ctx, fp, sh); err != nil {
-				n.log.Warn("cannot store own node share", "err", err)
-				continue
-			}
-			holders[id] = sh.Index
-			continue
-		}
-		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Share: shamir.EncodeShare(sh)})
-		if err := n.postJSON(ctx, id, PathInternalNodeShare, body, nil); err != nil {
-			n.log.Info("node share not delivered", "peer", id, "err", err)
-			continue
-		}
-		holders[id] = sh.Index
-	}
-	if len(holders) < k {
-		return fmt.Errorf("node: only %d of %d voters stored their share (need %d)", len(holders), len(voters), k)
-	}
-	_, err = n.apply(ctx, &fsm.PutNodeShares{
-		Meta: fsm.Meta{At: time.Now().UTC()}, Epoch: epoch, Threshold: k,
-		Commitments: cb, Holders: holders, Voters: voters,
-	})
-	if err != nil {
-		return err
-	}
-	n.log.Info("node shares dealt", "epoch", epoch, "threshold", k, "voters", len(voters), "holders", len(holders), "dealing", fp)
-	return nil
-}
-
 // ReceiveNodeShare stores a node share delivered by the leader. The share
 // must come from the node this one sees as leader, verify against the
 // delivered commitments, and those must commit to the cluster's root.
 func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShareDelivery) error {
 	if id, _ := n.Leader(); id == "" || id != from {
 		return &api.Error{Code: api.CodeForbidden, Message: "node shares are accepted only from the leader"}
+	}
+	if n.removedSelf() {
+		return errRemoved
 	}
 	if n.hsm == nil {
 		return &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM to hold a node share"}
@@ -381,6 +260,9 @@ func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte)
 	if req.NodeID != from {
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "request names another node than the caller's certificate"}
 	}
+	if !n.isMember(from) {
+		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester is not a current member of the cluster"}
+	}
 	if !n.keys.unsealed() {
 		return nil, api.ErrSealed
 	}
@@ -411,6 +293,9 @@ func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte)
 func (n *Node) warmRejoin(ctx context.Context) error {
 	if _, err := n.fsm.InitRecord(); err != nil {
 		return nil // not initialized: nothing to say
+	}
+	if why := n.removedReason(); why != "" {
+		return errors.New(why)
 	}
 	n.sealer.mu.Lock()
 	byOperator := n.sealer.byOperator
@@ -460,7 +345,7 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 	body, _ := json.Marshal(req)
 	peers := make([]string, 0, len(rec.Holders))
 	for id := range rec.Holders {
-		if id != n.cfg.NodeID {
+		if id != n.cfg.NodeID && n.isMember(id) {
 			peers = append(peers, id)
 		}
 	}
@@ -515,6 +400,10 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 // keyring, loads every key and keeps secret for future dealings. It takes
 // ownership of secret.
 func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by string) error {
+	if n.removedSelf() {
+		secret.Destroy()
+		return errRemoved
+	}
 	sb := secret.Bytes()
 	root, err := keyring.DeriveRootKey(sb)
 	clear(sb)

@@ -50,7 +50,10 @@ type oneKey struct {
 	calls atomic.Int64
 }
 
-func (o *oneKey) CryptoKey(string) (*keyring.Key, error) { o.calls.Add(1); return o.k, nil }
+func (o *oneKey) AcquireCryptoKey(string) (*keyring.Key, func(), error) {
+	o.calls.Add(1)
+	return o.k, func() {}, nil
+}
 
 type leaderCluster struct{}
 

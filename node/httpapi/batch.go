@@ -43,10 +43,11 @@ func (s *Server) batch(c *call) (any, error) {
 	if err := c.authorize(capability, c.name()); err != nil {
 		return nil, err
 	}
-	k, err := s.cfg.Crypto.CryptoKey(c.name())
+	k, release, err := s.cfg.Crypto.AcquireCryptoKey(c.name())
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	switch op {
 	case "encrypt":
 		var req api.BatchEncryptRequest

@@ -21,10 +21,11 @@ func withKey[T any](s *Server, c *call, fn func(k *keyring.Key, req *T) (any, er
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	k, err := s.cfg.Crypto.CryptoKey(c.name())
+	k, release, err := s.cfg.Crypto.AcquireCryptoKey(c.name())
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return fn(k, &req)
 }
 

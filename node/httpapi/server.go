@@ -50,7 +50,10 @@ type Keys interface {
 
 // Crypto hands out unwrapped keys for crypto calls, from memory.
 type Crypto interface {
-	CryptoKey(name string) (*keyring.Key, error)
+	// AcquireCryptoKey returns a key and a release function the caller
+	// calls once it no longer uses the key (its material is zeroed only
+	// after the last release).
+	AcquireCryptoKey(name string) (*keyring.Key, func(), error)
 }
 
 // NodeShares is the node-to-node side of node shares: receiving a dealt

@@ -1,0 +1,299 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/membership"
+	"github.com/keyd/keyd/shamir"
+)
+
+// Node-share dealing: the unsealed leader deals the root secret k-of-m
+// across the voters whose HSM works (k = the voters' Raft quorum), and
+// says in status why node shares are off when it cannot.
+
+// maybeDeal deals new node shares when there is no dealing yet, the voter
+// set changed, the leader was just unsealed by custodians, or a voter
+// without a share has a working HSM again. It deals only to voters whose
+// HSM works, and not at all when fewer than a quorum of voters have one;
+// a failed or impossible dealing is retried with exponential backoff and
+// its reason shown once, in status (node_shares), not logged every tick.
+func (n *Node) maybeDeal(ctx context.Context) error {
+	// Work on a copy: a concurrent unseal or seal may destroy the
+	// sealer's secret while this dealing runs.
+	n.sealer.mu.Lock()
+	var secret *shamir.Secret
+	if n.sealer.secret != nil {
+		sb := n.sealer.secret.Bytes()
+		secret, _ = shamir.SecretFromBytes(sb)
+		clear(sb)
+	}
+	force := n.sealer.redeal
+	n.sealer.mu.Unlock()
+	if secret == nil {
+		return nil
+	}
+	defer secret.Destroy()
+	all, err := n.voters()
+	if err != nil {
+		return err
+	}
+	var voters []string
+	for _, v := range all {
+		if !n.fsm.Removed(v) {
+			voters = append(voters, v)
+		}
+	}
+	rec, err := n.fsm.NodeShares()
+	if err != nil {
+		return err
+	}
+	var epoch uint64 = 1
+	if rec != nil {
+		epoch = rec.Epoch + 1
+	}
+	key := fmt.Sprintf("%s/%d/%v", strings.Join(voters, ","), epoch, force)
+	if !n.dealing.due(key) {
+		return nil
+	}
+	if len(voters) < 2 {
+		// One voter would hold a 1-of-1 share and could unseal itself
+		// from its own HSM alone after a cold restart: no dealing.
+		n.dealing.off(n, "off: a single voter cannot hold node shares (custodian shares needed after a restart)", n.cfg.NodeShareInterval)
+		return nil
+	}
+	k := len(voters)/2 + 1
+	need := force || rec == nil || !slices.Equal(rec.Voters, voters)
+	var capable []string
+	if need {
+		capable = n.hsmVoters(ctx, voters)
+	} else {
+		var missing []string
+		for _, v := range voters {
+			if _, ok := rec.Holders[v]; !ok {
+				missing = append(missing, v)
+			}
+		}
+		if len(missing) == 0 {
+			n.dealing.on(n)
+			return nil
+		}
+		if len(n.hsmVoters(ctx, missing)) == 0 {
+			// Voters without a share still have no working HSM: the
+			// dealing stands; look again later.
+			n.dealing.off(n, fmt.Sprintf("on: %d of %d voters hold a node share (the others have no working HSM)", len(rec.Holders), len(voters)), n.cfg.NodeShareInterval)
+			return nil
+		}
+		capable = n.hsmVoters(ctx, voters)
+	}
+	if len(capable) < k {
+		why := "off: no voter has a working HSM"
+		if len(capable) > 0 {
+			why = fmt.Sprintf("off: only %d of %d voters have a working HSM (a quorum of %d is needed)", len(capable), len(voters), k)
+		}
+		n.dealing.off(n, why, n.cfg.NodeShareInterval)
+		return nil
+	}
+	if err := n.deal(ctx, secret, voters, capable, epoch); err != nil {
+		if ctx.Err() == nil {
+			n.dealing.failed(n, err, n.cfg.NodeShareInterval)
+		}
+		return nil
+	}
+	n.dealing.on(n)
+	n.sealer.mu.Lock()
+	n.sealer.redeal = false
+	n.sealer.mu.Unlock()
+	return nil
+}
+
+// hsmVoters returns the voters among ids whose HSM works: this node's own
+// device, a peer's gossip metadata, or else the peer's status.
+func (n *Node) hsmVoters(ctx context.Context, ids []string) []string {
+	var gossiped map[string]bool
+	if n.gossip != nil {
+		gossiped = map[string]bool{}
+		for _, m := range n.gossip.Members() {
+			if m.State == membership.StateAlive {
+				gossiped[m.NodeID] = m.HSMOK
+			}
+		}
+	}
+	var out []string
+	for _, id := range ids {
+		ok := false
+		switch {
+		case id == n.cfg.NodeID:
+			ok = n.hsm != nil && n.hsmStatus(ctx) == "ok"
+		default:
+			if g, known := gossiped[id]; known {
+				ok = g
+			} else if addr := n.peers.apiAddr(id); addr != "" {
+				st, err := n.peerStatus(ctx, addr)
+				ok = err == nil && st.HSM == "ok"
+			}
+		}
+		if ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// maxDealBackoff bounds the dealing backoff in NodeShareIntervals.
+const maxDealBackoff = 30
+
+// dealState is the leader's node-share dealing state: why node shares are
+// off, the retry backoff, and counters for tests.
+type dealState struct {
+	ticks    atomic.Int64 // runNodeShares iterations
+	attempts atomic.Int64 // dealings started (shares split and sent)
+
+	mu     sync.Mutex
+	status string    // shown in SealStatus.NodeShares
+	key    string    // voters, epoch and force of the last evaluation
+	streak int       // evaluations in a row that did not deal
+	next   time.Time // no evaluation before, unless key changes
+}
+
+// due reports whether the leader should evaluate dealing now: the state
+// changed (key) or the backoff elapsed.
+func (d *dealState) due(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if key != d.key {
+		d.key, d.streak, d.next = key, 0, time.Time{}
+	}
+	return !time.Now().Before(d.next)
+}
+
+func (d *dealState) backoffLocked(interval time.Duration) time.Duration {
+	d.streak++
+	return interval * time.Duration(1<<min(d.streak, 5)) // 2, 4 ... 32 intervals
+}
+
+// off records that dealing is not possible now, logging the reason once.
+func (d *dealState) off(n *Node, why string, interval time.Duration) {
+	d.mu.Lock()
+	changed := d.status != why
+	d.status = why
+	d.next = time.Now().Add(min(d.backoffLocked(interval), maxDealBackoff*interval))
+	d.mu.Unlock()
+	if changed {
+		n.log.Info("node shares", "status", why)
+	}
+}
+
+// failed records a failed dealing and schedules the next attempt.
+func (d *dealState) failed(n *Node, err error, interval time.Duration) {
+	d.mu.Lock()
+	wait := min(d.backoffLocked(interval), maxDealBackoff*interval)
+	d.next = time.Now().Add(wait)
+	why := "retrying: " + err.Error()
+	changed := d.status != why
+	d.status = why
+	d.mu.Unlock()
+	if changed {
+		n.log.Warn("node-share dealing failed; retrying with backoff", "err", err, "next_in", wait)
+	}
+}
+
+// on records a standing dealing.
+func (d *dealState) on(n *Node) {
+	d.mu.Lock()
+	changed := d.status != "on"
+	d.status, d.streak, d.next = "on", 0, time.Time{}
+	d.mu.Unlock()
+	if changed {
+		n.log.Info("node shares", "status", "on")
+	}
+}
+
+// nodeSharesStatus says whether node shares are on for SealStatus.
+func (n *Node) nodeSharesStatus() string {
+	if n.IsLeader() {
+		n.dealing.mu.Lock()
+		s := n.dealing.status
+		n.dealing.mu.Unlock()
+		if s != "" {
+			return s
+		}
+	}
+	if n.hsm == nil {
+		if n.hsmErr != nil {
+			return "off: this node's HSM is unavailable"
+		}
+		return "off: this node has no HSM"
+	}
+	rec, err := n.fsm.NodeShares()
+	if err != nil || rec == nil {
+		return "off: no node shares dealt yet"
+	}
+	if _, ok := rec.Holders[n.cfg.NodeID]; !ok {
+		return "off: this node holds no share of the current dealing"
+	}
+	return "on"
+}
+
+// deal splits the root secret k-of-m over the receivers (the voters with a
+// working HSM; k is the voters' Raft quorum), delivers each share
+// (wrapped by the receiver's HSM before it is stored) and records the
+// dealing through Raft once at least k voters hold their share. Shares of
+// earlier dealings stop verifying against the new commitments.
+func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receivers []string, epoch uint64) error {
+	n.dealing.attempts.Add(1)
+	k := len(voters)/2 + 1
+	shares, commits, err := shamir.Split(secret, k, len(receivers), rand.Reader)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, sh := range shares {
+			sh.Destroy()
+		}
+	}()
+	cb, err := commits.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	fp := commits.Fingerprint()
+	holders := map[string]int{}
+	for i, id := range receivers {
+		sh := shares[i]
+		if id == n.cfg.NodeID {
+			if err := n.storeNodeShare(ctx, fp, sh); err != nil {
+				n.log.Warn("cannot store own node share", "err", err)
+				continue
+			}
+			holders[id] = sh.Index
+			continue
+		}
+		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Share: shamir.EncodeShare(sh)})
+		if err := n.postJSON(ctx, id, PathInternalNodeShare, body, nil); err != nil {
+			n.log.Info("node share not delivered", "peer", id, "err", err)
+			continue
+		}
+		holders[id] = sh.Index
+	}
+	if len(holders) < k {
+		return fmt.Errorf("node: only %d of %d voters stored their share (need %d)", len(holders), len(voters), k)
+	}
+	_, err = n.apply(ctx, &fsm.PutNodeShares{
+		Meta: fsm.Meta{At: time.Now().UTC()}, Epoch: epoch, Threshold: k,
+		Commitments: cb, Holders: holders, Voters: voters,
+	})
+	if err != nil {
+		return err
+	}
+	n.log.Info("node shares dealt", "epoch", epoch, "threshold", k, "voters", len(voters), "holders", len(holders), "dealing", fp)
+	return nil
+}

@@ -1,0 +1,30 @@
+package node
+
+import "github.com/keyd/keyd/keyring"
+
+// Test hooks for the external node_test package.
+
+// RelayPeers returns the ids this node relays shares and seals to.
+func (n *Node) RelayPeers() []string {
+	var ids []string
+	for _, p := range n.relayTargets() {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+// NodeShareCounters returns how often the node-share loop ran and how many
+// dealings it started.
+func (n *Node) NodeShareCounters() (ticks, attempts int64) {
+	return n.dealing.ticks.Load(), n.dealing.attempts.Load()
+}
+
+// SetKeyZeroHook calls f (nil: nothing) with every customer key whose
+// material the keystore zeroes.
+func SetKeyZeroHook(f func(*keyring.Key)) {
+	if f == nil {
+		keyZeroHook.Store(nil)
+		return
+	}
+	keyZeroHook.Store(&f)
+}
