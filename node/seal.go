@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/custodian"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
 	"github.com/keyd/keyd/shamir"
@@ -49,6 +51,10 @@ type sealer struct {
 	// byOperator is set when an operator sealed the node: it then waits
 	// for custodians instead of rejoining from node shares.
 	byOperator bool
+	// lastInit is the reply of a recent init on this leader, for a retry
+	// whose first reply was lost; initMu serializes inits.
+	lastInit *initReply
+	initMu   sync.Mutex
 }
 
 func (s *sealer) resetLocked() {
@@ -86,15 +92,17 @@ func (n *Node) SubmitShare(ctx context.Context, text string, relayed bool) (api.
 		return n.Status(), &api.Error{Code: api.CodeInvalidShare, Message: "share is malformed (check for typos): " + shortErr(err)}
 	}
 	defer sh.Destroy()
-	if n.keys.unsealed() {
-		return n.Status(), nil
-	}
 	rec, commits, err := n.commitments()
 	if err != nil {
 		return n.Status(), err
 	}
 	if err := commits.Verify(sh); err != nil {
 		return n.Status(), &api.Error{Code: api.CodeInvalidShare, Message: fmt.Sprintf("share %d does not match this cluster's commitments %s: %s", sh.Index, commits.Fingerprint(), shortErr(err))}
+	}
+	if n.keys.unsealed() {
+		st := n.Status()
+		st.ShareIgnored = "node is already unsealed"
+		return st, nil
 	}
 	fp := commits.Fingerprint()
 
@@ -103,7 +111,10 @@ func (n *Node) SubmitShare(ctx context.Context, text string, relayed bool) (api.
 		n.sealer.resetLocked()
 		n.sealer.fp = fp
 	}
-	if _, dup := n.sealer.pending[sh.Index]; !dup {
+	ignored := ""
+	if _, dup := n.sealer.pending[sh.Index]; dup {
+		ignored = fmt.Sprintf("share %d was already submitted", sh.Index)
+	} else {
 		n.sealer.pending[sh.Index] = shamir.Share{Index: sh.Index, Value: append([]byte(nil), sh.Value...)}
 	}
 	var ready []shamir.Share
@@ -115,10 +126,14 @@ func (n *Node) SubmitShare(ctx context.Context, text string, relayed bool) (api.
 	n.sealer.mu.Unlock()
 
 	if !relayed {
+		// Relayed even when this node already held it: a peer that
+		// missed the first relay (it was down) gets it now.
 		n.relayShare(text)
 	}
-	if ready == nil {
-		return n.Status(), nil
+	if ready == nil || ignored != "" {
+		st := n.Status()
+		st.ShareIgnored = ignored
+		return st, nil
 	}
 	sort.Slice(ready, func(i, j int) bool { return ready[i].Index < ready[j].Index })
 	if err := n.unsealWith(commits, rec, ready); err != nil {
@@ -164,15 +179,110 @@ func (n *Node) Seal(ctx context.Context) error {
 	return nil
 }
 
+// initReplyWindow is how long the leader keeps an init reply's
+// plaintext secrets (plaintext shares, an admin token not encrypted to an
+// admin key) in memory for a retry with the same request id.
+const initReplyWindow = 2 * time.Minute
+
+// minReplayRequestID is the shortest request id an init retry is
+// answered for: the id is what proves the retry is the same caller.
+const minReplayRequestID = 16
+
+// initReply is a recent init's reply, kept only in the leader's memory.
+type initReply struct {
+	rid    string
+	params []byte
+	fp     string
+	resp   api.InitResponse
+	timer  *time.Timer
+}
+
+// recipients checks the custodian keys of an init or a rotation: one
+// distinct age recipient per custodian, or none with plaintext shares
+// asked for explicitly.
+func recipients(custodians int, keys []string, plaintext bool) ([]custodian.Recipient, error) {
+	switch {
+	case len(keys) == 0 && !plaintext:
+		return nil, badRequest("custodian_keys required: one age public key (age1...) per custodian, so each share is encrypted to its custodian; set plaintext_shares only for dev clusters and rehearsals")
+	case len(keys) > 0 && plaintext:
+		return nil, badRequest("custodian_keys and plaintext_shares exclude each other")
+	case len(keys) == 0:
+		return nil, nil
+	case len(keys) != custodians:
+		return nil, badRequest("custodian_keys lists %d keys for %d custodians: give one per custodian", len(keys), custodians)
+	}
+	rs, err := custodian.ParseRecipients(keys)
+	if err != nil {
+		return nil, badRequest("%s", err.Error())
+	}
+	return rs, nil
+}
+
+// encryptShares encodes each share and encrypts it to its custodian, in
+// share order; with no recipients it returns the plaintext encodings.
+func encryptShares(shares []shamir.Share, rs []custodian.Recipient) (plain, enc []string, err error) {
+	for i, sh := range shares {
+		text := shamir.EncodeShare(sh)
+		if rs == nil {
+			plain = append(plain, text)
+			continue
+		}
+		b := []byte(text)
+		m, err := custodian.Encrypt(rs[i], b)
+		clear(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: encrypt share %d: %w", sh.Index, err)
+		}
+		enc = append(enc, m)
+	}
+	return plain, enc, nil
+}
+
+// initParams hashes what an init was asked for, so a retry with the same
+// request id but other parameters is told apart.
+func initParams(req api.InitRequest, rs []custodian.Recipient, admin string) []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "keyd init v1\n%d\n%d\n%t\n%s\n", req.Custodians, req.Threshold, req.PlaintextShares, admin)
+	for _, r := range rs {
+		fmt.Fprintf(h, "%s\n", r.String())
+	}
+	return h.Sum(nil)
+}
+
 // Init initialises the cluster: it deals the root secret to custodians,
 // creates and wraps the barrier keyring, and creates the admin token. It
 // runs on the leader. The cluster stays sealed: custodians unseal it.
-func (n *Node) Init(ctx context.Context, req api.InitRequest) (*api.InitResponse, error) {
+//
+// With custodian keys every share is encrypted to its custodian before it
+// leaves this function, and the admin token to the admin key when one is
+// given. A retry with the same request id and parameters gets the same
+// reply: encrypted secrets are kept in the init record, plaintext ones only
+// in this leader's memory for initReplyWindow.
+func (n *Node) Init(ctx context.Context, rid string, req api.InitRequest) (*api.InitResponse, error) {
 	if req.Threshold < 1 || req.Custodians < req.Threshold || req.Custodians > shamir.MaxShares {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("need 1 <= threshold <= custodians <= %d", shamir.MaxShares)}
 	}
-	if _, err := n.fsm.InitRecord(); err == nil {
-		return nil, api.ErrAlreadyInitialized
+	rs, err := recipients(req.Custodians, req.CustodianKeys, req.PlaintextShares)
+	if err != nil {
+		return nil, err
+	}
+	var admin custodian.Recipient
+	if req.AdminKey != "" {
+		if admin, err = custodian.ParseRecipient(req.AdminKey); err != nil {
+			return nil, badRequest("admin_key: %s", err.Error())
+		}
+	}
+	params := initParams(req, rs, admin.String())
+
+	// One init at a time, so the reply kept for retries is the one that
+	// was applied.
+	n.sealer.initMu.Lock()
+	defer n.sealer.initMu.Unlock()
+	if rec, err := n.fsm.InitRecord(); err == nil {
+		return n.replayInit(rec, rid, params)
+	}
+	if req.PlaintextShares {
+		n.log.Warn("init hands out plaintext shares (plaintext_shares): the operator sees every share; use custodian_keys outside dev clusters and rehearsals")
 	}
 	secret, err := shamir.NewSecret(rand.Reader)
 	if err != nil {
@@ -212,20 +322,109 @@ func (n *Node) Init(ctx context.Context, req api.InitRequest) (*api.InitResponse
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.apply(ctx, &fsm.Init{
+	out := api.InitResponse{Fingerprint: commits.Fingerprint()}
+	if out.Shares, out.EncryptedShares, err = encryptShares(shares, rs); err != nil {
+		return nil, err
+	}
+	if req.AdminKey != "" {
+		if out.EncryptedAdminToken, err = custodian.Encrypt(admin, []byte(token)); err != nil {
+			return nil, fmt.Errorf("node: encrypt admin token: %w", err)
+		}
+	} else {
+		out.AdminToken = token
+	}
+	cmd := &fsm.Init{
 		Meta:       fsm.Meta{At: time.Now().UTC()},
 		Custodians: req.Custodians, Threshold: req.Threshold,
 		Commitments: cb, WrappedBarrier: wrapped, AdminTokenHash: hash[:],
-	})
+		EncryptedShares: out.EncryptedShares, EncryptedAdminToken: out.EncryptedAdminToken,
+	}
+	if len(rid) >= minReplayRequestID {
+		cmd.InitRequestID, cmd.Params = rid, params
+		// Kept before the proposal: if the reply is lost because the
+		// apply outlived this request, the retry still finds it.
+		n.keepInitReply(&initReply{rid: rid, params: params, fp: out.Fingerprint, resp: out})
+	}
+	res, err := n.apply(ctx, cmd)
 	if err != nil {
+		if errors.Is(err, api.ErrAlreadyInitialized) || errors.Is(err, fsm.ErrAlreadyInitialized) {
+			n.dropInitReply()
+			if rec, rerr := n.fsm.InitRecord(); rerr == nil {
+				return n.replayInit(rec, rid, params)
+			}
+		}
 		return nil, err
 	}
-	out := &api.InitResponse{AdminToken: token, Fingerprint: commits.Fingerprint(), Index: res.Index}
-	for _, sh := range shares {
-		out.Shares = append(out.Shares, shamir.EncodeShare(sh))
+	out.Index = res.Index
+	n.log.Info("initialized", "custodians", req.Custodians, "threshold", req.Threshold, "commitments", commits.Fingerprint(), "encrypted_shares", rs != nil)
+	return &out, nil
+}
+
+// replayInit answers an init on an initialized cluster: with the first
+// init's reply when rid and the parameters match it, else
+// already_initialized (another rid) or conflict (same rid, other
+// parameters).
+func (n *Node) replayInit(rec *fsm.InitRecord, rid string, params []byte) (*api.InitResponse, error) {
+	if len(rid) < minReplayRequestID || subtle.ConstantTimeCompare([]byte(rid), []byte(rec.InitRequestID)) != 1 {
+		return nil, api.ErrAlreadyInitialized
 	}
-	n.log.Info("initialized", "custodians", req.Custodians, "threshold", req.Threshold, "commitments", commits.Fingerprint())
+	if subtle.ConstantTimeCompare(params, rec.Params) != 1 {
+		return nil, &api.Error{Code: api.CodeConflict, Message: "this request id initialized the cluster with other parameters"}
+	}
+	c, err := shamir.UnmarshalCommitments(rec.Commitments)
+	if err != nil {
+		return nil, fmt.Errorf("node: stored commitments: %w", err)
+	}
+	out := &api.InitResponse{
+		EncryptedShares: rec.EncryptedShares, EncryptedAdminToken: rec.EncryptedAdminToken,
+		Fingerprint: c.Fingerprint(), Index: n.fsm.AppliedIndex(),
+	}
+	if len(out.EncryptedShares) > 0 && out.EncryptedAdminToken != "" {
+		return out, nil
+	}
+	// Plaintext secrets: only from this leader's memory.
+	n.sealer.mu.Lock()
+	kept := n.sealer.lastInit
+	n.sealer.mu.Unlock()
+	if kept == nil || kept.fp != out.Fingerprint || subtle.ConstantTimeCompare([]byte(kept.rid), []byte(rid)) != 1 {
+		return nil, &api.Error{Code: api.CodeAlreadyInitialized, Message: fmt.Sprintf("this request initialized the cluster, but its plaintext secrets were kept only %s on the leader that made them and are gone", initReplyWindow)}
+	}
+	if len(out.EncryptedShares) == 0 {
+		out.Shares = kept.resp.Shares
+	}
+	if out.EncryptedAdminToken == "" {
+		out.AdminToken = kept.resp.AdminToken
+	}
 	return out, nil
+}
+
+// keepInitReply holds r for initReplyWindow, replacing any earlier one.
+func (n *Node) keepInitReply(r *initReply) {
+	n.sealer.mu.Lock()
+	defer n.sealer.mu.Unlock()
+	n.dropInitReplyLocked()
+	n.sealer.lastInit = r
+	r.timer = time.AfterFunc(initReplyWindow, func() {
+		n.sealer.mu.Lock()
+		defer n.sealer.mu.Unlock()
+		if n.sealer.lastInit == r {
+			n.dropInitReplyLocked()
+		}
+	})
+}
+
+func (n *Node) dropInitReply() {
+	n.sealer.mu.Lock()
+	n.dropInitReplyLocked()
+	n.sealer.mu.Unlock()
+}
+
+func (n *Node) dropInitReplyLocked() {
+	if r := n.sealer.lastInit; r != nil {
+		r.timer.Stop()
+		r.resp = api.InitResponse{}
+		n.sealer.lastInit = nil
+	}
 }
 
 // newToken returns a random bearer token and its SHA-256 hash, which is

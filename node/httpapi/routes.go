@@ -89,7 +89,7 @@ func (s *Server) init(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	return s.cfg.Sys.Init(c.r.Context(), req)
+	return s.cfg.Sys.Init(c.r.Context(), c.rid, req)
 }
 
 func (s *Server) unseal(c *call) (any, error) {

@@ -30,7 +30,7 @@ import (
 type Sys interface {
 	Health() api.Health
 	Status() api.SealStatus
-	Init(ctx context.Context, req api.InitRequest) (*api.InitResponse, error)
+	Init(ctx context.Context, rid string, req api.InitRequest) (*api.InitResponse, error)
 	SubmitShare(ctx context.Context, share string, relayed bool) (api.SealStatus, error)
 	Seal(ctx context.Context) error
 	SealLocal()
