@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -11,17 +12,24 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/custodian"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
 	"github.com/keyd/keyd/shamir"
 )
 
-// rotationTTL bounds how long a root-rotation session waits for shares.
-const rotationTTL = 15 * time.Minute
+// rotationTTL bounds how long a root-rotation session waits for shares;
+// after it, or after a cancel, anyone holding a share may start another.
+const rotationTTL = 10 * time.Minute
 
-// rotation is the leader's in-memory root-rotation session. Submitted
-// shares live only here and are zeroed when the session ends. A leader
-// change ends the session: custodians start again.
+// rotationReplyWindow is how long a completed rotation's reply is kept
+// for a final submitter whose reply was lost.
+const rotationReplyWindow = 5 * time.Minute
+
+// rotation is the leader's in-memory root-rotation session. Only a
+// custodian can open one (with a current share, on an unsealed cluster).
+// Submitted shares live only here and are zeroed when the session ends.
+// A leader change or a seal ends the session: custodians start again.
 type rotation struct {
 	mu      sync.Mutex
 	nonce   string
@@ -29,14 +37,22 @@ type rotation struct {
 	started time.Time
 	prev    []byte // commitments the session rotates from
 	shares  map[int]shamir.Share
+	// keys are the new shares' recipients (keyText as given); with
+	// plaintext set the new shares go in the clear to the submitter who
+	// completes the quorum, and to nobody else.
+	keys      []custodian.Recipient
+	keyText   []string
+	plaintext bool
 	// done keeps the completed rotation's reply for a few minutes, so a
-	// final submitter whose reply was lost can fetch the new shares by
-	// retrying with the same nonce and a valid old share.
+	// final submitter whose reply was lost can fetch it again with the
+	// same nonce. Encrypted shares go to any holder of an old share;
+	// plaintext ones only to the exact share that completed (by).
 	done struct {
 		nonce  string
 		prev   []byte
 		at     time.Time
 		result *api.RotateRootStatus
+		by     shamir.Share
 	}
 }
 
@@ -46,13 +62,39 @@ func (r *rotation) resetLocked() {
 		delete(r.shares, i)
 	}
 	r.nonce, r.prev = "", nil
+	r.keys, r.keyText, r.plaintext = nil, nil, false
+}
+
+func (r *rotation) dropDoneLocked() {
+	r.done.by.Destroy()
+	r.done.nonce, r.done.prev, r.done.result, r.done.by = "", nil, nil, shamir.Share{}
 }
 
 func (r *rotation) activeLocked() bool {
 	return r.nonce != "" && time.Since(r.started) < rotationTTL
 }
 
-// RotateRootStatus reports the session on this node (the leader).
+// statusLocked is the session's public state: never the nonce.
+func (r *rotation) statusLocked(required int) *api.RotateRootStatus {
+	exp := r.started.Add(rotationTTL).UTC()
+	return &api.RotateRootStatus{
+		Started: true, Progress: len(r.shares), Required: required, Custodians: r.n, Threshold: r.t,
+		CustodianKeys: r.keyText, PlaintextShares: r.plaintext, ExpiresAt: &exp,
+	}
+}
+
+// endRotation ends any session and forgets a completed one's reply (on
+// seal).
+func (n *Node) endRotation() {
+	r := &n.rotation
+	r.mu.Lock()
+	r.resetLocked()
+	r.dropDoneLocked()
+	r.mu.Unlock()
+}
+
+// RotateRootStatus reports the session on this node (the leader): its
+// progress and parameters, never its nonce.
 func (n *Node) RotateRootStatus() (*api.RotateRootStatus, error) {
 	rec, _, err := n.commitments()
 	if err != nil {
@@ -64,28 +106,69 @@ func (n *Node) RotateRootStatus() (*api.RotateRootStatus, error) {
 	if !r.activeLocked() {
 		return &api.RotateRootStatus{Required: rec.Threshold}, nil
 	}
-	return &api.RotateRootStatus{Started: true, Nonce: r.nonce, Progress: len(r.shares), Required: rec.Threshold, Custodians: r.n, Threshold: r.t}, nil
+	return r.statusLocked(rec.Threshold), nil
+}
+
+// currentShare decodes a custodian share and verifies it against the
+// current root. The caller destroys the share.
+func (n *Node) currentShare(text string) (shamir.Share, *fsm.InitRecord, *shamir.Commitments, error) {
+	if text == "" {
+		return shamir.Share{}, nil, nil, &api.Error{Code: api.CodeInvalidShare, Message: "a current custodian share is required"}
+	}
+	sh, err := shamir.DecodeShare(text)
+	if err != nil {
+		return shamir.Share{}, nil, nil, &api.Error{Code: api.CodeInvalidShare, Message: "share is malformed (check for typos): " + shortErr(err)}
+	}
+	rec, commits, err := n.commitments()
+	if err != nil {
+		sh.Destroy()
+		return shamir.Share{}, nil, nil, err
+	}
+	if err := commits.Verify(sh); err != nil {
+		sh.Destroy()
+		return shamir.Share{}, nil, nil, &api.Error{Code: api.CodeInvalidShare, Message: fmt.Sprintf("share %d does not match the current root's commitments: %s", sh.Index, shortErr(err))}
+	}
+	return sh, rec, commits, nil
+}
+
+// rotationReady refuses rotation work off the leader or while sealed.
+func (n *Node) rotationReady() error {
+	if !n.IsLeader() {
+		return n.notLeader()
+	}
+	if !n.keys.unsealed() {
+		return &api.Error{Code: api.CodeSealed, Message: "the leader is sealed: unseal the cluster before rotating its root"}
+	}
+	return nil
 }
 
 // StartRootRotation opens a session on the leader for a new dealing of
-// custodians shares with threshold t. A running session is not replaced
-// until it expires, so nobody can cancel custodians' progress.
+// custodian shares with threshold t. It needs a current custodian share,
+// which counts as the first submission, so nobody without one can open a
+// session, choose N and T or block custodians. A running session is not
+// replaced until it expires or a share holder cancels it. Only the reply
+// to the start carries the nonce; the starter hands it to the others.
 func (n *Node) StartRootRotation(ctx context.Context, req api.RotateRootStart) (*api.RotateRootStatus, error) {
 	if req.Threshold < 1 || req.Custodians < req.Threshold || req.Custodians > shamir.MaxShares {
 		return nil, badRequest("need 1 <= threshold <= custodians <= %d", shamir.MaxShares)
 	}
-	if !n.IsLeader() {
-		return nil, n.notLeader()
+	if err := n.rotationReady(); err != nil {
+		return nil, err
 	}
-	rec, _, err := n.commitments()
+	rs, err := recipients(req.Custodians, req.CustodianKeys, req.PlaintextShares)
 	if err != nil {
 		return nil, err
 	}
+	sh, rec, commits, err := n.currentShare(req.Share)
+	if err != nil {
+		return nil, err
+	}
+	defer sh.Destroy()
 	r := &n.rotation
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.activeLocked() {
-		return nil, &api.Error{Code: api.CodeConflict, Message: "a root rotation is already in progress"}
+		return nil, &api.Error{Code: api.CodeConflict, Message: fmt.Sprintf("a root rotation is already in progress (%d of %d shares, expires %s); a holder of a current share can cancel it", len(r.shares), rec.Threshold, r.started.Add(rotationTTL).UTC().Format(time.RFC3339))}
 	}
 	r.resetLocked()
 	var b [16]byte
@@ -94,20 +177,31 @@ func (n *Node) StartRootRotation(ctx context.Context, req api.RotateRootStart) (
 	}
 	r.nonce, r.n, r.t, r.started = hex.EncodeToString(b[:]), req.Custodians, req.Threshold, time.Now()
 	r.prev = rec.Commitments
+	r.keys, r.keyText, r.plaintext = rs, append([]string(nil), req.CustodianKeys...), req.PlaintextShares
 	if r.shares == nil {
 		r.shares = map[int]shamir.Share{}
 	}
-	n.log.Info("root rotation started", "custodians", req.Custodians, "threshold", req.Threshold)
-	return &api.RotateRootStatus{Started: true, Nonce: r.nonce, Required: rec.Threshold, Custodians: r.n, Threshold: r.t}, nil
+	r.shares[sh.Index] = shamir.Share{Index: sh.Index, Value: append([]byte(nil), sh.Value...)}
+	n.log.Info("root rotation started", "custodians", req.Custodians, "threshold", req.Threshold, "encrypted_shares", rs != nil, "by_share", sh.Index)
+	if req.PlaintextShares {
+		n.log.Warn("root rotation will hand out plaintext shares (plaintext_shares): the completing submitter sees every new share; use custodian_keys outside dev clusters and rehearsals")
+	}
+	if len(r.shares) >= rec.Threshold {
+		return n.completeRotationLocked(ctx, rec, commits, sh)
+	}
+	st := r.statusLocked(rec.Threshold)
+	st.Nonce = r.nonce
+	return st, nil
 }
 
 // SubmitRotationShare takes one current custodian share. A share that
 // does not verify against the current commitments is rejected and named.
 // With the threshold reached, the leader rotates the root and returns the
-// new custodian shares, once.
+// new custodian shares: encrypted to the session's custodian keys, or in
+// the clear to this submitter only.
 func (n *Node) SubmitRotationShare(ctx context.Context, req api.RotateRootSubmit) (*api.RotateRootStatus, error) {
-	if !n.IsLeader() {
-		return nil, n.notLeader()
+	if err := n.rotationReady(); err != nil {
+		return nil, err
 	}
 	sh, err := shamir.DecodeShare(req.Share)
 	if err != nil {
@@ -121,14 +215,13 @@ func (n *Node) SubmitRotationShare(ctx context.Context, req api.RotateRootSubmit
 	r := &n.rotation
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.done.result != nil && req.Nonce == r.done.nonce && time.Since(r.done.at) < 5*time.Minute {
-		prev, err := shamir.UnmarshalCommitments(r.done.prev)
-		if err == nil && prev.Verify(sh) == nil {
-			return r.done.result, nil
-		}
-		return nil, &api.Error{Code: api.CodeInvalidShare, Message: "share does not match the rotated-from root"}
+	if r.done.result != nil && time.Since(r.done.at) >= rotationReplyWindow {
+		r.dropDoneLocked()
 	}
-	if !r.activeLocked() || req.Nonce != r.nonce {
+	if r.done.result != nil && req.Nonce != "" && subtle.ConstantTimeCompare([]byte(req.Nonce), []byte(r.done.nonce)) == 1 {
+		return r.replayLocked(sh)
+	}
+	if !r.activeLocked() || subtle.ConstantTimeCompare([]byte(req.Nonce), []byte(r.nonce)) != 1 {
 		return nil, &api.Error{Code: api.CodeConflict, Message: "no root rotation with this nonce is in progress"}
 	}
 	if !bytes.Equal(r.prev, rec.Commitments) {
@@ -138,31 +231,85 @@ func (n *Node) SubmitRotationShare(ctx context.Context, req api.RotateRootSubmit
 	if err := commits.Verify(sh); err != nil {
 		return nil, &api.Error{Code: api.CodeInvalidShare, Message: fmt.Sprintf("share %d does not match the current root's commitments: %s", sh.Index, shortErr(err))}
 	}
-	if _, dup := r.shares[sh.Index]; !dup {
-		r.shares[sh.Index] = shamir.Share{Index: sh.Index, Value: append([]byte(nil), sh.Value...)}
+	if _, dup := r.shares[sh.Index]; dup {
+		return r.statusLocked(rec.Threshold), nil
 	}
-	status := &api.RotateRootStatus{Started: true, Nonce: r.nonce, Progress: len(r.shares), Required: rec.Threshold, Custodians: r.n, Threshold: r.t}
+	r.shares[sh.Index] = shamir.Share{Index: sh.Index, Value: append([]byte(nil), sh.Value...)}
 	if len(r.shares) < rec.Threshold {
-		return status, nil
+		return r.statusLocked(rec.Threshold), nil
 	}
+	return n.completeRotationLocked(ctx, rec, commits, sh)
+}
+
+// replayLocked answers a retry of a completed rotation's submission. The
+// share must belong to the rotated-from root; plaintext shares go only to
+// the share that completed the rotation.
+func (r *rotation) replayLocked(sh shamir.Share) (*api.RotateRootStatus, error) {
+	prev, err := shamir.UnmarshalCommitments(r.done.prev)
+	if err != nil || prev.Verify(sh) != nil {
+		return nil, &api.Error{Code: api.CodeInvalidShare, Message: "share does not match the rotated-from root"}
+	}
+	res := r.done.result
+	if len(res.Shares) == 0 {
+		return res, nil
+	}
+	if sh.Index == r.done.by.Index && subtle.ConstantTimeCompare(sh.Value, r.done.by.Value) == 1 {
+		return res, nil
+	}
+	// Done, but the plaintext shares belong to the completing submitter.
+	out := *res
+	out.Shares = nil
+	return &out, nil
+}
+
+// completeRotationLocked rotates the root with the session's shares; by
+// is the share that completed the quorum.
+func (n *Node) completeRotationLocked(ctx context.Context, rec *fsm.InitRecord, commits *shamir.Commitments, by shamir.Share) (*api.RotateRootStatus, error) {
+	r := &n.rotation
 	var shares []shamir.Share
 	for _, s := range r.shares {
 		shares = append(shares, s)
 	}
 	sort.Slice(shares, func(i, j int) bool { return shares[i].Index < shares[j].Index })
-	out, err := n.rotateRoot(ctx, rec, commits, shares, r.n, r.t)
-	nonce := r.nonce
+	out, err := n.rotateRoot(ctx, rec, commits, shares, r.n, r.t, r.keys)
+	nonce, keys := r.nonce, r.keyText
 	r.resetLocked()
 	if err != nil {
 		return nil, err
 	}
+	out.CustodianKeys = keys
+	r.dropDoneLocked()
 	r.done.nonce, r.done.prev, r.done.at, r.done.result = nonce, rec.Commitments, time.Now(), out
+	r.done.by = shamir.Share{Index: by.Index, Value: append([]byte(nil), by.Value...)}
 	return out, nil
+}
+
+// CancelRootRotation ends the running session. Any holder of a current
+// custodian share may cancel, for example a session whose recipients the
+// other custodians do not accept.
+func (n *Node) CancelRootRotation(ctx context.Context, req api.RotateRootCancel) (*api.RotateRootStatus, error) {
+	if !n.IsLeader() {
+		return nil, n.notLeader()
+	}
+	sh, rec, _, err := n.currentShare(req.Share)
+	if err != nil {
+		return nil, err
+	}
+	defer sh.Destroy()
+	r := &n.rotation
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.activeLocked() {
+		return nil, &api.Error{Code: api.CodeConflict, Message: "no root rotation is in progress"}
+	}
+	r.resetLocked()
+	n.log.Info("root rotation cancelled", "by_share", sh.Index)
+	return &api.RotateRootStatus{Required: rec.Threshold}, nil
 }
 
 // rotateRoot combines the current root, deals a new one and re-wraps the
 // (unchanged) barrier keyring under it. Key material is not touched.
-func (n *Node) rotateRoot(ctx context.Context, rec *fsm.InitRecord, commits *shamir.Commitments, shares []shamir.Share, custodians, threshold int) (*api.RotateRootStatus, error) {
+func (n *Node) rotateRoot(ctx context.Context, rec *fsm.InitRecord, commits *shamir.Commitments, shares []shamir.Share, custodians, threshold int, rs []custodian.Recipient) (*api.RotateRootStatus, error) {
 	old, err := shamir.Combine(commits, shares)
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeInvalidShare, Message: shortErr(err)}
@@ -213,6 +360,12 @@ func (n *Node) rotateRoot(ctx context.Context, rec *fsm.InitRecord, commits *sha
 		secret.Destroy()
 		return nil, err
 	}
+	// Encrypted before the root changes: a failure here changes nothing.
+	out := &api.RotateRootStatus{Started: true, Complete: true, Custodians: custodians, Threshold: threshold, Fingerprint: newCommits.Fingerprint(), PlaintextShares: rs == nil}
+	if out.Shares, out.EncryptedShares, err = encryptShares(newShares, rs); err != nil {
+		secret.Destroy()
+		return nil, err
+	}
 	res, err := n.apply(ctx, &fsm.RotateRoot{
 		Meta: fsm.Meta{At: time.Now().UTC()}, Custodians: custodians, Threshold: threshold,
 		Commitments: cb, WrappedBarrier: wrapped, PrevCommitments: rec.Commitments,
@@ -234,10 +387,7 @@ func (n *Node) rotateRoot(ctx context.Context, rec *fsm.InitRecord, commits *sha
 	case n.dealNow <- struct{}{}:
 	default:
 	}
-	out := &api.RotateRootStatus{Started: true, Complete: true, Custodians: custodians, Threshold: threshold, Fingerprint: newCommits.Fingerprint(), Index: res.Index}
-	for _, sh := range newShares {
-		out.Shares = append(out.Shares, shamir.EncodeShare(sh))
-	}
+	out.Index = res.Index
 	n.log.Info("root rotated", "custodians", custodians, "threshold", threshold, "commitments", newCommits.Fingerprint())
 	return out, nil
 }

@@ -159,6 +159,7 @@ func (n *Node) SealLocal() { n.sealLocal(true) }
 
 func (n *Node) sealLocal(byOperator bool) {
 	n.keys.seal()
+	n.endRotation()
 	n.sealer.mu.Lock()
 	n.sealer.byOperator = byOperator
 	n.sealer.resetLocked()

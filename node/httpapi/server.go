@@ -65,6 +65,7 @@ type RootRotation interface {
 	RotateRootStatus() (*api.RotateRootStatus, error)
 	StartRootRotation(ctx context.Context, req api.RotateRootStart) (*api.RotateRootStatus, error)
 	SubmitRotationShare(ctx context.Context, req api.RotateRootSubmit) (*api.RotateRootStatus, error)
+	CancelRootRotation(ctx context.Context, req api.RotateRootCancel) (*api.RotateRootStatus, error)
 }
 
 // Membership is the topology and join/remove side of a node.
