@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,7 +207,8 @@ func TestInitRetryGetsSameAnswer(t *testing.T) {
 			name = "plaintext"
 		}
 		t.Run(name, func(t *testing.T) {
-			c := testcluster.New(t, testcluster.Options{Nodes: 3})
+			var logs syncBuffer
+			c := testcluster.New(t, testcluster.Options{Nodes: 3, Log: &logs})
 			cust := newCustodians(t, 4)
 			req := api.InitRequest{Custodians: 3, Threshold: 2, CustodianKeys: cust.keys[:3], AdminKey: cust.keys[3]}
 			if plaintext {
@@ -251,6 +253,16 @@ func TestInitRetryGetsSameAnswer(t *testing.T) {
 				t.Fatalf("same id, other parameters: got %s", e.Code)
 			}
 			noPlainShare(t, "same id, other parameters", raw)
+			a := decodeAs[api.InitResponse](t, http.StatusOK, first)
+			secrets := append(append([]string{a.AdminToken}, a.Shares...), a.EncryptedShares...)
+			for _, sec := range secrets {
+				if sec != "" && logs.contains(sec) {
+					t.Fatal("a share or the admin token reached the log")
+				}
+			}
+			if plaintext && !logs.contains("plaintext_shares") {
+				t.Fatal("a plaintext init logged no warning")
+			}
 		})
 	}
 }
@@ -479,4 +491,21 @@ func TestRotateRootEncryptsShares(t *testing.T) {
 	})
 	c.Shares = []string{shares[0], shares[2], shares[4]}
 	c.Unseal(t, 3)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) contains(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Contains(s.b.String(), sub)
 }
