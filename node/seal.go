@@ -263,14 +263,12 @@ func (n *Node) Init(ctx context.Context, rid string, req api.InitRequest) (*api.
 	if req.Threshold < 1 || req.Custodians < req.Threshold || req.Custodians > shamir.MaxShares {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("need 1 <= threshold <= custodians <= %d", shamir.MaxShares)}
 	}
-	rs, err := recipients(req.Custodians, req.CustodianKeys, req.PlaintextShares)
-	if err != nil {
-		return nil, err
-	}
+	rs, keyErr := recipients(req.Custodians, req.CustodianKeys, req.PlaintextShares)
 	var admin custodian.Recipient
-	if req.AdminKey != "" {
+	if keyErr == nil && req.AdminKey != "" {
+		var err error
 		if admin, err = custodian.ParseRecipient(req.AdminKey); err != nil {
-			return nil, badRequest("admin_key: %s", err.Error())
+			keyErr = badRequest("admin_key: %s", err.Error())
 		}
 	}
 	params := initParams(req, rs, admin.String())
@@ -280,7 +278,13 @@ func (n *Node) Init(ctx context.Context, rid string, req api.InitRequest) (*api.
 	n.sealer.initMu.Lock()
 	defer n.sealer.initMu.Unlock()
 	if rec, err := n.fsm.InitRecord(); err == nil {
+		if keyErr != nil {
+			return nil, api.ErrAlreadyInitialized
+		}
 		return n.replayInit(rec, rid, params)
+	}
+	if keyErr != nil {
+		return nil, keyErr
 	}
 	if req.PlaintextShares {
 		n.log.Warn("init hands out plaintext shares (plaintext_shares): the operator sees every share; use custodian_keys outside dev clusters and rehearsals")
