@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -350,7 +351,15 @@ func TestRotateRootStatusHidesNonce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < c.Size(); i++ {
-		status, raw := rawCall(t, c, "GET", c.Slot(i).APIAddr, api.PathRotateRoot, "", nil)
+		var status int
+		var raw []byte
+		// A follower forwards to the leader; retry through an election.
+		c.Eventually(t, 20*time.Second, func() error {
+			if status, raw = rawCall(t, c, "GET", c.Slot(i).APIAddr, api.PathRotateRoot, "", nil); status != http.StatusOK {
+				return fmt.Errorf("status %d", status)
+			}
+			return nil
+		})
 		if bytes.Contains(raw, []byte(st.Nonce)) {
 			t.Fatalf("node %d: the status shows the nonce", i)
 		}

@@ -52,7 +52,6 @@ type Node struct {
 	}
 	dealNow chan struct{}
 
-	rotation  rotation
 	gossip    *membership.Gossip
 	audit     *auditSink
 	auditPath string
@@ -84,12 +83,12 @@ func New(cfg Config) (*Node, error) {
 		dealNow: make(chan struct{}, 1),
 	}
 	n.keys = &keystore{log: n.log}
-	n.sealer.pending = map[int]dealtShare{}
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
 	if err != nil {
 		return nil, err
 	}
 	n.fsm = f
+	n.sealer.cust = n.newCustodians()
 	if err := n.auth.reload(f); err != nil {
 		_ = f.Close()
 		return nil, err
@@ -314,8 +313,7 @@ func (n *Node) Status() api.SealStatus {
 		st.Custodians = rec.Custodians
 	}
 	n.sealer.mu.Lock()
-	st.Progress = len(n.sealer.pending)
-	st.Fingerprint = n.sealer.fp
+	st.Progress, st.Fingerprint = n.sealer.cust.Progress()
 	if !st.Sealed {
 		st.UnsealedBy = n.sealer.unsealedBy
 	} else {
