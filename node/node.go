@@ -253,6 +253,7 @@ func (n *Node) Close() error {
 			errs = append(errs, err)
 		}
 		n.sealLocal(false)
+		n.sealer.cust.Close()
 		if n.hsm != nil {
 			if err := n.hsm.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("node: hsm close: %w", err))
