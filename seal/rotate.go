@@ -70,8 +70,13 @@ func (r *rotation) dropDoneLocked() {
 	r.done.nonce, r.done.prev, r.done.result, r.done.by = "", nil, nil, shamir.Share{}
 }
 
+// activeLocked reports whether a session is running; an expired one's
+// shares are zeroed here.
 func (r *rotation) activeLocked() bool {
-	return r.nonce != "" && time.Since(r.started) < rotationTTL
+	if r.nonce != "" && time.Since(r.started) >= rotationTTL {
+		r.resetLocked()
+	}
+	return r.nonce != ""
 }
 
 // statusLocked is the session's public state: never the nonce.

@@ -195,6 +195,12 @@ func TestRotationExpiredSessionDoesNotBlock(t *testing.T) {
 	if st, err := c.RotateRootStatus(); err != nil || st.Started {
 		t.Fatalf("expired session still shown: %v", err)
 	}
+	c.rot.mu.Lock()
+	held := len(c.rot.shares)
+	c.rot.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("an expired session still holds %d shares", held)
+	}
 	second, err := start(res.Shares[1])
 	if err != nil {
 		t.Fatalf("start after expiry: %v", err)
