@@ -158,6 +158,8 @@ func (a *applier) applyInit(c *Init) error {
 	rec, err := json.Marshal(&InitRecord{
 		Custodians: c.Custodians, Threshold: c.Threshold,
 		Commitments: c.Commitments, WrappedBarrier: c.WrappedBarrier, At: c.At,
+		InitRequestID: c.InitRequestID, Params: c.Params,
+		EncryptedShares: c.EncryptedShares, EncryptedAdminToken: c.EncryptedAdminToken,
 	})
 	if err != nil {
 		return err

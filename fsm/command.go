@@ -79,6 +79,15 @@ type Init struct {
 	Commitments    []byte `json:"commitments"`
 	WrappedBarrier []byte `json:"barrier"`
 	AdminTokenHash []byte `json:"admin_hash"`
+	// InitRequestID and Params (a hash of the init parameters) let the
+	// leader answer a retried init (same request id, same parameters)
+	// with the same reply; EncryptedShares and EncryptedAdminToken are
+	// that reply's secrets, encrypted to the custodians' and the admin's
+	// keys (empty when they were handed out in the clear).
+	InitRequestID       string   `json:"init_rid,omitempty"`
+	Params              []byte   `json:"init_params,omitempty"`
+	EncryptedShares     []string `json:"encrypted_shares,omitempty"`
+	EncryptedAdminToken string   `json:"encrypted_admin_token,omitempty"`
 }
 
 // CreateKey adds a key with its first version.

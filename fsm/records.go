@@ -57,6 +57,12 @@ type InitRecord struct {
 	Commitments    []byte    `json:"commitments"`
 	WrappedBarrier []byte    `json:"barrier"`
 	At             time.Time `json:"at"`
+	// Set by Init only (a root rotation drops them): what a retried init
+	// needs to get the same answer. See Init.
+	InitRequestID       string   `json:"init_rid,omitempty"`
+	Params              []byte   `json:"init_params,omitempty"`
+	EncryptedShares     []string `json:"encrypted_shares,omitempty"`
+	EncryptedAdminToken string   `json:"encrypted_admin_token,omitempty"`
 }
 
 // NodeSharesRecord is the current dealing of node shares.

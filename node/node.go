@@ -54,7 +54,6 @@ type Node struct {
 	member  memberWatch // this node's own membership (membership.go)
 	dealing dealState   // the leader's node-share dealing state (nodeshare.go)
 
-	rotation  rotation
 	gossip    *membership.Gossip
 	audit     *auditSink
 	auditPath string
@@ -86,12 +85,12 @@ func New(cfg Config) (*Node, error) {
 		dealNow: make(chan struct{}, 1),
 	}
 	n.keys = &keystore{log: n.log}
-	n.sealer.pending = map[int]dealtShare{}
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
 	if err != nil {
 		return nil, err
 	}
 	n.fsm = f
+	n.sealer.cust = n.newCustodians()
 	if err := n.auth.reload(f); err != nil {
 		_ = f.Close()
 		return nil, err
@@ -256,6 +255,7 @@ func (n *Node) Close() error {
 			errs = append(errs, err)
 		}
 		n.sealLocal(false)
+		n.sealer.cust.Close()
 		if n.hsm != nil {
 			if err := n.hsm.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("node: hsm close: %w", err))
@@ -316,8 +316,7 @@ func (n *Node) Status() api.SealStatus {
 		st.Custodians = rec.Custodians
 	}
 	n.sealer.mu.Lock()
-	st.Progress = len(n.sealer.pending)
-	st.Fingerprint = n.sealer.fp
+	st.Progress, st.Fingerprint = n.sealer.cust.Progress()
 	if !st.Sealed {
 		st.UnsealedBy = n.sealer.unsealedBy
 	} else {

@@ -5,16 +5,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
-	"time"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
-	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/seal"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -26,18 +23,18 @@ const (
 )
 
 // barrierAAD binds the wrapped barrier keyring to its purpose.
-var barrierAAD = []byte("keyd barrier keyring")
+var barrierAAD = seal.BarrierAAD
 
 // TokenPrefix starts every keyd token, so leaked tokens are easy to spot
 // with secret scanners.
 const TokenPrefix = "kd_"
 
-// sealer collects verified custodian shares until the threshold is met.
-// Shares live only in memory and are zeroed once combined or on seal.
+// sealer is the node's seal state. The custodian ceremonies (init,
+// unsealing from custodian shares, root rotation) live in package seal
+// (cust); what remains here is what node-share dealing and warm rejoin
+// (nodeshare.go) share with them.
 type sealer struct {
 	mu         sync.Mutex
-	pending    map[int]dealtShare
-	fp         string // fingerprint of the commitments pending shares match
 	unsealedBy string
 	reason     string // why a sealed node cannot rejoin on its own
 	// secret is the root secret while unsealed, kept only in memory so
@@ -49,92 +46,77 @@ type sealer struct {
 	// byOperator is set when an operator sealed the node: it then waits
 	// for custodians instead of rejoining from node shares.
 	byOperator bool
+	// cust runs the custodian ceremonies; set by New.
+	cust *seal.Custodians
 }
 
+// resetLocked drops pending custodian shares (the node unsealed).
 func (s *sealer) resetLocked() {
-	for i, sh := range s.pending {
-		sh.Destroy()
-		delete(s.pending, i)
+	if s.cust != nil {
+		s.cust.DropPending()
 	}
-	s.fp = ""
+}
+
+// sealHost is the node as package seal sees it.
+type sealHost struct{ n *Node }
+
+func (h sealHost) Unsealed() bool { return h.n.keys.unsealed() }
+
+func (h sealHost) Open(secret *shamir.Secret, rec *fsm.InitRecord) error {
+	return h.n.openWithSecret(secret, rec, UnsealedByCustodians)
+}
+
+// RootRotated keeps the new secret for node-share dealing and re-deals at
+// once: the old dealing no longer commits to the root.
+func (h sealHost) RootRotated(secret *shamir.Secret) {
+	n := h.n
+	n.sealer.mu.Lock()
+	if n.sealer.secret != nil {
+		n.sealer.secret.Destroy()
+	}
+	n.sealer.secret = secret
+	n.sealer.redeal = true
+	n.sealer.mu.Unlock()
+	select {
+	case n.dealNow <- struct{}{}:
+	default:
+	}
+}
+
+func (h sealHost) RelayShare(share string) { h.n.relayShare(share) }
+
+// sealProposer is the node's Raft as package seal sees it.
+type sealProposer struct{ n *Node }
+
+func (p sealProposer) IsLeader() bool   { return p.n.IsLeader() }
+func (p sealProposer) NotLeader() error { return p.n.notLeader() }
+func (p sealProposer) Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	return p.n.apply(ctx, c)
+}
+
+// newCustodians wires package seal to this node.
+func (n *Node) newCustodians() *seal.Custodians {
+	return seal.New(seal.Config{Store: n.fsm, Proposer: sealProposer{n}, Host: sealHost{n}, Log: n.log})
 }
 
 // commitments loads the root record and its commitments from the FSM.
 func (n *Node) commitments() (*fsm.InitRecord, *shamir.Commitments, error) {
-	rec, err := n.fsm.InitRecord()
-	if errors.Is(err, fsm.ErrNotInitialized) {
-		return nil, nil, api.ErrNotInitialized
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := shamir.UnmarshalCommitments(rec.Commitments)
-	if err != nil {
-		return nil, nil, fmt.Errorf("node: stored commitments: %w", err)
-	}
-	return rec, c, nil
+	return seal.Commitments(n.fsm)
 }
 
 // SubmitShare verifies one custodian share and, once the threshold of
-// verified shares is held, unseals this node. A relayed share came from a
-// peer that already verified it; it is verified again here and not relayed
-// further. A share that fails verification is rejected with its index and
-// changes nothing.
+// verified shares is held, unseals this node (see seal.Custodians). The
+// reply's ShareIgnored says why a valid share was not used.
 func (n *Node) SubmitShare(ctx context.Context, text string, relayed bool) (api.SealStatus, error) {
-	sh, err := shamir.DecodeShare(text)
-	if err != nil {
-		return n.Status(), &api.Error{Code: api.CodeInvalidShare, Message: "share is malformed (check for typos): " + shortErr(err)}
-	}
-	defer sh.Destroy()
-	if n.keys.unsealed() {
-		return n.Status(), nil
-	}
-	rec, commits, err := n.commitments()
-	if err != nil {
-		return n.Status(), err
-	}
-	if err := commits.Verify(sh); err != nil {
-		return n.Status(), &api.Error{Code: api.CodeInvalidShare, Message: fmt.Sprintf("share %d does not match this cluster's commitments %s: %s", sh.Index, commits.Fingerprint(), shortErr(err))}
-	}
-	fp := commits.Fingerprint()
-
-	n.sealer.mu.Lock()
-	if n.sealer.fp != fp {
-		n.sealer.resetLocked()
-		n.sealer.fp = fp
-	}
-	if _, dup := n.sealer.pending[sh.Index]; !dup {
-		n.sealer.pending[sh.Index] = shamir.Share{Index: sh.Index, Value: append([]byte(nil), sh.Value...)}
-	}
-	var ready []shamir.Share
-	if len(n.sealer.pending) >= rec.Threshold {
-		for _, p := range n.sealer.pending {
-			ready = append(ready, p)
-		}
-	}
-	n.sealer.mu.Unlock()
-
-	if !relayed {
-		n.relayShare(text)
-	}
-	if ready == nil {
-		return n.Status(), nil
-	}
-	sort.Slice(ready, func(i, j int) bool { return ready[i].Index < ready[j].Index })
-	if err := n.unsealWith(commits, rec, ready); err != nil {
-		return n.Status(), err
-	}
-	return n.Status(), nil
+	ignored, err := n.sealer.cust.SubmitShare(ctx, text, relayed)
+	st := n.Status()
+	st.ShareIgnored = ignored
+	return st, err
 }
 
-// unsealWith combines verified custodian shares and unseals with the
-// resulting secret.
-func (n *Node) unsealWith(c *shamir.Commitments, rec *fsm.InitRecord, shares []shamir.Share) error {
-	secret, err := shamir.Combine(c, shares)
-	if err != nil {
-		return &api.Error{Code: api.CodeInvalidShare, Message: shortErr(err)}
-	}
-	return n.openWithSecret(secret, rec, UnsealedByCustodians)
+// Init initialises the cluster on the leader (see seal.Custodians.Init).
+func (n *Node) Init(ctx context.Context, rid string, req api.InitRequest) (*api.InitResponse, error) {
+	return n.sealer.cust.Init(ctx, rid, req, newToken)
 }
 
 // SealLocal seals this node on an operator's request: it drops every
@@ -144,9 +126,9 @@ func (n *Node) SealLocal() { n.sealLocal(true) }
 
 func (n *Node) sealLocal(byOperator bool) {
 	n.keys.seal()
+	n.sealer.cust.Seal()
 	n.sealer.mu.Lock()
 	n.sealer.byOperator = byOperator
-	n.sealer.resetLocked()
 	n.sealer.unsealedBy = ""
 	if n.sealer.secret != nil {
 		n.sealer.secret.Destroy()
@@ -164,70 +146,6 @@ func (n *Node) Seal(ctx context.Context) error {
 	return nil
 }
 
-// Init initialises the cluster: it deals the root secret to custodians,
-// creates and wraps the barrier keyring, and creates the admin token. It
-// runs on the leader. The cluster stays sealed: custodians unseal it.
-func (n *Node) Init(ctx context.Context, req api.InitRequest) (*api.InitResponse, error) {
-	if req.Threshold < 1 || req.Custodians < req.Threshold || req.Custodians > shamir.MaxShares {
-		return nil, &api.Error{Code: api.CodeBadRequest, Message: fmt.Sprintf("need 1 <= threshold <= custodians <= %d", shamir.MaxShares)}
-	}
-	if _, err := n.fsm.InitRecord(); err == nil {
-		return nil, api.ErrAlreadyInitialized
-	}
-	secret, err := shamir.NewSecret(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("node: root secret: %w", err)
-	}
-	defer secret.Destroy()
-	shares, commits, err := shamir.Split(secret, req.Threshold, req.Custodians, rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("node: split: %w", err)
-	}
-	defer func() {
-		for _, sh := range shares {
-			sh.Destroy()
-		}
-	}()
-	sb := secret.Bytes()
-	root, err := keyring.DeriveRootKey(sb)
-	clear(sb)
-	if err != nil {
-		return nil, fmt.Errorf("node: derive root key: %w", err)
-	}
-	defer root.Destroy()
-	ring, err := keyring.NewKeyring(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("node: barrier keyring: %w", err)
-	}
-	defer ring.Destroy()
-	wrapped, err := ring.Seal(root, barrierAAD)
-	if err != nil {
-		return nil, fmt.Errorf("node: seal barrier keyring: %w", err)
-	}
-	cb, err := commits.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	token, hash, err := newToken()
-	if err != nil {
-		return nil, err
-	}
-	res, err := n.apply(ctx, &fsm.Init{
-		Meta:       fsm.Meta{At: time.Now().UTC()},
-		Custodians: req.Custodians, Threshold: req.Threshold,
-		Commitments: cb, WrappedBarrier: wrapped, AdminTokenHash: hash[:],
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := &api.InitResponse{AdminToken: token, Fingerprint: commits.Fingerprint(), Index: res.Index}
-	for _, sh := range shares {
-		out.Shares = append(out.Shares, shamir.EncodeShare(sh))
-	}
-	n.log.Info("initialized", "custodians", req.Custodians, "threshold", req.Threshold, "commitments", commits.Fingerprint())
-	return out, nil
-}
-
 // newToken returns a random bearer token and its SHA-256 hash, which is
 // all the cluster stores.
 func newToken() (string, [32]byte, error) {
@@ -238,10 +156,3 @@ func newToken() (string, [32]byte, error) {
 	tok := TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	return tok, sha256.Sum256([]byte(tok)), nil
 }
-
-// shortErr returns an error's message; every error that reaches it comes
-// from code that never puts secret values in messages.
-func shortErr(err error) string { return err.Error() }
-
-// dealtShare is a verified custodian share held while unsealing.
-type dealtShare = shamir.Share

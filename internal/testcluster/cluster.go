@@ -19,10 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/hashicorp/raft"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/client"
+	"github.com/keyd/keyd/custodian"
 	"github.com/keyd/keyd/hsmbridge"
 	"github.com/keyd/keyd/node"
 	"github.com/keyd/keyd/transport"
@@ -389,16 +391,48 @@ func (c *Cluster) ClientFor(t testing.TB, addrs ...string) *client.Client {
 }
 
 // Init initialises the cluster with n custodians and threshold k and
-// records the shares and the admin token.
+// records the shares and the admin token. The test plays every custodian:
+// it asks for shares encrypted to n fresh age keys (and the token to
+// another) and decrypts them, so a retried init still gets its answer
+// after a leader change (encrypted secrets are replicated; plaintext ones
+// stay in one leader's memory). The reply is returned with Shares and
+// AdminToken filled in.
 func (c *Cluster) Init(t testing.TB, n, k int) *api.InitResponse {
 	t.Helper()
 	c.WaitLeader(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := c.Client(t).Init(ctx, n, k)
+	ids := make([]*custodian.Identity, n+1)
+	keys := make([]string, n+1)
+	for i := range ids {
+		x, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids[i], err = custodian.ParseIdentity([]byte(x.String())); err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = x.Recipient().String()
+	}
+	res, err := c.Client(t).InitWith(ctx, api.InitRequest{Custodians: n, Threshold: k, CustodianKeys: keys[:n], AdminKey: keys[n]})
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
+	if len(res.EncryptedShares) != n || res.EncryptedAdminToken == "" {
+		t.Fatalf("init: %d encrypted shares", len(res.EncryptedShares))
+	}
+	open := func(i int, msg string) string {
+		b, err := ids[i].Decrypt(msg)
+		if err != nil {
+			t.Fatalf("init: custodian %d: %v", i+1, err)
+		}
+		return string(b)
+	}
+	res.Shares = make([]string, n)
+	for i, msg := range res.EncryptedShares {
+		res.Shares[i] = open(i, msg)
+	}
+	res.AdminToken = open(n, res.EncryptedAdminToken)
 	c.Token = res.AdminToken
 	c.Shares = res.Shares
 	c.WaitApplied(t, res.Index)

@@ -32,6 +32,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET " + api.PathRotateRoot, access: open, maxBody: 0, leader: true, handle: s.rotateStatus},
 		{pattern: "POST " + api.PathRotateRootStart, access: open, maxBody: small, leader: true, op: "sys.rotate_root_start", handle: s.rotateStart},
 		{pattern: "POST " + api.PathRotateRootSubmit, access: open, maxBody: small, leader: true, op: "sys.rotate_root_submit", handle: s.rotateSubmit},
+		{pattern: "POST " + api.PathRotateRootCancel, access: open, maxBody: small, leader: true, op: "sys.rotate_root_cancel", handle: s.rotateCancel},
 		{pattern: "GET " + api.PathWhoAmI, access: token, maxBody: 0, handle: s.whoami},
 		{pattern: "GET " + api.PathAuditKey, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.public_key", handle: s.auditKey},
 		{pattern: "GET " + api.PathAuditLog, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.read", handle: s.auditLog},
@@ -89,7 +90,7 @@ func (s *Server) init(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	return s.cfg.Sys.Init(c.r.Context(), req)
+	return s.cfg.Sys.Init(c.r.Context(), c.rid, req)
 }
 
 func (s *Server) unseal(c *call) (any, error) {
@@ -300,4 +301,12 @@ func (s *Server) rotateSubmit(c *call) (any, error) {
 		return nil, err
 	}
 	return s.cfg.Rotation.SubmitRotationShare(c.r.Context(), req)
+}
+
+func (s *Server) rotateCancel(c *call) (any, error) {
+	var req api.RotateRootCancel
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	return s.cfg.Rotation.CancelRootRotation(c.r.Context(), req)
 }

@@ -30,7 +30,7 @@ import (
 type Sys interface {
 	Health() api.Health
 	Status() api.SealStatus
-	Init(ctx context.Context, req api.InitRequest) (*api.InitResponse, error)
+	Init(ctx context.Context, rid string, req api.InitRequest) (*api.InitResponse, error)
 	SubmitShare(ctx context.Context, share string, relayed bool) (api.SealStatus, error)
 	Seal(ctx context.Context) error
 	SealLocal()
@@ -68,6 +68,7 @@ type RootRotation interface {
 	RotateRootStatus() (*api.RotateRootStatus, error)
 	StartRootRotation(ctx context.Context, req api.RotateRootStart) (*api.RotateRootStatus, error)
 	SubmitRotationShare(ctx context.Context, req api.RotateRootSubmit) (*api.RotateRootStatus, error)
+	CancelRootRotation(ctx context.Context, req api.RotateRootCancel) (*api.RotateRootStatus, error)
 }
 
 // Membership is the topology and join/remove side of a node.

@@ -1,0 +1,220 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/shamir"
+)
+
+// fakeNode is the store, the proposer and the host at once: an in-memory
+// root record and a flag for the host's seal.
+type fakeNode struct {
+	mu       sync.Mutex
+	rec      *fsm.InitRecord
+	index    uint64
+	unsealed bool
+	opened   int
+	rotated  int
+	relayed  int
+}
+
+func (f *fakeNode) InitRecord() (*fsm.InitRecord, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rec == nil {
+		return nil, fsm.ErrNotInitialized
+	}
+	r := *f.rec
+	return &r, nil
+}
+
+func (f *fakeNode) AppliedIndex() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.index
+}
+
+func (f *fakeNode) IsLeader() bool   { return true }
+func (f *fakeNode) NotLeader() error { return api.ErrNotLeader }
+
+func (f *fakeNode) Apply(ctx context.Context, c fsm.Command) (*fsm.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch c := c.(type) {
+	case *fsm.Init:
+		if f.rec != nil {
+			return nil, fsm.ErrAlreadyInitialized
+		}
+		f.rec = &fsm.InitRecord{Custodians: c.Custodians, Threshold: c.Threshold, Commitments: c.Commitments, WrappedBarrier: c.WrappedBarrier,
+			InitRequestID: c.InitRequestID, Params: c.Params, EncryptedShares: c.EncryptedShares, EncryptedAdminToken: c.EncryptedAdminToken}
+	case *fsm.RotateRoot:
+		if f.rec == nil || !bytes.Equal(f.rec.Commitments, c.PrevCommitments) {
+			return nil, fsm.ErrConflict
+		}
+		f.rec = &fsm.InitRecord{Custodians: c.Custodians, Threshold: c.Threshold, Commitments: c.Commitments, WrappedBarrier: c.WrappedBarrier}
+	default:
+		return nil, errors.New("unexpected command")
+	}
+	f.index++
+	return &fsm.Result{Index: f.index}, nil
+}
+
+func (f *fakeNode) Unsealed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unsealed
+}
+
+func (f *fakeNode) Open(secret *shamir.Secret, rec *fsm.InitRecord) error {
+	secret.Destroy()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unsealed = true
+	f.opened++
+	return nil
+}
+
+func (f *fakeNode) RootRotated(secret *shamir.Secret) {
+	secret.Destroy()
+	f.mu.Lock()
+	f.rotated++
+	f.mu.Unlock()
+}
+
+func (f *fakeNode) RelayShare(string) {
+	f.mu.Lock()
+	f.relayed++
+	f.mu.Unlock()
+}
+
+func newFake(t *testing.T) (*Custodians, *fakeNode) {
+	f := &fakeNode{}
+	c := New(Config{Store: f, Proposer: f, Host: f, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(c.Close)
+	return c, f
+}
+
+func testToken() (string, [32]byte, error) {
+	tok := "kd_test-token"
+	return tok, sha256.Sum256([]byte(tok)), nil
+}
+
+const rid = "test-request-id-0123456789"
+
+func initPlain(t *testing.T, c *Custodians, n, k int) *api.InitResponse {
+	t.Helper()
+	res, err := c.Init(context.Background(), rid, api.InitRequest{Custodians: n, Threshold: k, PlaintextShares: true}, testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestUnsealFromShares(t *testing.T) {
+	c, f := newFake(t)
+	res := initPlain(t, c, 3, 2)
+	ctx := context.Background()
+	if ign, err := c.SubmitShare(ctx, res.Shares[0], false); err != nil || ign != "" {
+		t.Fatalf("first share: %v %q", err, ign)
+	}
+	if ign, err := c.SubmitShare(ctx, res.Shares[0], false); err != nil || ign != "share 1 was already submitted" {
+		t.Fatalf("duplicate: %v %q", err, ign)
+	}
+	if n, _ := c.Progress(); n != 1 || f.opened != 0 {
+		t.Fatalf("progress %d, opened %d", n, f.opened)
+	}
+	if _, err := c.SubmitShare(ctx, res.Shares[2], true); err != nil {
+		t.Fatal(err)
+	}
+	if f.opened != 1 || f.relayed != 2 {
+		t.Fatalf("opened %d relayed %d", f.opened, f.relayed)
+	}
+	if ign, err := c.SubmitShare(ctx, res.Shares[1], false); err != nil || ign != "node is already unsealed" {
+		t.Fatalf("after unseal: %v %q", err, ign)
+	}
+}
+
+// TestInitPlaintextWindow: a plaintext init's reply is answered again
+// only while the leader holds it in memory.
+func TestInitPlaintextWindow(t *testing.T) {
+	c, _ := newFake(t)
+	res := initPlain(t, c, 3, 2)
+	again := initPlain(t, c, 3, 2)
+	if strings.Join(again.Shares, ",") != strings.Join(res.Shares, ",") || again.AdminToken != res.AdminToken {
+		t.Fatal("retry: a different answer")
+	}
+	c.mu.Lock()
+	if c.lastInit == nil || c.lastInit.timer == nil {
+		c.mu.Unlock()
+		t.Fatal("no reply kept")
+	}
+	c.dropInitReplyLocked() // the window passed
+	c.mu.Unlock()
+	_, err := c.Init(context.Background(), rid, api.InitRequest{Custodians: 3, Threshold: 2, PlaintextShares: true}, testToken)
+	if !errors.Is(err, api.ErrAlreadyInitialized) || !strings.Contains(err.Error(), "gone") {
+		t.Fatalf("retry after the window: got %v", err)
+	}
+}
+
+// TestRotationExpiredSessionDoesNotBlock: a session nobody completes
+// stops blocking new ones after rotationTTL; its nonce is then dead.
+func TestRotationExpiredSessionDoesNotBlock(t *testing.T) {
+	c, f := newFake(t)
+	res := initPlain(t, c, 3, 2)
+	ctx := context.Background()
+	start := func(share string) (*api.RotateRootStatus, error) {
+		return c.StartRootRotation(ctx, api.RotateRootStart{Custodians: 3, Threshold: 2, PlaintextShares: true, Share: share})
+	}
+	if _, err := start(res.Shares[0]); !errors.Is(err, api.ErrSealed) {
+		t.Fatalf("sealed host: got %v", err)
+	}
+	f.mu.Lock()
+	f.unsealed = true
+	f.mu.Unlock()
+	first, err := start(res.Shares[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start(res.Shares[1]); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("second start while running: got %v", err)
+	}
+	c.rot.mu.Lock()
+	c.rot.started = c.rot.started.Add(-rotationTTL - time.Second)
+	c.rot.mu.Unlock()
+	if st, err := c.RotateRootStatus(); err != nil || st.Started {
+		t.Fatalf("expired session still shown: %v", err)
+	}
+	c.rot.mu.Lock()
+	held := len(c.rot.shares)
+	c.rot.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("an expired session still holds %d shares", held)
+	}
+	second, err := start(res.Shares[1])
+	if err != nil {
+		t.Fatalf("start after expiry: %v", err)
+	}
+	if _, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: first.Nonce, Share: res.Shares[2]}); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("expired nonce: got %v", err)
+	}
+	done, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: second.Nonce, Share: res.Shares[2]})
+	if err != nil || !done.Complete || len(done.Shares) != 3 || f.rotated != 1 {
+		t.Fatalf("completion: %v", err)
+	}
+	// The expired session's starter share is not the completing one.
+	other, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: second.Nonce, Share: res.Shares[1]})
+	if err != nil || len(other.Shares) != 0 || !other.Complete {
+		t.Fatalf("retry by a non-completing share: %v shares=%d", err, len(other.Shares))
+	}
+}
