@@ -89,6 +89,11 @@ func ParseRecipients(specs []string) ([]Recipient, error) {
 // servers accept only strings.
 func LoadRecipient(spec string) (string, error) {
 	spec = strings.TrimSpace(spec)
+	if strings.HasPrefix(strings.ToUpper(spec), "AGE-SECRET-KEY-") {
+		// A private key pasted where a public key belongs: never echo it
+		// (not even as a file name).
+		return "", fmt.Errorf("%w: that is a private key; pass the public key (age-keygen -y)", ErrBadRecipient)
+	}
 	if strings.HasPrefix(spec, "age1") {
 		r, err := ParseRecipient(spec)
 		if err != nil {
