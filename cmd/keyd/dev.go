@@ -274,8 +274,7 @@ func runDev(ctx context.Context, o devOptions, level slog.Level, out, logOut io.
 	token := ""
 	switch {
 	case !st.Initialized:
-		// Dev mode deals plaintext shares: it is one person's sandbox.
-		res, err := cl.InitWith(ctx, api.InitRequest{Custodians: o.custodians, Threshold: o.threshold, PlaintextShares: true})
+		res, err := cl.Init(ctx, o.custodians, o.threshold)
 		if err != nil {
 			return fmt.Errorf("dev: init: %w", err)
 		}
