@@ -547,6 +547,18 @@ type RotateRootStart struct {
 	// when PlaintextShares is set.
 	CustodianKeys   []string `json:"custodian_keys,omitempty"`
 	PlaintextShares bool     `json:"plaintext_shares,omitempty"`
+	// Share is the starter's current custodian share: a session opens
+	// only with a valid one, and it counts as the first submission.
+	Share string `json:"share"`
+}
+
+// PathRotateRootCancel is POST RotateRootCancel: any holder of a current
+// custodian share ends the running session.
+const PathRotateRootCancel = "/v1/sys/rotate-root/cancel"
+
+// RotateRootCancel carries one current custodian share.
+type RotateRootCancel struct {
+	Share string `json:"share"`
 }
 
 // RotateRootSubmit carries one current custodian share.
@@ -572,4 +584,10 @@ type RotateRootStatus struct {
 	EncryptedShares []string `json:"encrypted_shares,omitempty"`
 	Fingerprint     string   `json:"commitments_fingerprint,omitempty"`
 	Index           uint64   `json:"index,omitempty"`
+	// CustodianKeys are the recipients of the new shares, so custodians
+	// can check them before they submit; PlaintextShares says the new
+	// shares go to the completing submitter in the clear instead.
+	CustodianKeys   []string   `json:"custodian_keys,omitempty"`
+	PlaintextShares bool       `json:"plaintext_shares,omitempty"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
 }

@@ -22,9 +22,18 @@ func (c *Client) RotateRootStatus(ctx context.Context) (*api.RotateRootStatus, e
 
 // StartRootRotation opens a session that will deal custodians new shares
 // with the given threshold.
+// Servers refuse a start without a current share: use
+// StartRootRotationWith.
 func (c *Client) StartRootRotation(ctx context.Context, custodians, threshold int) (*api.RotateRootStatus, error) {
+	return c.StartRootRotationWith(ctx, api.RotateRootStart{Custodians: custodians, Threshold: threshold})
+}
+
+// StartRootRotationWith opens a session as in asks. in.Share (a current
+// custodian share) is required and counts as the first submission;
+// in.CustodianKeys (or in.PlaintextShares) choose how the new shares are
+// handed out. Only the reply to the start carries the session's nonce.
+func (c *Client) StartRootRotationWith(ctx context.Context, in api.RotateRootStart) (*api.RotateRootStatus, error) {
 	var st api.RotateRootStatus
-	in := api.RotateRootStart{Custodians: custodians, Threshold: threshold}
 	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathRotateRootStart, in: in, out: &st}); err != nil {
 		return nil, err
 	}
@@ -37,6 +46,17 @@ func (c *Client) SubmitRotationShare(ctx context.Context, nonce, share string) (
 	var st api.RotateRootStatus
 	in := api.RotateRootSubmit{Nonce: nonce, Share: share}
 	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathRotateRootSubmit, in: in, out: &st}); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// CancelRootRotation ends the running session; share must be a current
+// custodian share.
+func (c *Client) CancelRootRotation(ctx context.Context, share string) (*api.RotateRootStatus, error) {
+	var st api.RotateRootStatus
+	in := api.RotateRootCancel{Share: share}
+	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathRotateRootCancel, in: in, out: &st}); err != nil {
 		return nil, err
 	}
 	return &st, nil

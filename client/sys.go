@@ -52,9 +52,19 @@ func (c *Client) StatusOf(ctx context.Context, addr string) (*api.SealStatus, er
 // is answered again rather than failing with api.ErrAlreadyInitialized.
 // The reply holds the shares and the admin token; the caller owns them and
 // must show them once and never log them.
+//
+// Init sends neither custodian keys nor plaintext_shares, which servers
+// refuse: use InitWith to choose.
 func (c *Client) Init(ctx context.Context, custodians, threshold int) (*api.InitResponse, error) {
+	return c.InitWith(ctx, api.InitRequest{Custodians: custodians, Threshold: threshold})
+}
+
+// InitWith initializes the cluster as req asks: with req.CustodianKeys the
+// reply carries each share encrypted to its custodian (EncryptedShares);
+// plaintext shares need req.PlaintextShares. Retries reuse one request id
+// (see WithRequestID), and the server answers a retry with the same reply.
+func (c *Client) InitWith(ctx context.Context, in api.InitRequest) (*api.InitResponse, error) {
 	var r api.InitResponse
-	in := api.InitRequest{Custodians: custodians, Threshold: threshold}
 	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathInit, in: in, out: &r}); err != nil {
 		return nil, err
 	}

@@ -123,7 +123,7 @@ func TestSIGKILLKeepsAcknowledgedWrites(t *testing.T) {
 	cmd := start()
 	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
 	waitUp(newClient(""))
-	res, err := newClient("").Init(ctx, 1, 1)
+	res, err := newClient("").InitWith(ctx, api.InitRequest{Custodians: 1, Threshold: 1, PlaintextShares: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -248,7 +248,7 @@ func initCluster(ctx context.Context, ca *devcerts.CA, nodes []*node.Node) (stri
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	res, err := cl.Init(ctx, 1, 1)
+	res, err := cl.InitWith(ctx, api.InitRequest{Custodians: 1, Threshold: 1, PlaintextShares: true})
 	if err != nil {
 		return "", err
 	}

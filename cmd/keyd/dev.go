@@ -274,7 +274,8 @@ func runDev(ctx context.Context, o devOptions, level slog.Level, out, logOut io.
 	token := ""
 	switch {
 	case !st.Initialized:
-		res, err := cl.Init(ctx, o.custodians, o.threshold)
+		// Dev mode shows the shares: plaintext on purpose.
+		res, err := cl.InitWith(ctx, api.InitRequest{Custodians: o.custodians, Threshold: o.threshold, PlaintextShares: true})
 		if err != nil {
 			return fmt.Errorf("dev: init: %w", err)
 		}

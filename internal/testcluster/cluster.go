@@ -371,14 +371,15 @@ func (c *Cluster) ClientFor(t testing.TB, addrs ...string) *client.Client {
 	return cl
 }
 
-// Init initialises the cluster with n custodians and threshold k and
-// records the shares and the admin token.
+// Init initialises the cluster with n custodians and threshold k, with
+// plaintext shares (tests play every custodian), and records the shares
+// and the admin token.
 func (c *Cluster) Init(t testing.TB, n, k int) *api.InitResponse {
 	t.Helper()
 	c.WaitLeader(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	res, err := c.Client(t).Init(ctx, n, k)
+	res, err := c.Client(t).InitWith(ctx, api.InitRequest{Custodians: n, Threshold: k, PlaintextShares: true})
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
