@@ -162,8 +162,13 @@ func (s *ceremonyStub) serve(w http.ResponseWriter, r *http.Request) {
 			stubError(w, api.CodeBadRequest, "custodian_keys required")
 			return
 		}
+		if !strings.HasPrefix(in.Share, sharePrefix) {
+			stubError(w, api.CodeBadRequest, "a current share is required")
+			return
+		}
 		s.rotation = in
-		json.NewEncoder(w).Encode(&api.RotateRootStatus{Started: true, Nonce: "nonce1", Required: 1, Custodians: in.Custodians, Threshold: in.Threshold})
+		s.submitted = append(s.submitted, in.Share)
+		json.NewEncoder(w).Encode(&api.RotateRootStatus{Started: true, Nonce: "nonce1", Progress: 1, Required: 2, Custodians: in.Custodians, Threshold: in.Threshold})
 	case api.PathRotateRootSubmit:
 		var in api.RotateRootSubmit
 		json.NewDecoder(r.Body).Decode(&in)
@@ -173,7 +178,7 @@ func (s *ceremonyStub) serve(w http.ResponseWriter, r *http.Request) {
 			stubError(w, api.CodeBadRequest, err.Error())
 			return
 		}
-		json.NewEncoder(w).Encode(&api.RotateRootStatus{Started: true, Complete: true, Progress: 1, Required: 1, Custodians: s.rotation.Custodians,
+		json.NewEncoder(w).Encode(&api.RotateRootStatus{Started: true, Complete: true, Progress: 2, Required: 2, Custodians: s.rotation.Custodians,
 			Threshold: s.rotation.Threshold, Shares: plain, EncryptedShares: enc, Fingerprint: "fp2"})
 	default:
 		w.WriteHeader(http.StatusNotFound)
@@ -512,37 +517,45 @@ func TestOperatorUnsealIdentity(t *testing.T) {
 }
 
 // TestOperatorRotateRootEncrypted (against the stand-in): start sends the
-// new custodians' keys; submit -identity decrypts the current share
-// locally; the completing submit prints only encrypted new shares, or
-// writes them to -out-dir.
+// new custodians' keys with the starter's current share, decrypted
+// locally with -identity; submit -identity likewise; the completing
+// submit prints only encrypted new shares, or writes them to -out-dir.
 func TestOperatorRotateRootEncrypted(t *testing.T) {
 	t.Parallel()
-	old := newCustodians(t, 1)
+	old := newCustodians(t, 2)
 	ks := newCustodians(t, 3)
 	s := newCeremonyStub(t)
-	r, _ := custodian.ParseRecipient(old[0].pub)
-	current, _ := custodian.Encrypt(r, []byte(testShare))
-	out, _, err := runCmdErr(t, s.env(t), "", "operator", "rotate-root", "start", "-custodian-keys", ks[0].pubFile+","+ks[1].pub+","+ks[2].pub, "-threshold", "2")
-	if err != nil || !strings.Contains(out, "nonce1") || !strings.Contains(out, ks[0].pub) {
-		t.Fatalf("start: %q, %v", out, err)
+	current := make([]string, len(old))
+	for i, o := range old {
+		r, _ := custodian.ParseRecipient(o.pub)
+		current[i], _ = custodian.Encrypt(r, []byte(testShare+string(rune('a'+i))))
 	}
-	if len(s.rotation.CustodianKeys) != 3 || s.rotation.CustodianKeys[0] != ks[0].pub || s.rotation.PlaintextShares {
-		t.Fatalf("got start request %+v", s.rotation)
+	out, errOut, err := runCmdErr(t, s.env(t), current[0], "operator", "rotate-root", "start", "-custodian-keys", ks[0].pubFile+","+ks[1].pub+","+ks[2].pub, "-threshold", "2", "-identity", old[0].idFile)
+	if err != nil || !strings.Contains(out, "nonce1") || !strings.Contains(out, ks[0].pub) || !strings.Contains(out, "1 of 2") {
+		t.Fatalf("start: %q, %v\n%s", out, err, errOut)
 	}
-	out, errOut, err := runCmdErr(t, s.env(t), current, "operator", "rotate-root", "submit", "-nonce", "nonce1", "-identity", old[0].idFile)
+	if len(s.rotation.CustodianKeys) != 3 || s.rotation.CustodianKeys[0] != ks[0].pub || s.rotation.PlaintextShares || s.rotation.Share != testShare+"a" {
+		t.Fatalf("got start request keys %q plaintext %v (share decrypted: %v)", s.rotation.CustodianKeys, s.rotation.PlaintextShares, s.rotation.Share == testShare+"a")
+	}
+	out, errOut, err = runCmdErr(t, s.env(t), current[1], "operator", "rotate-root", "submit", "-nonce", "nonce1", "-identity", old[1].idFile)
 	if err != nil {
 		t.Fatalf("submit: %v\n%s", err, errOut)
 	}
-	if s.submitted[0] != testShare {
+	if s.submitted[1] != testShare+"b" {
 		t.Fatal("the decrypted current share was not submitted")
 	}
 	if strings.Contains(out+errOut, sharePrefix) {
 		t.Fatalf("a share is in the clear:\n%s", out)
 	}
 	checkOwnBlocksOnly(t, ks, armoredBlocks(t, out), func(i int, _ custodianKey) string { return "Share " + string(rune('1'+i)) })
+	// A start without a share on stdin is refused before contact.
+	before := s.requests.Load()
+	if _, _, err := runCmdErr(t, s.env(t), "", "operator", "rotate-root", "start", "-custodian-keys", ks[0].pub, "-threshold", "1"); exitCode(err) != 2 || s.requests.Load() != before {
+		t.Fatalf("start without a share: err %v", err)
+	}
 
 	dir := t.TempDir()
-	out, _, err = runCmdErr(t, s.env(t), current, "operator", "rotate-root", "submit", "-nonce", "nonce1", "-identity", old[0].idFile, "-out-dir", dir)
+	out, _, err = runCmdErr(t, s.env(t), current[1], "operator", "rotate-root", "submit", "-nonce", "nonce1", "-identity", old[1].idFile, "-out-dir", dir)
 	if err != nil || strings.Contains(out, "BEGIN AGE") {
 		t.Fatalf("submit -out-dir: %q, %v", out, err)
 	}

@@ -2,64 +2,89 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/keyd/keyd/api"
 )
 
-// operatorRotateRoot runs the custodians' root rotation: `start` opens a
-// session for a new dealing (with the new custodians' age public keys),
-// each custodian runs `submit -nonce N` with a current share on stdin
-// (decrypted locally with -identity), and the submission that completes
-// the quorum prints the new shares, each encrypted to its new custodian,
-// once.
+// operatorRotateRoot runs the custodians' root rotation: a custodian runs
+// `start` with the new custodians' age public keys and their own current
+// share, which opens the session and counts as its first submission;
+// other custodians run `submit -nonce N` with theirs; the submission that
+// completes the quorum prints the new shares, each encrypted to its new
+// custodian, once. Shares are read from stdin or -in and, with -identity,
+// decrypted on the custodian's machine.
 func (c *cli) operatorRotateRoot(args []string) error {
-	return c.dispatch("operator rotate-root", `Usage: keyd operator rotate-root <start|submit|status> [flags]
+	return c.dispatch("operator rotate-root", `Usage: keyd operator rotate-root <start|submit|cancel|status> [flags]
 
-  start -custodian-keys K1,...,KN -threshold T
-                                     open a rotation session (prints its nonce); the new
-                                     shares are encrypted to these age public keys
+  start -custodian-keys K1,...,KN -threshold T [-identity KEYFILE] [-in FILE] [-out-dir DIR]
+                                     open a rotation session with your current share (read
+                                     from stdin; it counts as the first submission) and print
+                                     its nonce; the new shares are encrypted to these age
+                                     public keys (age1... or files holding one)
   start -plaintext-shares -custodians N -threshold T
                                      rehearsals only: the new shares come back in the clear
   submit -nonce NONCE [-identity KEYFILE] [-in FILE] [-out-dir DIR]
                                      submit one current custodian share, read from stdin
                                      (decrypted here with -identity); the submission that
                                      completes the rotation prints the new encrypted shares
-  status                             show the session's progress
+                                     (or writes DIR/share-N.age)
+  cancel [-identity KEYFILE] [-in FILE]
+                                     end the running session with a current share
+  status                             show the session: progress, new keys, expiry
 `, map[string]func([]string) error{
 		"start":  c.rotateRootStart,
 		"submit": c.rotateRootSubmit,
+		"cancel": c.rotateRootCancel,
 		"status": c.rotateRootStatus,
 	}, args)
 }
 
 func (c *cli) rotateRootStart(args []string) error {
-	fs := c.flags("operator rotate-root start", "-custodian-keys K1,K2,... -threshold T [-addr A]\n"+
+	const cmd = "operator rotate-root start"
+	fs := c.flags(cmd, "-custodian-keys K1,K2,... -threshold T [-identity KEYFILE] [-in FILE] [-out-dir DIR] [-addr A]  (your current share on stdin)\n"+
 		"       keyd operator rotate-root start -plaintext-shares -custodians N -threshold T   (rehearsals only)")
 	var cf clientFlags
 	cf.register(fs)
 	var df dealFlags
-	fs.StringVar(&df.keys, "custodian-keys", "", "comma-separated age public keys (age1...) or files holding one, one per new custodian in share order; each new share is encrypted to its custodian")
-	fs.BoolVar(&df.plaintext, "plaintext-shares", false, "deal the new shares in the clear to whoever completes the rotation (dev and rehearsals only)")
+	df.register(fs)
+	var src shareSource
+	src.register(fs)
 	custodians := fs.Int("custodians", 5, "number of new custodian shares (default: the number of -custodian-keys)")
 	threshold := fs.Int("threshold", 3, "new shares needed to unseal")
-	if _, err := parseArgs(fs, args, 0); err != nil {
+	pos, err := parseArgs(fs, args, -1)
+	if err != nil {
 		return err
 	}
-	keys, n, err := df.resolve("operator rotate-root start", *custodians, flagSet(fs, "custodians"))
+	if len(pos) > 0 {
+		return usagef("%s: a share is never accepted as an argument; type or pipe it on stdin", cmd)
+	}
+	keys, n, err := df.resolve(cmd, *custodians, flagSet(fs, "custodians"))
 	if err != nil {
 		return err
 	}
 	if *threshold < 1 || n < *threshold {
-		return usagef("operator rotate-root start: need 1 <= -threshold <= the number of custodians (%d)", n)
+		return usagef("%s: need 1 <= -threshold <= the number of custodians (%d)", cmd, n)
+	}
+	if err := prepareOutDir(cmd, df.outDir); err != nil {
+		return err
+	}
+	share, err := c.readShareFrom(cmd, src, "Your current share: ")
+	if err != nil {
+		return err
 	}
 	cl, err := c.newClient(&cf)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	st, err := cl.StartRootRotationWith(c.ctx, api.RotateRootStart{Custodians: n, Threshold: *threshold, CustodianKeys: keys, PlaintextShares: df.plaintext})
+	st, err := cl.StartRootRotationWith(c.ctx, api.RotateRootStart{Custodians: n, Threshold: *threshold, CustodianKeys: keys, PlaintextShares: df.plaintext, Share: share})
 	if err != nil {
 		return err
+	}
+	if st.Complete {
+		// One current share was the whole quorum.
+		return c.printRotated(cmd, st, keys, df.outDir)
 	}
 	w := &errWriter{w: c.stdout}
 	w.printf("Rotation nonce: %s\n", st.Nonce)
@@ -71,14 +96,15 @@ func (c *cli) rotateRootStart(args []string) error {
 	} else {
 		w.printf("WARNING: -plaintext-shares: whoever completes the rotation sees every new share in the clear.\n")
 	}
-	w.printf("%d current custodian shares are needed: each custodian runs\n"+
+	w.printf("Progress: %d of %d current shares (yours counted). Each other custodian runs\n"+
 		"  keyd operator rotate-root submit -nonce %s -identity key.txt [-out-dir DIR] < share-N.age\n"+
-		"(without -identity for a plaintext share on stdin).\n", st.Required, st.Nonce)
+		"(without -identity for a plaintext share on stdin).\n", st.Progress, st.Required, st.Nonce)
 	return w.err
 }
 
 func (c *cli) rotateRootSubmit(args []string) error {
-	fs := c.flags("operator rotate-root submit", "-nonce NONCE [-identity KEYFILE] [-in FILE] [-out-dir DIR] [-addr A]  (the share is read from stdin unless -in)")
+	const cmd = "operator rotate-root submit"
+	fs := c.flags(cmd, "-nonce NONCE [-identity KEYFILE] [-in FILE] [-out-dir DIR] [-addr A]  (the share is read from stdin unless -in)")
 	var cf clientFlags
 	cf.register(fs)
 	var src shareSource
@@ -90,15 +116,15 @@ func (c *cli) rotateRootSubmit(args []string) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usagef("operator rotate-root submit: a share is never accepted as an argument; type or pipe it on stdin")
+		return usagef("%s: a share is never accepted as an argument; type or pipe it on stdin", cmd)
 	}
 	if *nonce == "" {
-		return usagef("operator rotate-root submit: -nonce is required")
+		return usagef("%s: -nonce is required", cmd)
 	}
-	if err := prepareOutDir("operator rotate-root submit", *outDir); err != nil {
+	if err := prepareOutDir(cmd, *outDir); err != nil {
 		return err
 	}
-	share, err := c.readShareFrom("operator rotate-root submit", src, "Current share: ")
+	share, err := c.readShareFrom(cmd, src, "Current share: ")
 	if err != nil {
 		return err
 	}
@@ -111,23 +137,34 @@ func (c *cli) rotateRootSubmit(args []string) error {
 	if err != nil {
 		return err
 	}
-	w := &errWriter{w: c.stdout}
 	if !st.Complete {
-		w.printf("Rotation progress: %d of %d\n", st.Progress, st.Required)
-		return w.err
+		_, err := fmt.Fprintf(c.stdout, "Rotation progress: %d of %d\n", st.Progress, st.Required)
+		return err
 	}
-	switch {
-	case len(st.EncryptedShares) > 0 || len(st.Shares) == 0:
-		if err := checkSealedReply("operator rotate-root submit", st.Shares, st.EncryptedShares, st.Custodians); err != nil {
+	return c.printRotated(cmd, st, nil, *outDir)
+}
+
+// printRotated prints the reply that completed a rotation: the new shares
+// encrypted to the session's keys (keys, when the caller knows them, else
+// the ones the reply names), or in the clear with a warning for a session
+// opened with -plaintext-shares. Plaintext shares from a session that had
+// custodian keys are refused unseen.
+func (c *cli) printRotated(cmd string, st *api.RotateRootStatus, keys []string, outDir string) error {
+	if len(keys) == 0 {
+		keys = st.CustodianKeys
+	}
+	w := &errWriter{w: c.stdout}
+	if len(st.EncryptedShares) > 0 || len(keys) > 0 || len(st.Shares) == 0 {
+		if err := checkSealedReply(cmd, st.Shares, st.EncryptedShares, st.Custodians); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stderr, "The root was rotated; old shares no longer work. Each new share below is encrypted to one new custodian's key\n"+
-			"(in the order given to rotate-root start) and shown once. Send share N to custodian N; %d are needed to unseal.\n", st.Threshold)
-		if err := c.emitSealed(w, *outDir, shareItems(st.EncryptedShares, nil)); err != nil {
+			"and shown once. Send share N to custodian N; %d are needed to unseal.\n", st.Threshold)
+		if err := c.emitSealed(w, outDir, shareItems(st.EncryptedShares, keys)); err != nil {
 			return err
 		}
-	default:
-		if *outDir != "" {
+	} else {
+		if outDir != "" {
 			fmt.Fprintln(c.stderr, "note: the rotation was started with -plaintext-shares; -out-dir holds encrypted shares only, so the shares are printed")
 		}
 		fmt.Fprint(c.stderr, plaintextWarning)
@@ -139,6 +176,36 @@ func (c *cli) rotateRootSubmit(args []string) error {
 	}
 	w.printf("Commitments fingerprint: %s\n", st.Fingerprint)
 	return w.err
+}
+
+func (c *cli) rotateRootCancel(args []string) error {
+	const cmd = "operator rotate-root cancel"
+	fs := c.flags(cmd, "[-identity KEYFILE] [-in FILE] [-addr A]  (a current share on stdin)")
+	var cf clientFlags
+	cf.register(fs)
+	var src shareSource
+	src.register(fs)
+	pos, err := parseArgs(fs, args, -1)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("%s: a share is never accepted as an argument; type or pipe it on stdin", cmd)
+	}
+	share, err := c.readShareFrom(cmd, src, "Current share: ")
+	if err != nil {
+		return err
+	}
+	cl, err := c.newClient(&cf)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if _, err := cl.CancelRootRotation(c.ctx, share); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.stdout, "Rotation cancelled")
+	return err
 }
 
 func (c *cli) rotateRootStatus(args []string) error {
@@ -161,6 +228,19 @@ func (c *cli) rotateRootStatus(args []string) error {
 		_, err = fmt.Fprintf(c.stdout, "No root rotation in progress (%d current shares needed to start one).\n", st.Required)
 		return err
 	}
-	_, err = fmt.Fprintf(c.stdout, "Rotation %s: %d of %d shares; new dealing %d of %d\n", st.Nonce, st.Progress, st.Required, st.Threshold, st.Custodians)
-	return err
+	w := &errWriter{w: c.stdout}
+	w.printf("Rotation: %d of %d shares; new dealing %d of %d\n", st.Progress, st.Required, st.Threshold, st.Custodians)
+	if st.ExpiresAt != nil {
+		w.printf("Expires: %s\n", st.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	switch {
+	case len(st.CustodianKeys) > 0:
+		w.printf("New shares will be encrypted to (check yours before you submit):\n")
+		for i, k := range st.CustodianKeys {
+			w.printf("  share %d: %s\n", i+1, k)
+		}
+	case st.PlaintextShares:
+		w.printf("WARNING: the new shares will be shown in the clear to whoever completes the rotation (-plaintext-shares).\n")
+	}
+	return w.err
 }
