@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -284,19 +285,38 @@ func armoredBlocks(t *testing.T, out string) map[string]string {
 	return blocks
 }
 
-// checkOwnBlocksOnly asserts that each custodian decrypts the block
-// labelled for them into a share and no other block.
-func checkOwnBlocksOnly(t *testing.T, ks []custodianKey, blocks map[string]string, label func(i int, k custodianKey) string) []string {
+// byShareNumber keys armored blocks labelled "Share N" or "Share N for
+// custodian age1..." by N (from 1).
+func byShareNumber(t *testing.T, blocks map[string]string) map[int]string {
 	t.Helper()
+	out := map[int]string{}
+	for label, b := range blocks {
+		rest, ok := strings.CutPrefix(label, "Share ")
+		if !ok {
+			continue
+		}
+		num, _, _ := strings.Cut(rest, " ")
+		n, err := strconv.Atoi(num)
+		if err != nil {
+			t.Fatalf("bad label %q", label)
+		}
+		out[n] = b
+	}
+	return out
+}
+
+// checkOwnBlocksOnly asserts that custodian i decrypts share block i+1
+// into a share and no other block, and returns the shares.
+func checkOwnBlocksOnly(t *testing.T, ks []custodianKey, blocks map[int]string) []string {
+	t.Helper()
+	if len(blocks) != len(ks) {
+		t.Fatalf("got %d share blocks, want %d", len(blocks), len(ks))
+	}
 	shares := make([]string, len(ks))
 	for i, k := range ks {
-		own, ok := blocks[label(i, k)]
-		if !ok {
-			t.Fatalf("no block labelled %q in %q", label(i, k), blocks)
-		}
-		for l, b := range blocks {
+		for n, b := range blocks {
 			pt, err := k.identity.Decrypt(b)
-			if l == label(i, k) {
+			if n == i+1 {
 				if err != nil || !strings.HasPrefix(string(pt), sharePrefix) {
 					t.Fatalf("custodian %d cannot open their own block: %v", i+1, err)
 				}
@@ -304,10 +324,9 @@ func checkOwnBlocksOnly(t *testing.T, ks []custodianKey, blocks map[string]strin
 				continue
 			}
 			if !errors.Is(err, custodian.ErrNotForYou) {
-				t.Fatalf("custodian %d opened %q: err %v", i+1, l, err)
+				t.Fatalf("custodian %d opened share block %d: err %v", i+1, n, err)
 			}
 		}
-		_ = own
 	}
 	return shares
 }
@@ -342,9 +361,12 @@ func TestOperatorInitEncryptedShares(t *testing.T) {
 	if len(blocks) != 6 {
 		t.Fatalf("got %d armored blocks, want 6:\n%s", len(blocks), out)
 	}
-	shares := checkOwnBlocksOnly(t, cust, blocks, func(i int, k custodianKey) string {
-		return "Share " + string(rune('1'+i)) + " for custodian " + k.pub
-	})
+	for i, k := range cust {
+		if _, ok := blocks["Share "+strconv.Itoa(i+1)+" for custodian "+k.pub]; !ok {
+			t.Fatalf("no block labelled with share %d and its recipient:\n%s", i+1, out)
+		}
+	}
+	shares := checkOwnBlocksOnly(t, cust, byShareNumber(t, blocks))
 	for i, sh := range shares {
 		if sh != s.shares[i] {
 			t.Fatalf("custodian %d got share %d of the dealing? mismatch", i+1, i+1)
@@ -547,7 +569,7 @@ func TestOperatorRotateRootEncrypted(t *testing.T) {
 	if strings.Contains(out+errOut, sharePrefix) {
 		t.Fatalf("a share is in the clear:\n%s", out)
 	}
-	checkOwnBlocksOnly(t, ks, armoredBlocks(t, out), func(i int, _ custodianKey) string { return "Share " + string(rune('1'+i)) })
+	checkOwnBlocksOnly(t, ks, byShareNumber(t, armoredBlocks(t, out)))
 	// A start without a share on stdin is refused before contact.
 	before := s.requests.Load()
 	if _, _, err := runCmdErr(t, s.env(t), "", "operator", "rotate-root", "start", "-custodian-keys", ks[0].pub, "-threshold", "1"); exitCode(err) != 2 || s.requests.Load() != before {

@@ -84,6 +84,7 @@ func (c *cli) rotateRootStart(args []string) error {
 	}
 	if st.Complete {
 		// One current share was the whole quorum.
+		c.settle(cl, &cf, st.Index)
 		return c.printRotated(cmd, st, keys, df.outDir)
 	}
 	w := &errWriter{w: c.stdout}
@@ -141,6 +142,9 @@ func (c *cli) rotateRootSubmit(args []string) error {
 		_, err := fmt.Fprintf(c.stdout, "Rotation progress: %d of %d\n", st.Progress, st.Required)
 		return err
 	}
+	// Let every node apply the new commitments first: until then a node
+	// refuses the new shares.
+	c.settle(cl, &cf, st.Index)
 	return c.printRotated(cmd, st, nil, *outDir)
 }
 
