@@ -170,6 +170,11 @@ func (s *ceremonyStub) serve(w http.ResponseWriter, r *http.Request) {
 		s.rotation = in
 		s.submitted = append(s.submitted, in.Share)
 		json.NewEncoder(w).Encode(&api.RotateRootStatus{Started: true, Nonce: "nonce1", Progress: 1, Required: 2, Custodians: in.Custodians, Threshold: in.Threshold})
+	case api.PathRotateRootCancel:
+		var in api.RotateRootCancel
+		json.NewDecoder(r.Body).Decode(&in)
+		s.submitted = append(s.submitted, in.Share)
+		json.NewEncoder(w).Encode(&api.RotateRootStatus{Required: 2})
 	case api.PathRotateRootSubmit:
 		var in api.RotateRootSubmit
 		json.NewDecoder(r.Body).Decode(&in)
@@ -589,5 +594,23 @@ func TestOperatorRotateRootEncrypted(t *testing.T) {
 		if pt, err := k.identity.Decrypt(string(b)); err != nil || string(pt) != s.shares[i] {
 			t.Fatalf("new custodian %d: %v", i+1, err)
 		}
+	}
+}
+
+// TestOperatorRotateRootCancel: cancel sends a current share, decrypted
+// locally with -identity, and never takes one as an argument.
+func TestOperatorRotateRootCancel(t *testing.T) {
+	t.Parallel()
+	ks := newCustodians(t, 1)
+	s := newCeremonyStub(t)
+	r, _ := custodian.ParseRecipient(ks[0].pub)
+	m, _ := custodian.Encrypt(r, []byte(testShare))
+	out, _, err := runCmdErr(t, s.env(t), m, "operator", "rotate-root", "cancel", "-identity", ks[0].idFile)
+	if err != nil || !strings.Contains(out, "cancelled") || len(s.submitted) != 1 || s.submitted[0] != testShare {
+		t.Fatalf("cancel: %q, %v", out, err)
+	}
+	c, _, _ := testCLI(t.Context(), s.env(t), failReader{t})
+	if err := c.run([]string{"operator", "rotate-root", "cancel", testShare}); exitCode(err) != 2 {
+		t.Fatalf("cancel with a share argument: got %v, want a usage error", err)
 	}
 }

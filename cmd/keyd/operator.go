@@ -32,7 +32,8 @@ const operatorHelp = `Usage: keyd operator <subcommand> [flags]
                                     through the gossip addresses G of existing members
                                     (no token needed while ADDR is a fresh node)
   remove NODE_ID                    demote and remove a node from the cluster
-  rotate-root start|submit|status   custodians rotate the root secret (shares, no token)
+  rotate-root start|submit|cancel|status
+                                    custodians rotate the root secret (shares, no token)
 `
 
 // maxShareLine bounds the line read by unseal; an encoded share is far
@@ -57,7 +58,7 @@ func (c *cli) operatorInit(args []string) error {
 	cf.register(fs)
 	var df dealFlags
 	df.register(fs)
-	custodians := fs.Int("custodians", 5, "number of custodian shares to deal (default: the number of -custodian-keys)")
+	custodians := fs.Int("custodians", 5, "number of custodian shares to deal (with -custodian-keys: the number of keys)")
 	threshold := fs.Int("threshold", 3, "number of shares needed to unseal")
 	adminKey := fs.String("admin-key", "", "age public key (age1...) or file holding one: the admin token is encrypted to it")
 	asJSON := fs.Bool("json", false, "print the reply as JSON")
@@ -146,7 +147,7 @@ const exitShareIgnored = 3
 func (c *cli) operatorUnseal(args []string) error {
 	fs := c.flags("operator unseal", "[-identity KEYFILE] [-in FILE] [-addr NODE] [-json]  (the share is read from stdin unless -in)")
 	var cf clientFlags
-	cf.register(fs)
+	fs.StringVar(&cf.addr, "addr", "", "API address of the one node to submit the share to (default: the first address of $"+envAddr+")")
 	var src shareSource
 	src.register(fs)
 	asJSON := fs.Bool("json", false, "print the seal status as JSON")

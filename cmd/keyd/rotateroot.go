@@ -50,7 +50,7 @@ func (c *cli) rotateRootStart(args []string) error {
 	df.register(fs)
 	var src shareSource
 	src.register(fs)
-	custodians := fs.Int("custodians", 5, "number of new custodian shares (default: the number of -custodian-keys)")
+	custodians := fs.Int("custodians", 5, "number of new custodian shares (with -custodian-keys: the number of keys)")
 	threshold := fs.Int("threshold", 3, "new shares needed to unseal")
 	pos, err := parseArgs(fs, args, -1)
 	if err != nil {
