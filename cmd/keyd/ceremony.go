@@ -42,7 +42,7 @@ type dealFlags struct {
 }
 
 func (d *dealFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&d.keys, "custodian-keys", "", "comma-separated age public keys (age1...) or files holding one, one per custodian in share order; each share is encrypted to its custodian")
+	fs.StringVar(&d.keys, "custodian-keys", "", "comma-separated age public keys (age1...) or files holding one (or an armored OpenPGP public key), one per custodian in share order; each share is encrypted to its custodian")
 	fs.BoolVar(&d.plaintext, "plaintext-shares", false, "show every share in the clear to whoever runs this command (dev and rehearsals only)")
 	fs.StringVar(&d.outDir, "out-dir", "", "write each encrypted share to DIR/share-N.age (mode 0600) instead of printing it")
 }
@@ -94,10 +94,27 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// isArmored reports whether s looks like one ASCII-armored age message.
+// isArmored reports whether s looks like one ASCII-armored age message,
+// or an armored OpenPGP message (for an OpenPGP custodian key).
 func isArmored(s string) bool {
 	s = strings.TrimSpace(s)
-	return strings.HasPrefix(s, "-----BEGIN AGE ENCRYPTED FILE-----") && strings.HasSuffix(s, "-----END AGE ENCRYPTED FILE-----")
+	return (strings.HasPrefix(s, "-----BEGIN AGE ENCRYPTED FILE-----") && strings.HasSuffix(s, "-----END AGE ENCRYPTED FILE-----")) ||
+		(strings.HasPrefix(s, custodian.PGPMessageHeader) && strings.HasSuffix(s, custodian.PGPMessageFooter))
+}
+
+// isPGPMessage reports whether s is an armored OpenPGP message.
+func isPGPMessage(s string) bool {
+	return strings.HasPrefix(strings.TrimSpace(s), custodian.PGPMessageHeader)
+}
+
+// keyLabel names a custodian key on one line: the age recipient, or
+// openpgp: and the key's fingerprint.
+func keyLabel(k string) string {
+	r, err := custodian.ParseRecipient(k)
+	if err != nil {
+		return "(unparsable key)"
+	}
+	return r.Label()
 }
 
 // checkSealedReply refuses a reply that does not carry exactly n
@@ -128,15 +145,19 @@ type sealedItem struct {
 }
 
 // shareItems labels encrypted shares; keys, when known, name the
-// custodian each is for.
+// custodian each is for. A share for an OpenPGP key goes to share-N.asc.
 func shareItems(enc, keys []string) []sealedItem {
 	items := make([]sealedItem, len(enc))
 	for i, e := range enc {
 		label := fmt.Sprintf("Share %d", i+1)
 		if i < len(keys) {
-			label += " for custodian " + keys[i]
+			label += " for custodian " + keyLabel(keys[i])
 		}
-		items[i] = sealedItem{file: fmt.Sprintf("share-%d.age", i+1), label: label, armor: e}
+		ext := "age"
+		if isPGPMessage(e) {
+			ext = "asc"
+		}
+		items[i] = sealedItem{file: fmt.Sprintf("share-%d.%s", i+1, ext), label: label, armor: e}
 	}
 	return items
 }
@@ -152,7 +173,7 @@ func prepareOutDir(cmd, dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return usagef("%s: -out-dir: %v", cmd, err)
 	}
-	for _, pat := range []string{"share-*.age", "admin-token.age"} {
+	for _, pat := range []string{"share-*.age", "share-*.asc", "admin-token.age", "admin-token.asc"} {
 		m, err := filepath.Glob(filepath.Join(dir, pat))
 		if err != nil {
 			return usagef("%s: -out-dir: %v", cmd, err)
@@ -262,6 +283,9 @@ func (c *cli) readShareFrom(cmd string, s shareSource, prompt string) (string, e
 		}
 		if strings.HasPrefix(share, "-----BEGIN AGE") {
 			return "", usagef("%s: the input is an encrypted share: pass -identity with your age key file to decrypt it here", cmd)
+		}
+		if strings.HasPrefix(share, custodian.PGPMessageHeader) {
+			return "", usagef("%s: the input is a share encrypted to an OpenPGP key: decrypt it with your own tool and pipe the result, e.g. gpg -d share-N.asc | keyd %s", cmd, cmd)
 		}
 		if share == "" {
 			return "", usagef("%s: no share on input", cmd)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +17,8 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"github.com/ProtonMail/go-crypto/openpgp"
+	pgparmor "github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/custodian"
@@ -612,5 +617,75 @@ func TestOperatorRotateRootCancel(t *testing.T) {
 	c, _, _ := testCLI(t.Context(), s.env(t), failReader{t})
 	if err := c.run([]string{"operator", "rotate-root", "cancel", testShare}); exitCode(err) != 2 {
 		t.Fatalf("cancel with a share argument: got %v, want a usage error", err)
+	}
+}
+
+// TestOperatorInitOpenPGPCustodian (against the stand-in): a custodian
+// may give an armored OpenPGP public key file instead of an age key; their
+// share is an armored OpenPGP message (share-N.asc), opened with their own
+// tool and piped into unseal.
+func TestOperatorInitOpenPGPCustodian(t *testing.T) {
+	t.Parallel()
+	ks := newCustodians(t, 2)
+	e, err := openpgp.NewEntity("pat", "", "pat@example.invalid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	aw, _ := pgparmor.Encode(&pub, "PGP PUBLIC KEY BLOCK", nil)
+	if err := e.Serialize(aw); err != nil {
+		t.Fatal(err)
+	}
+	aw.Close()
+	pubFile := filepath.Join(t.TempDir(), "pat.asc")
+	if err := os.WriteFile(pubFile, pub.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fpr := strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint))
+	s := newCeremonyStub(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	out, errOut, err := runCmdErr(t, s.env(t), "", "operator", "init", "-custodian-keys", ks[0].pub+","+pubFile+","+ks[1].pub, "-threshold", "2", "-out-dir", dir)
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, errOut)
+	}
+	if strings.Contains(out+errOut, sharePrefix) || !strings.Contains(out, "Share 2 for custodian openpgp:"+fpr+": "+filepath.Join(dir, "share-2.asc")) {
+		t.Fatalf("got output\n%s", out)
+	}
+	msg, err := os.ReadFile(filepath.Join(dir, "share-2.asc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "share-2.asc")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode().Perm())
+	}
+	blk, err := pgparmor.Decode(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := openpgp.ReadMessage(blk.Body, openpgp.EntityList{e}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(md.UnverifiedBody)
+	if err != nil || string(plain) != s.shares[1] {
+		t.Fatalf("the OpenPGP custodian cannot open their share: %v", err)
+	}
+	// The age custodians' files are untouched by the mix.
+	if b, err := os.ReadFile(filepath.Join(dir, "share-1.age")); err != nil {
+		t.Fatal(err)
+	} else if pt, err := ks[0].identity.Decrypt(string(b)); err != nil || string(pt) != s.shares[0] {
+		t.Fatalf("age custodian: %v", err)
+	}
+	// The armored message itself on unseal's stdin: told to decrypt first.
+	_, _, err = runCmdErr(t, s.env(t), string(msg), "operator", "unseal")
+	if exitCode(err) != 2 || !strings.Contains(errorLine(err), "gpg -d") {
+		t.Fatalf("got %v, want a usage error pointing at gpg -d", err)
+	}
+	// What gpg -d prints, piped in, unseals.
+	if _, _, err := runCmdErr(t, s.env(t), string(plain), "operator", "unseal"); err != nil {
+		t.Fatal(err)
+	}
+	if s.submitted[len(s.submitted)-1] != s.shares[1] {
+		t.Fatal("the decrypted share was not submitted")
 	}
 }

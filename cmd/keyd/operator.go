@@ -60,7 +60,7 @@ func (c *cli) operatorInit(args []string) error {
 	df.register(fs)
 	custodians := fs.Int("custodians", 5, "number of custodian shares to deal (with -custodian-keys: the number of keys)")
 	threshold := fs.Int("threshold", 3, "number of shares needed to unseal")
-	adminKey := fs.String("admin-key", "", "age public key (age1...) or file holding one: the admin token is encrypted to it")
+	adminKey := fs.String("admin-key", "", "age public key (age1...) or file holding one (or an armored OpenPGP public key file): the admin token is encrypted to it")
 	asJSON := fs.Bool("json", false, "print the reply as JSON")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
@@ -120,10 +120,15 @@ func (c *cli) operatorInit(args []string) error {
 	} else {
 		fmt.Fprintf(c.stderr, "Each share below is encrypted to one custodian's key and shown once; nobody else can read it.\n"+
 			"Send share N to custodian N, who unseals with:  keyd operator unseal -identity key.txt < share-N.age\n"+
+			"(a custodian with an OpenPGP key:  gpg -d share-N.asc | keyd operator unseal)\n"+
 			"%d of the %d custodians are needed to unseal the cluster.\n", *threshold, n)
 		items := shareItems(res.EncryptedShares, keys)
 		if req.AdminKey != "" {
-			items = append(items, sealedItem{file: "admin-token.age", label: "Admin token for " + req.AdminKey, armor: res.EncryptedAdminToken})
+			file := "admin-token.age"
+			if isPGPMessage(res.EncryptedAdminToken) {
+				file = "admin-token.asc"
+			}
+			items = append(items, sealedItem{file: file, label: "Admin token for " + keyLabel(req.AdminKey), armor: res.EncryptedAdminToken})
 		}
 		if err := c.emitSealed(w, df.outDir, items); err != nil {
 			return err

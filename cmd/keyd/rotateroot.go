@@ -92,7 +92,7 @@ func (c *cli) rotateRootStart(args []string) error {
 	if len(keys) > 0 {
 		w.printf("The %d new shares (%d needed to unseal) will be encrypted to:\n", n, *threshold)
 		for i, k := range keys {
-			w.printf("  share %d: %s\n", i+1, k)
+			w.printf("  share %d: %s\n", i+1, keyLabel(k))
 		}
 	} else {
 		w.printf("WARNING: -plaintext-shares: whoever completes the rotation sees every new share in the clear.\n")
@@ -241,7 +241,7 @@ func (c *cli) rotateRootStatus(args []string) error {
 	case len(st.CustodianKeys) > 0:
 		w.printf("New shares will be encrypted to (check yours before you submit):\n")
 		for i, k := range st.CustodianKeys {
-			w.printf("  share %d: %s\n", i+1, k)
+			w.printf("  share %d: %s\n", i+1, keyLabel(k))
 		}
 	case st.PlaintextShares:
 		w.printf("WARNING: the new shares will be shown in the clear to whoever completes the rotation (-plaintext-shares).\n")
