@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -63,6 +64,9 @@ func parsePGPRecipient(s string) (*pgpRecipient, error) {
 	if end < 0 || strings.TrimSpace(s[end+len(pgpPublicFooter):]) != "" {
 		return nil, fmt.Errorf("%w: give exactly one armored OpenPGP public key block per custodian", ErrBadRecipient)
 	}
+	if err := checkPGPAlgorithms(s); err != nil {
+		return nil, err
+	}
 	el, err := openpgp.ReadArmoredKeyRing(strings.NewReader(s))
 	if err != nil {
 		return nil, fmt.Errorf("%w: OpenPGP key: %v", ErrBadRecipient, err)
@@ -78,6 +82,57 @@ func parsePGPRecipient(s string) (*pgpRecipient, error) {
 		return nil, fmt.Errorf("%w: OpenPGP key %s has no usable encryption subkey (expired or revoked?)", ErrBadRecipient, strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint)))
 	}
 	return &pgpRecipient{entity: e, armor: s, fpr: hex.EncodeToString(e.PrimaryKey.Fingerprint)}, nil
+}
+
+// maxRSABits bounds an RSA key's modulus.
+const maxRSABits = 8192
+
+// checkPGPAlgorithms reads the key block's packets without verifying
+// anything and refuses keys whose use would cost the leader unbounded
+// work: DSA and ElGamal (legacy; their operations exponentiate with
+// attacker-sized exponents) and RSA moduli over maxRSABits. Signatures are
+// verified only afterwards, by openpgp.ReadArmoredKeyRing.
+func checkPGPAlgorithms(s string) error {
+	blk, err := armor.Decode(strings.NewReader(s))
+	if err != nil {
+		return fmt.Errorf("%w: OpenPGP key: %v", ErrBadRecipient, err)
+	}
+	if blk.Type != "PGP PUBLIC KEY BLOCK" {
+		return fmt.Errorf("%w: not an OpenPGP public key block", ErrBadRecipient)
+	}
+	pr := packet.NewReader(blk.Body)
+	keys := 0
+	for {
+		p, err := pr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%w: OpenPGP key: %v", ErrBadRecipient, err)
+		}
+		pk, ok := p.(*packet.PublicKey)
+		if !ok {
+			continue
+		}
+		keys++
+		switch pk.PubKeyAlgo {
+		case packet.PubKeyAlgoRSA, packet.PubKeyAlgoRSAEncryptOnly, packet.PubKeyAlgoRSASignOnly:
+			if bits, err := pk.BitLength(); err != nil || bits > maxRSABits {
+				return fmt.Errorf("%w: OpenPGP RSA keys over %d bits are not accepted", ErrBadRecipient, maxRSABits)
+			}
+		case packet.PubKeyAlgoECDH, packet.PubKeyAlgoECDSA, packet.PubKeyAlgoEdDSA,
+			packet.PubKeyAlgoX25519, packet.PubKeyAlgoX448, packet.PubKeyAlgoEd25519, packet.PubKeyAlgoEd448:
+		default:
+			return fmt.Errorf("%w: OpenPGP key algorithm %d is not accepted (use RSA or a Curve25519/448 key)", ErrBadRecipient, pk.PubKeyAlgo)
+		}
+		if keys > 16 {
+			return fmt.Errorf("%w: OpenPGP key block with more than 16 keys", ErrBadRecipient)
+		}
+	}
+	if keys == 0 {
+		return fmt.Errorf("%w: no public key in the OpenPGP key block", ErrBadRecipient)
+	}
+	return nil
 }
 
 // encryptPGP encrypts secret to p as an armored OpenPGP message.

