@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -687,5 +688,34 @@ func TestOperatorInitOpenPGPCustodian(t *testing.T) {
 	}
 	if s.submitted[len(s.submitted)-1] != s.shares[1] {
 		t.Fatal("the decrypted share was not submitted")
+	}
+}
+
+// TestOperatorInitAgeToolInterop: a custodian without keyd opens their
+// share-N.age with the age tool, `age -d -i key.txt share-N.age`, and gets
+// their keyd-share-v1-... share. Skipped without the age binary.
+func TestOperatorInitAgeToolInterop(t *testing.T) {
+	t.Parallel()
+	ageBin, err := exec.LookPath("age")
+	if err != nil {
+		t.Skip("age tool not installed")
+	}
+	ks := newCustodians(t, 2)
+	s := newCeremonyStub(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	if _, errOut, err := runCmdErr(t, s.env(t), "", "operator", "init", "-custodian-keys", ks[0].pubFile+","+ks[1].pub, "-threshold", "2", "-out-dir", dir); err != nil {
+		t.Fatalf("init: %v\n%s", err, errOut)
+	}
+	for i, k := range ks {
+		cmd := exec.CommandContext(t.Context(), ageBin, "-d", "-i", k.idFile, filepath.Join(dir, "share-"+strconv.Itoa(i+1)+".age"))
+		out, err := cmd.Output()
+		if err != nil || string(out) != s.shares[i] {
+			t.Fatalf("age -d for custodian %d: %v (got the dealt share: %v)", i+1, err, string(out) == s.shares[i])
+		}
+	}
+	// And nobody else's key opens it.
+	cmd := exec.CommandContext(t.Context(), ageBin, "-d", "-i", ks[1].idFile, filepath.Join(dir, "share-1.age"))
+	if out, err := cmd.Output(); err == nil || strings.Contains(string(out), sharePrefix) {
+		t.Fatal("custodian 2's key opened share 1")
 	}
 }
