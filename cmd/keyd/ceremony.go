@@ -188,10 +188,11 @@ func prepareOutDir(cmd, dir string) error {
 // emitSealed prints the encrypted items to stdout, or writes each to
 // outDir/<file> (0600, never overwriting) and prints the names. When a
 // file cannot be written, every item is printed instead (they are
-// ciphertexts, safe to show) and the error returned, so nothing is lost.
+// ciphertexts, safe to show) and that error is returned, so nothing is
+// lost; the caller still prints the rest of its output first.
 func (c *cli) emitSealed(w *errWriter, outDir string, items []sealedItem) error {
+	var werr error
 	if outDir != "" {
-		var werr error
 		for _, it := range items {
 			p := filepath.Join(outDir, it.file)
 			if werr = writeNewFile(p, []byte(it.armor)); werr != nil {
@@ -202,18 +203,14 @@ func (c *cli) emitSealed(w *errWriter, outDir string, items []sealedItem) error 
 		if werr == nil {
 			return nil
 		}
-		w.printf("Could not write -out-dir (%v); the encrypted messages follow instead:\n\n", werr)
-		defer func() {
-			if w.err == nil {
-				w.err = fmt.Errorf("writing -out-dir: %w (the encrypted messages were printed instead)", werr)
-			}
-		}()
+		werr = fmt.Errorf("writing -out-dir: %w (the encrypted messages were printed instead)", werr)
+		w.printf("Could not write -out-dir; the encrypted messages follow instead:\n\n")
 	}
 	for _, it := range items {
 		w.printf("%s:\n%s\n", it.label, strings.TrimRight(it.armor, "\n"))
 		w.printf("\n")
 	}
-	return nil
+	return werr
 }
 
 // writeNewFile creates path with mode 0600, failing if it exists.

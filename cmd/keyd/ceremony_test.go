@@ -719,3 +719,29 @@ func TestOperatorInitAgeToolInterop(t *testing.T) {
 		t.Fatal("custodian 2's key opened share 1")
 	}
 }
+
+// TestEmitSealedFallsBackToStdout: when -out-dir cannot be written the
+// encrypted messages are printed instead and the error returned, so a
+// one-time ceremony output is never lost.
+func TestEmitSealedFallsBackToStdout(t *testing.T) {
+	t.Parallel()
+	c, out, _ := testCLI(t.Context(), nil, nil)
+	w := &errWriter{w: c.stdout}
+	items := []sealedItem{
+		{file: "share-1.age", label: "Share 1", armor: "-----BEGIN AGE ENCRYPTED FILE-----\nAAAA\n-----END AGE ENCRYPTED FILE-----\n"},
+		{file: "share-2.age", label: "Share 2", armor: "-----BEGIN AGE ENCRYPTED FILE-----\nBBBB\n-----END AGE ENCRYPTED FILE-----\n"},
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := c.emitSealed(w, filepath.Join(notDir, "sub"), items)
+	if err == nil || w.err != nil {
+		t.Fatalf("got err %v, writer err %v; want the write error returned and the writer usable", err, w.err)
+	}
+	w.printf("Commitments fingerprint: fp\n")
+	got := out.String()
+	if !strings.Contains(got, "AAAA") || !strings.Contains(got, "BBBB") || !strings.Contains(got, "Commitments fingerprint: fp") {
+		t.Fatalf("got output\n%s", got)
+	}
+}

@@ -16,7 +16,8 @@ const operatorHelp = `Usage: keyd operator <subcommand> [flags]
 
   init -custodian-keys K1,...,KN -threshold T [-admin-key K] [-out-dir DIR]
                                     initialise the cluster; each share is encrypted to its
-                                    custodian's age public key (age1... or a file holding one)
+                                    custodian's public key (age1..., a file holding one,
+                                    or an armored OpenPGP public key file)
                                     and printed as an armored age block (or written to
                                     DIR/share-N.age), so the operator never sees a share
   init -plaintext-shares -custodians N -threshold T
@@ -111,6 +112,7 @@ func (c *cli) operatorInit(args []string) error {
 		return printJSON(c.stdout, res)
 	}
 	w := &errWriter{w: c.stdout}
+	var emitErr error // -out-dir could not be written; all was printed instead
 	if df.plaintext {
 		fmt.Fprintf(c.stderr, "These %d shares and the admin token are shown once and are not stored anywhere.\n"+
 			"Give each share to a different custodian now; %d of them are needed to unseal the cluster.\n", n, *threshold)
@@ -130,15 +132,16 @@ func (c *cli) operatorInit(args []string) error {
 			}
 			items = append(items, sealedItem{file: file, label: "Admin token for " + keyLabel(req.AdminKey), armor: res.EncryptedAdminToken})
 		}
-		if err := c.emitSealed(w, df.outDir, items); err != nil {
-			return err
-		}
+		emitErr = c.emitSealed(w, df.outDir, items)
 	}
 	if req.AdminKey == "" {
 		w.printf("Admin token: %s\n", res.AdminToken)
 	}
 	w.printf("Commitments fingerprint: %s\n", res.Fingerprint)
-	return w.err
+	if w.err != nil {
+		return w.err
+	}
+	return emitErr
 }
 
 // Exit status of operator unseal (see operatorHelp).

@@ -158,15 +158,14 @@ func (c *cli) printRotated(cmd string, st *api.RotateRootStatus, keys []string, 
 		keys = st.CustodianKeys
 	}
 	w := &errWriter{w: c.stdout}
+	var emitErr error // -out-dir could not be written; all was printed instead
 	if len(st.EncryptedShares) > 0 || len(keys) > 0 || len(st.Shares) == 0 {
 		if err := checkSealedReply(cmd, st.Shares, st.EncryptedShares, st.Custodians); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.stderr, "The root was rotated; old shares no longer work. Each new share below is encrypted to one new custodian's key\n"+
 			"and shown once. Send share N to custodian N; %d are needed to unseal.\n", st.Threshold)
-		if err := c.emitSealed(w, outDir, shareItems(st.EncryptedShares, keys)); err != nil {
-			return err
-		}
+		emitErr = c.emitSealed(w, outDir, shareItems(st.EncryptedShares, keys))
 	} else {
 		if outDir != "" {
 			fmt.Fprintln(c.stderr, "note: the rotation was started with -plaintext-shares; -out-dir holds encrypted shares only, so the shares are printed")
@@ -179,7 +178,10 @@ func (c *cli) printRotated(cmd string, st *api.RotateRootStatus, keys []string, 
 		}
 	}
 	w.printf("Commitments fingerprint: %s\n", st.Fingerprint)
-	return w.err
+	if w.err != nil {
+		return w.err
+	}
+	return emitErr
 }
 
 func (c *cli) rotateRootCancel(args []string) error {
