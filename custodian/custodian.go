@@ -43,15 +43,25 @@ var (
 	ErrTooLarge     = errors.New("custodian: message too large")
 )
 
-// Recipient is one custodian's public key. The zero value is invalid.
+// Recipient is one custodian's public key: an age X25519 recipient or an
+// OpenPGP public key. The zero value is invalid.
 type Recipient struct {
-	r *age.X25519Recipient
+	r   *age.X25519Recipient
+	pgp *pgpRecipient
 }
 
-// ParseRecipient parses an age X25519 recipient string ("age1...").
-// Surrounding white space is ignored.
+// ParseRecipient parses an age X25519 recipient string ("age1...") or an
+// ASCII-armored OpenPGP public key holding one key. Surrounding white
+// space is ignored.
 func ParseRecipient(s string) (Recipient, error) {
 	s = strings.TrimSpace(s)
+	if isPGPKey(s) {
+		p, err := parsePGPRecipient(s)
+		if err != nil {
+			return Recipient{}, err
+		}
+		return Recipient{pgp: p}, nil
+	}
 	if strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY-") {
 		// Never echo a private key back.
 		return Recipient{}, fmt.Errorf("%w: that is a private key; pass the public key (age-keygen -y)", ErrBadRecipient)
@@ -74,10 +84,10 @@ func ParseRecipients(specs []string) ([]Recipient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("custodian key %d: %w", i+1, err)
 		}
-		if j, dup := seen[r.String()]; dup {
+		if j, dup := seen[r.id()]; dup {
 			return nil, fmt.Errorf("custodian keys %d and %d are the same key: each custodian needs their own", j+1, i+1)
 		}
-		seen[r.String()] = i
+		seen[r.id()] = i
 		out = append(out, r)
 	}
 	return out, nil
@@ -85,11 +95,25 @@ func ParseRecipients(specs []string) ([]Recipient, error) {
 
 // LoadRecipient accepts either a recipient string ("age1...") or the path
 // of a file holding one (the first non-comment line, as age-keygen -y
-// writes it or as a recipients file lists it). It is meant for the CLI:
-// servers accept only strings.
+// writes it or as a recipients file lists it), or a file holding an
+// ASCII-armored OpenPGP public key (gpg --export --armor). It returns the
+// recipient as a string. It is meant for the CLI: servers accept only
+// strings.
 func LoadRecipient(spec string) (string, error) {
 	spec = strings.TrimSpace(spec)
+	if strings.HasPrefix(strings.ToUpper(spec), "AGE-SECRET-KEY-") {
+		// A private key pasted where a public key belongs: never echo it
+		// (not even as a file name).
+		return "", fmt.Errorf("%w: that is a private key; pass the public key (age-keygen -y)", ErrBadRecipient)
+	}
 	if strings.HasPrefix(spec, "age1") {
+		r, err := ParseRecipient(spec)
+		if err != nil {
+			return "", err
+		}
+		return r.String(), nil
+	}
+	if isPGPKey(spec) {
 		r, err := ParseRecipient(spec)
 		if err != nil {
 			return "", err
@@ -99,6 +123,13 @@ func LoadRecipient(spec string) (string, error) {
 	b, err := readLimited(spec, maxKeyFileSize)
 	if err != nil {
 		return "", fmt.Errorf("custodian key %s: %w", spec, err)
+	}
+	if t := strings.TrimSpace(string(b)); isPGPKey(t) {
+		r, err := ParseRecipient(t)
+		if err != nil {
+			return "", fmt.Errorf("custodian key %s: %w", spec, err)
+		}
+		return r.String(), nil
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)
@@ -117,22 +148,58 @@ func LoadRecipient(spec string) (string, error) {
 	return "", fmt.Errorf("custodian key %s: %w", spec, ErrBadRecipient)
 }
 
-// String returns the recipient in its "age1..." form.
+// String returns the recipient in its "age1..." form, or the armored
+// OpenPGP public key.
 func (r Recipient) String() string {
-	if r.r == nil {
-		return ""
+	switch {
+	case r.pgp != nil:
+		return r.pgp.armor
+	case r.r != nil:
+		return r.r.String()
 	}
-	return r.r.String()
+	return ""
 }
 
-// Encrypt encrypts secret to r and returns an ASCII-armored age message.
-// secret is not retained.
+// Kind is "age" or "openpgp" ("" for the zero value).
+func (r Recipient) Kind() string {
+	switch {
+	case r.pgp != nil:
+		return "openpgp"
+	case r.r != nil:
+		return "age"
+	}
+	return ""
+}
+
+// Label is a short, one-line name of the recipient for output: the age
+// recipient, or "openpgp:" and the primary key fingerprint.
+func (r Recipient) Label() string {
+	if r.pgp != nil {
+		return "openpgp:" + strings.ToUpper(r.pgp.fpr)
+	}
+	return r.String()
+}
+
+// id identifies the key for duplicate detection.
+func (r Recipient) id() string {
+	if r.pgp != nil {
+		return "openpgp:" + r.pgp.fpr
+	}
+	return r.String()
+}
+
+// Encrypt encrypts secret to r and returns an ASCII-armored age message
+// (an armored OpenPGP message for an OpenPGP recipient). secret is not
+// retained.
 func Encrypt(r Recipient, secret []byte) (string, error) {
-	if r.r == nil {
+	if r.r == nil && r.pgp == nil {
 		return "", ErrBadRecipient
 	}
 	if len(secret) > MaxPlaintextSize {
 		return "", ErrTooLarge
+	}
+	if r.pgp != nil {
+		return encryptPGP(r.pgp, secret)
 	}
 	var buf bytes.Buffer
 	aw := armor.NewWriter(&buf)

@@ -211,3 +211,19 @@ func FuzzDecrypt(f *testing.F) {
 		_ = Extract(in)
 	})
 }
+
+// A private key passed where a public key belongs is refused without
+// being echoed, also by LoadRecipient (which would otherwise take it for
+// a file name and print it in the open error).
+func TestLoadRecipientRefusesPrivateKeyString(t *testing.T) {
+	x, _ := newIdentity(t)
+	for _, spec := range []string{x.String(), strings.ToLower(x.String())} {
+		_, err := LoadRecipient(spec)
+		if !errors.Is(err, ErrBadRecipient) || !strings.Contains(err.Error(), "private key") {
+			t.Fatalf("got err %v", err)
+		}
+		if strings.Contains(strings.ToUpper(err.Error()), strings.TrimPrefix(x.String(), "AGE-SECRET-KEY-1")) {
+			t.Fatal("the private key was echoed")
+		}
+	}
+}

@@ -256,8 +256,8 @@ func TestDevRestartSealed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("operator unseal: %v", err)
 	}
-	if strings.TrimSpace(res) != "Unsealed" {
-		t.Fatalf("got %q, want Unsealed", res)
+	if !strings.HasSuffix(strings.TrimSpace(res), ": Unsealed") {
+		t.Fatalf("got %q, want the node Unsealed", res)
 	}
 	got, err := runCmd(t, env2, ct, "key", "decrypt", "k1")
 	if err != nil || got != "persisted" {

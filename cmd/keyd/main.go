@@ -3,7 +3,8 @@
 // The command holds no business logic: it parses flags and config files,
 // turns them into a node.Config (server, dev) or client calls (everything
 // else), prints results and maps errors to exit codes: 0 success, 1 a
-// failed operation, 2 a usage error.
+// failed operation, 2 a usage error, 3 a share that a sealed node ignored
+// (operator unseal).
 package main
 
 import (
@@ -38,8 +39,9 @@ Server:
   certs -ca-dir DIR -node ID create or reuse a CA and issue a node certificate
 
 Operator:
-  operator init              initialise the cluster and print custodian shares
-  operator unseal            submit one share, read from stdin
+  operator init              initialise the cluster; shares encrypted to custodian keys
+  operator unseal            submit one share (stdin; -identity decrypts it) to one node
+  operator rotate-root       custodians rotate the root secret
   operator seal              seal every node
   operator join ADDR -seed G ask a new node to join through gossip seeds G
   operator remove NODE_ID    demote and remove a node
@@ -171,6 +173,16 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// exitError is an outcome, neither success nor failure, that a script
+// must tell apart: it exits with code after msg on stderr (operator
+// unseal: 3 when the node ignored the share and is still sealed).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
 // errUsageShown is a usage error whose explanation (the flag package's
 // message or the usage text) is already on stderr.
 var errUsageShown = &usageError{}
@@ -224,11 +236,14 @@ func cmdName(fs *flag.FlagSet) string { return strings.TrimPrefix(fs.Name(), "ke
 // exitCode maps an error returned by a command to the process exit code.
 func exitCode(err error) int {
 	var ue *usageError
+	var ee *exitError
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case errors.As(err, &ue):
 		return 2
+	case errors.As(err, &ee):
+		return ee.code
 	}
 	return 1
 }
