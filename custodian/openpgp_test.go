@@ -135,7 +135,10 @@ func TestOpenPGPRecipientRefusals(t *testing.T) {
 func TestOpenPGPGnuPGInterop(t *testing.T) {
 	gpg, err := exec.LookPath("gpg")
 	if err != nil {
-		t.Skip("gpg not installed")
+		if os.Getenv("KEYD_INTEROP_TOOLS") != "" {
+			t.Fatalf("KEYD_INTEROP_TOOLS is set but gpg is not installed: %v", err)
+		}
+		t.Skip("gpg not installed (scripts/setup.sh installs it)")
 	}
 	home, err := os.MkdirTemp("", "kgpg")
 	if err != nil {

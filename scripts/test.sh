@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:$(go env GOPATH)/bin"
 # SoftHSM2 is installed above, so the PKCS#11 tests must run, not skip.
 export KEYD_SOFTHSM=1
+# age and gpg are installed above too: their interop tests must run.
+export KEYD_INTEROP_TOOLS=1
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -698,7 +698,10 @@ func TestOperatorInitAgeToolInterop(t *testing.T) {
 	t.Parallel()
 	ageBin, err := exec.LookPath("age")
 	if err != nil {
-		t.Skip("age tool not installed")
+		if os.Getenv("KEYD_INTEROP_TOOLS") != "" {
+			t.Fatalf("KEYD_INTEROP_TOOLS is set but age is not installed: %v", err)
+		}
+		t.Skip("age not installed (scripts/setup.sh installs it)")
 	}
 	ks := newCustodians(t, 2)
 	s := newCeremonyStub(t)
