@@ -23,7 +23,11 @@ type Record struct {
 	Op         string            `json:"op"`                 // e.g. "key.encrypt", "sys.unseal"
 	Key        string            `json:"key,omitempty"`
 	Version    uint32            `json:"version,omitempty"`
-	Outcome    string            `json:"outcome"` // "ok" or an error code
+	Target     string            `json:"target,omitempty"`   // what a non-key operation acted on: "policy:app1", "token:<accessor>", "node:n2", a path
+	Items      int               `json:"items,omitempty"`    // batch: items in the request
+	Failed     int               `json:"failed,omitempty"`   // batch: items that failed
+	Versions   []uint32          `json:"versions,omitempty"` // batch: the distinct key versions the items used
+	Outcome    string            `json:"outcome"`            // "ok" or an error code
 	RequestID  string            `json:"request_id,omitempty"`
 	Source     string            `json:"source,omitempty"` // remote address
 	Hashed     map[string]string `json:"hashed,omitempty"` // name -> hex HMAC-SHA256 under the log's HMAC key
@@ -73,6 +77,10 @@ type body struct {
 	Op        string            `json:"op"`
 	Key       string            `json:"key,omitempty"`
 	Version   uint32            `json:"version,omitempty"`
+	Target    string            `json:"target,omitempty"`
+	Items     int               `json:"items,omitempty"`
+	Failed    int               `json:"failed,omitempty"`
+	Versions  []uint32          `json:"versions,omitempty"`
 	Outcome   string            `json:"outcome"`
 	RequestID string            `json:"request_id,omitempty"`
 	Source    string            `json:"source,omitempty"`
@@ -90,4 +98,19 @@ func isLowerHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// Anchor is a chain head a node committed through Raft: the SHA-256 of
+// the line with sequence number Seq, as hex. Every node holds every
+// node's anchors, so a node's own disk cannot rewrite what they pin.
+type Anchor struct {
+	Seq  uint64 `json:"seq"`
+	Head string `json:"head"`
+}
+
+// Head is the durable end of a chain: the seq and SHA-256 of the last
+// line written and fsynced.
+type Head struct {
+	Seq  uint64
+	Hash [32]byte
 }

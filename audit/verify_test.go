@@ -191,6 +191,7 @@ func TestVerifyWarnings(t *testing.T) {
 			}
 			warn := rep.Warning
 			rep.Warning = ""
+			rep.Unanchored = 0 // no anchors given
 			if *rep != tt.want {
 				t.Fatalf("got %+v, want %+v", *rep, tt.want)
 			}
