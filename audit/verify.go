@@ -251,7 +251,7 @@ func (v *verifier) check(line []byte) *VerifyError {
 		e := &VerifyError{Line: lineNo - 1, Seq: v.prevSeq,
 			Reason: fmt.Sprintf("line does not hash to the prev recorded by the next line (seq %d): it was edited (or the next line's prev was)", rec.Seq)}
 		if lineNo == 1 {
-			e.Reason = fmt.Sprintf("the previous file's last line does not hash to this line's prev: files missing or edited")
+			e.Reason = "the previous file's last line does not hash to this line's prev: files missing or edited"
 			e.Line, e.Seq = 1, rec.Seq
 		}
 		return e
