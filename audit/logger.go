@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -177,7 +178,8 @@ type Logger struct {
 	closeErr  error
 
 	// Owned by the writer goroutine after Open returns.
-	priv     ed25519.PrivateKey
+	signer   crypto.Signer
+	ownKey   ed25519.PrivateKey // a copy made by Open or SetSigningKey, zeroed when dropped
 	f        *os.File
 	fst      os.FileInfo
 	out      sink
@@ -246,8 +248,9 @@ func Open(cfg Config) (*Logger, error) {
 	}
 	l.use(f, st)
 	if cfg.SigningKey != nil {
-		l.priv = append(ed25519.PrivateKey(nil), cfg.SigningKey...)
-		pub := l.priv.Public().(ed25519.PublicKey)
+		l.ownKey = append(ed25519.PrivateKey(nil), cfg.SigningKey...)
+		l.signer = l.ownKey
+		pub := l.ownKey.Public().(ed25519.PublicKey)
 		l.pub.Store(&pub)
 	}
 	l.head.Store(&Head{Seq: tail.seq, Hash: tail.hash})
@@ -340,22 +343,38 @@ func (l *Logger) control(fn func() error) error {
 // every record written without one; removing it writes a last checkpoint
 // with the old key first. The Logger copies the key.
 func (l *Logger) SetSigningKey(priv ed25519.PrivateKey) error {
-	if priv != nil && len(priv) != ed25519.PrivateKeySize {
+	if priv == nil {
+		return l.SetSigner(nil)
+	}
+	if len(priv) != ed25519.PrivateKeySize {
 		return fmt.Errorf("%w: signing key is %d bytes", ErrInvalidConfig, len(priv))
 	}
-	priv = append(ed25519.PrivateKey(nil), priv...)
-	return l.control(func() error {
-		if l.priv != nil && l.priv.Equal(priv) {
-			clear(priv)
-			return nil
+	own := append(ed25519.PrivateKey(nil), priv...)
+	return l.setSigner(own, own)
+}
+
+// SetSigner is SetSigningKey for a key the Logger cannot copy (keyd keeps
+// it in sealed key material). s must be an ed25519 signer: Public returns
+// an ed25519.PublicKey and Sign(nil, msg, crypto.Hash(0)) a pure Ed25519
+// signature. The caller must keep s usable until it is replaced.
+func (l *Logger) SetSigner(s crypto.Signer) error {
+	if s != nil {
+		if pub, ok := s.Public().(ed25519.PublicKey); !ok || len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: signer is not ed25519", ErrInvalidConfig)
 		}
+	}
+	return l.setSigner(s, nil)
+}
+
+func (l *Logger) setSigner(s crypto.Signer, own ed25519.PrivateKey) error {
+	return l.control(func() error {
 		err := l.checkpointNow()
-		clear(l.priv)
-		l.priv = nil
+		clear(l.ownKey)
+		l.signer, l.ownKey = nil, nil
 		l.pub.Store(nil)
-		if len(priv) > 0 {
-			l.priv = priv
-			pub := priv.Public().(ed25519.PublicKey)
+		if s != nil {
+			l.signer, l.ownKey = s, own
+			pub := append(ed25519.PublicKey(nil), s.Public().(ed25519.PublicKey)...)
 			l.pub.Store(&pub)
 			if err == nil {
 				err = l.checkpointNow()
@@ -368,7 +387,7 @@ func (l *Logger) SetSigningKey(priv ed25519.PrivateKey) error {
 // checkpointNow writes and fsyncs a checkpoint if records are unsigned
 // and a key is installed. Writer goroutine only.
 func (l *Logger) checkpointNow() error {
-	if l.priv == nil || l.sinceCP == 0 {
+	if l.signer == nil || l.sinceCP == 0 {
 		return nil
 	}
 	if errp := l.failed.Load(); errp != nil {
@@ -416,7 +435,7 @@ func (l *Logger) Reopen() error {
 
 // checkpointOld signs what the moved file holds before it is let go.
 func (l *Logger) checkpointOld() error {
-	if l.priv == nil || l.sinceCP == 0 || l.failed.Load() != nil {
+	if l.signer == nil || l.sinceCP == 0 || l.failed.Load() != nil {
 		return nil
 	}
 	l.buf = l.appendCheckpoint(l.buf[:0], time.Now())
@@ -665,7 +684,7 @@ func (l *Logger) finish(batch []*request) error {
 	var errs []error
 	if errp := l.failed.Load(); errp != nil {
 		errs = append(errs, *errp)
-	} else if l.priv != nil && l.sinceCP > 0 && !l.moved.Load() {
+	} else if l.signer != nil && l.sinceCP > 0 && !l.moved.Load() {
 		l.buf = l.appendCheckpoint(l.buf[:0], time.Now())
 		if err := l.flush(l.buf); err != nil {
 			errs = append(errs, err)
@@ -674,8 +693,8 @@ func (l *Logger) finish(batch []*request) error {
 	if err := l.f.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("audit: close: %w", err))
 	}
-	clear(l.priv)
-	l.priv = nil
+	clear(l.ownKey)
+	l.signer, l.ownKey = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -692,7 +711,7 @@ func (l *Logger) commit(batch []*request) {
 		buf := l.buf[:0]
 		for _, req := range batch {
 			buf = l.appendRecord(buf, req.body)
-			if l.priv != nil && l.sinceCP >= l.every {
+			if l.signer != nil && l.sinceCP >= l.every {
 				buf = l.appendCheckpoint(buf, time.Now())
 			}
 		}
@@ -757,7 +776,7 @@ func (l *Logger) maybeRotate() {
 // the background. The new file's first record carries the old file's
 // last hash as its prev: the chain continues.
 func (l *Logger) rotate() error {
-	if l.priv != nil && l.sinceCP > 0 {
+	if l.signer != nil && l.sinceCP > 0 {
 		l.buf = l.appendCheckpoint(l.buf[:0], time.Now())
 		if _, err := l.out.Write(l.buf); err != nil {
 			return err
@@ -807,8 +826,14 @@ func (l *Logger) appendRecord(buf, body []byte) []byte {
 	return append(buf, '\n')
 }
 
-// appendCheckpoint appends a signed checkpoint over the current head.
+// appendCheckpoint appends a signed checkpoint over the current head. If
+// the signer fails it appends nothing: the records stay unsigned (and
+// chained and anchored).
 func (l *Logger) appendCheckpoint(buf []byte, now time.Time) []byte {
+	sig, err := l.signer.Sign(nil, checkpointMessage(l.seq+1, l.prev), crypto.Hash(0))
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return buf
+	}
 	head := hex.EncodeToString(l.prev[:])
 	rec := Record{
 		Seq:     l.seq + 1,
@@ -820,7 +845,7 @@ func (l *Logger) appendCheckpoint(buf []byte, now time.Time) []byte {
 		Checkpoint: &Checkpoint{
 			Count:     l.sinceCP,
 			Head:      head,
-			Signature: signCheckpoint(l.priv, l.seq+1, l.prev),
+			Signature: sig,
 		},
 	}
 	line, err := json.Marshal(rec)

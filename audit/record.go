@@ -50,15 +50,14 @@ type Checkpoint struct {
 // signing key might sign.
 const CheckpointDomain = "keyd-audit-checkpoint-v1"
 
+// CheckpointMessage is what a checkpoint's signature covers.
+func CheckpointMessage(seq uint64, head [32]byte) []byte { return checkpointMessage(seq, head) }
+
 func checkpointMessage(seq uint64, head [32]byte) []byte {
 	msg := make([]byte, 0, len(CheckpointDomain)+8+32)
 	msg = append(msg, CheckpointDomain...)
 	msg = binary.BigEndian.AppendUint64(msg, seq)
 	return append(msg, head[:]...)
-}
-
-func signCheckpoint(priv ed25519.PrivateKey, seq uint64, head [32]byte) []byte {
-	return ed25519.Sign(priv, checkpointMessage(seq, head))
 }
 
 func verifyCheckpoint(pub ed25519.PublicKey, seq uint64, head [32]byte, sig []byte) bool {

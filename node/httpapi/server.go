@@ -133,6 +133,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Rand is the randomness for nonces and data keys (crypto/rand by default).
 	Rand io.Reader
+
+	// AuditTrail serves the audit anchors and keys of every node.
+	AuditTrail AuditTrail
 }
 
 // Server is the HTTP handler of one node.
