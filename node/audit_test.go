@@ -294,3 +294,45 @@ func tlsDial(ctx context.Context, d *net.Dialer, addr string, cfg *tls.Config) (
 	td := &tls.Dialer{NetDialer: d, Config: cfg}
 	return td.DialContext(ctx, "tcp", addr)
 }
+
+// TestAuditReplacedFileRefusesKeyOps: after `mv audit.log x; mkdir
+// audit.log` encrypts used to succeed, their records going to the
+// unlinked file. Now key operations are refused (unavailable) until the
+// file is back.
+func TestAuditReplacedFileRefusesKeyOps(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 1})
+	c.Init(t, 1, 1)
+	c.Unseal(t, 1)
+	ctx := ctxT(t)
+	cl := c.Client(t)
+	info, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: "k", Type: "aes256-gcm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WaitApplied(t, info.Index)
+	if _, err := cl.Encrypt(ctx, "k", []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(c.Slot(0).Dir, "audit.log")
+	if err := os.Rename(path, path+".x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if res, err := cl.Encrypt(ctx, "k", []byte("x"), nil); !errors.Is(err, api.ErrUnavailable) {
+			t.Fatalf("encrypt %d with the audit file replaced: got %+v, %v; want unavailable", i, res, err)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".x", path); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(t, 15*time.Second, func() error {
+		_, err := cl.Encrypt(ctx, "k", []byte("x"), nil)
+		return err
+	})
+}
