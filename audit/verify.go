@@ -181,7 +181,7 @@ func (vf *Verifier) Finish() (*Report, error) {
 	v := &vf.v
 	if v.next < len(v.anchors) {
 		a := v.anchors[len(v.anchors)-1]
-		reason := fmt.Sprintf("the log ends at seq %d but the cluster anchored seq %d: records were cut from the end", v.lastSeq, a.Seq)
+		reason := fmt.Sprintf("the log ends at seq %d but the cluster anchored seq %d: records were cut from the end (or the anchors were taken after the log was copied: take them first)", v.lastSeq, a.Seq)
 		if v.seen == 0 {
 			reason = fmt.Sprintf("the log is empty but the cluster anchored seq %d: records were removed", a.Seq)
 		}

@@ -22,7 +22,8 @@ const auditHelp = `Usage: keyd audit <subcommand> [flags]
 
   fetch -addr NODE -out FILE
                           download the audit log of the node at API address
-                          NODE to FILE; needs a token with audit-read.
+                          NODE to FILE, after its anchors (as another node
+                          holds them) to FILE.anchors; needs audit-read.
   anchors -addr NODE [-node ID] -out FILE
                           export node ID's audit public key and the chain
                           heads it committed through Raft (its anchors), as
@@ -37,6 +38,10 @@ const auditHelp = `Usage: keyd audit <subcommand> [flags]
                           seq order, every checkpoint signature, that every
                           anchored head is in the log and that the log
                           reaches the last anchor.
+
+Take the anchors before copying a running node's log (keyd audit fetch does):
+anchors taken later may reach past the copy's end, which verify must report
+as a cut log. verify -addr fetches them now: use it for logs of stopped nodes.
 
 verify prints "OK: ..." and exits 0, or "TAMPERED: FILE line L (seq S): reason",
 naming the first line that may be bad, and exits 1. Records after the last
@@ -296,15 +301,17 @@ func (c *cli) auditAnchors(args []string) error {
 	return w.err
 }
 
-// auditFetch downloads one node's audit log. The log goes to a
-// temporary file renamed into place only when the download is complete,
-// so FILE is never a silently truncated copy. The node appends while it
-// streams; a final line without its newline is such an append in flight
-// and is cut.
+// auditFetch downloads one node's audit log, and first that node's
+// anchors from another node: anchors fetched after the log could be
+// ahead of it and read as a cut log. The log goes to a temporary file
+// renamed into place only when the download is complete, so FILE is never
+// a silently truncated copy. The node appends while it streams; a final
+// line without its newline is such an append in flight and is cut.
 func (c *cli) auditFetch(args []string) error {
-	fs := c.flags("audit fetch", "-addr NODE -out FILE")
+	fs := c.flags("audit fetch", "-addr NODE -out FILE [-anchors-from OTHER]")
 	addr := fs.String("addr", "", "API address (host:port) of the node whose log to fetch (required)")
-	out := fs.String("out", "", "file to write the log to (required)")
+	out := fs.String("out", "", "file to write the log to; the anchors go to FILE.anchors (required)")
+	from := fs.String("anchors-from", "", "API address of another node to take the anchors from (default: the first other address in $"+envAddr+")")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -312,11 +319,40 @@ func (c *cli) auditFetch(args []string) error {
 		fs.Usage()
 		return usagef("audit fetch: -addr and -out are required")
 	}
+	if *from == "" {
+		for _, a := range splitAddrs(c.getenv(envAddr)) {
+			if a != *addr {
+				*from = a
+				break
+			}
+		}
+	}
 	cl, err := c.newClient(&clientFlags{addr: *addr})
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	w := &errWriter{w: c.stdout}
+	if *from != "" && *from != *addr {
+		key, err := cl.AuditPublicKey(c.ctx, *addr)
+		if err != nil {
+			return err
+		}
+		a, err := cl.AuditAnchors(c.ctx, *from, key.Node)
+		if err != nil {
+			return fmt.Errorf("audit fetch: anchors from %s: %w", *from, err)
+		}
+		b, err := json.MarshalIndent(a, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out+".anchors", append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("audit fetch: %w", err)
+		}
+		w.printf("Fetched %d anchors of node %s from %s to %s.anchors\n", len(a.Anchors), a.Node, *from, *out)
+	} else {
+		fmt.Fprintf(c.stderr, "note: no other node to take the anchors from; fetch them first with keyd audit anchors\n")
+	}
 	n, cut, err := c.fetchAuditLog(cl, *addr, *out)
 	if err != nil {
 		return err
@@ -324,9 +360,10 @@ func (c *cli) auditFetch(args []string) error {
 	if cut > 0 {
 		fmt.Fprintf(c.stderr, "note: dropped a final line of %d bytes the node was still writing\n", cut)
 	}
-	w := &errWriter{w: c.stdout}
 	w.printf("Fetched %d bytes of the audit log of %s to %s\n", n, *addr, *out)
-	w.printf("Verify with: keyd audit verify -addr OTHER_NODE %s\n", *out)
+	if *from != "" && *from != *addr {
+		w.printf("Verify with: keyd audit verify -anchors %s.anchors %s\n", *out, *out)
+	}
 	return w.err
 }
 
