@@ -420,8 +420,18 @@ func (n *Node) SubmitAuditAnchor(ctx context.Context, from string, req api.Audit
 		if err != nil || len(pub) != ed25519.PublicKeySize {
 			return &api.Error{Code: api.CodeBadRequest, Message: "public_key must be 64 hex digits"}
 		}
-		if _, err := n.apply(ctx, &fsm.PutAuditKey{Meta: fsm.Meta{At: time.Now().UTC()}, Node: req.Node, PublicKey: pub}); err != nil {
+		// Decided here when it can be: a refused command stays out of the log.
+		cur, err := n.fsm.AuditKey(req.Node)
+		switch {
+		case err != nil:
 			return err
+		case cur != nil && bytes.Equal(cur.PublicKey, pub):
+		case cur != nil:
+			return &api.Error{Code: api.CodeConflict, Message: "the node already has a different audit key; a node that lost its key rejoins under a new node id"}
+		default:
+			if _, err := n.apply(ctx, &fsm.PutAuditKey{Meta: fsm.Meta{At: time.Now().UTC()}, Node: req.Node, PublicKey: pub}); err != nil {
+				return err
+			}
 		}
 	}
 	if req.Seq > 0 {
