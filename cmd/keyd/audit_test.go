@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/audit"
@@ -160,37 +161,9 @@ func TestAuditVerifyForgedLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, forger, _ := ed25519.GenerateKey(rand.Reader)
-	var out bytes.Buffer
-	var seq, since uint64
-	prev := ""
-	for _, ln := range bytes.SplitAfter(lines, []byte("\n")) {
-		var r audit.Record
-		if len(ln) == 0 || json.Unmarshal(ln, &r) != nil {
-			continue
-		}
-		if r.Key == "k2" {
-			continue
-		}
-		seq++
-		r.Seq, r.Prev = seq, prev
-		if r.Checkpoint != nil {
-			var head [32]byte
-			hex.Decode(head[:], []byte(prev))
-			r.Checkpoint.Head, r.Checkpoint.Count = prev, since
-			r.Checkpoint.Signature = ed25519.Sign(forger, audit.CheckpointMessage(seq, head))
-			since = 0
-		} else {
-			since++
-		}
-		b, _ := json.Marshal(r)
-		prev = hexSum(b)
-		out.Write(append(b, '\n'))
-	}
-	if _, err := audit.Verify(bytes.NewReader(out.Bytes()), forger.Public().(ed25519.PublicKey)); err != nil {
-		t.Fatalf("forgery not self-consistent: %v", err)
-	}
+	out := forgeLog(t, lines, forger, func(r *audit.Record) bool { return r.Key == "k2" })
 	forged := filepath.Join(t.TempDir(), "audit.log")
-	if err := os.WriteFile(forged, out.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(forged, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// The forger also swaps the key in a copy of the anchors: the chain
@@ -244,4 +217,142 @@ func TestAuditVerifyRotatedFiles(t *testing.T) {
 func hexSum(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// forgeLog rewrites a log without the records drop selects: renumbered,
+// rechained, checkpoints re-signed with key. It checks that the result
+// passes the signature-only verification keyd used to rely on.
+func forgeLog(t *testing.T, log []byte, key ed25519.PrivateKey, drop func(*audit.Record) bool) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	var seq, since uint64
+	prev, dropped := "", 0
+	for _, ln := range bytes.SplitAfter(log, []byte("\n")) {
+		var r audit.Record
+		if len(ln) == 0 || json.Unmarshal(ln, &r) != nil {
+			continue
+		}
+		if drop(&r) {
+			dropped++
+			continue
+		}
+		seq++
+		r.Seq, r.Prev = seq, prev
+		if r.Checkpoint != nil {
+			var head [32]byte
+			hex.Decode(head[:], []byte(prev))
+			r.Checkpoint.Head, r.Checkpoint.Count = prev, since
+			r.Checkpoint.Signature = ed25519.Sign(key, audit.CheckpointMessage(seq, head))
+			since = 0
+		} else {
+			since++
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = hexSum(b)
+		out.Write(append(b, '\n'))
+	}
+	if dropped == 0 {
+		t.Fatal("forgery dropped nothing")
+	}
+	if _, err := audit.Verify(bytes.NewReader(out.Bytes()), key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("forgery not self-consistent: %v", err)
+	}
+	return out.Bytes()
+}
+
+// TestAuditForgeryScripted is the attack of issue 10 against a running
+// dev cluster: with node n1's data directory, rewrite its audit log
+// without three encrypt records and re-sign it with anything found on
+// that disk (DATA/audit.key holds the seed only wrapped now, so the forger
+// signs with its own key, as it would with the old clear seed). `keyd
+// audit verify` against the anchors another node holds says TAMPERED.
+func TestAuditForgeryScripted(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	d := startDev(t, "-listen", "127.0.0.1:0", "-nodes", "3", "-data", data)
+	env := d.env
+	nodes := strings.Split(env[envAddr], ",")
+	if _, err := runCmd(t, env, "", "key", "create", "forge-k"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ {
+		if _, err := runCmd(t, env, fmt.Sprintf("secret %d", i), "key", "encrypt", "forge-k", "-addr", nodes[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	copyFile := filepath.Join(dir, "n1.log")
+	// The auditor's copy and the anchors, taken while n1 runs.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := runCmd(t, env, "", "audit", "fetch", "-addr", nodes[0], "-anchors-from", nodes[1], "-out", copyFile)
+		if err != nil {
+			t.Fatalf("audit fetch: %v", err)
+		}
+		b, _ := os.ReadFile(copyFile + ".anchors")
+		var a api.AuditAnchors
+		if json.Unmarshal(b, &a) == nil && a.PublicKey != "" && len(a.Anchors) > 0 {
+			if anchoredEncrypts(t, copyFile, a) >= 6 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1's encrypts were not anchored: %q", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d.stop(t)
+	logPath := filepath.Join(data, "n1", "audit.log")
+	log, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCmd(t, env, "", "audit", "verify", "-anchors", copyFile+".anchors", logPath); err != nil || !strings.HasPrefix(out, "OK: ") {
+		t.Fatalf("intact log: %q, %v", out, err)
+	}
+	keyFile, err := os.ReadFile(filepath.Join(data, "n1", "audit.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(keyFile, []byte(`"seed"`)) {
+		t.Fatal("DATA/audit.key holds the signing seed in the clear")
+	}
+	_, forger, _ := ed25519.GenerateKey(rand.Reader)
+	n := 0
+	forged := forgeLog(t, log, forger, func(r *audit.Record) bool {
+		if r.Op == "key.encrypt" && n < 3 {
+			n++
+			return true
+		}
+		return false
+	})
+	if err := os.WriteFile(logPath, forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCmd(t, env, "", "audit", "verify", "-anchors", copyFile+".anchors", logPath)
+	if !errors.Is(err, errAuditTampered) || !strings.HasPrefix(out, "TAMPERED: "+logPath+" line ") {
+		t.Fatalf("forged log: got %q, %v; want TAMPERED", out, err)
+	}
+}
+
+// anchoredEncrypts counts key.encrypt records of a log at or below its
+// last anchor.
+func anchoredEncrypts(t *testing.T, path string, a api.AuditAnchors) int {
+	t.Helper()
+	last := a.Anchors[len(a.Anchors)-1].Seq
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ln := range bytes.SplitAfter(b, []byte("\n")) {
+		var r audit.Record
+		if json.Unmarshal(ln, &r) == nil && r.Op == "key.encrypt" && r.Seq <= last {
+			n++
+		}
+	}
+	return n
 }
