@@ -72,11 +72,30 @@ func newAuditCommand(op Op) Command {
 }
 
 func validAuditNode(id string) error {
-	if id == "" || len(id) > 128 || bytes.IndexByte([]byte(id), 0) >= 0 {
+	if id == "" || len(id) > 128 {
 		return fmt.Errorf("%w: audit node id", ErrInvalidCommand)
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 {
+			return fmt.Errorf("%w: audit node id", ErrInvalidCommand)
+		}
 	}
 	return nil
 }
+
+// Anchor retention. Every anchor younger than AnchorKeepAll (on the
+// proposers' clock, so every replica prunes the same) is kept; of older
+// ones, the first of each AnchorThinTo period. An anchor pins every record
+// up to it (each line holds the hash of the one before), so thinning old
+// anchors loses nothing as long as the kept ones predate a compromise: a
+// person controlling a node for longer than AnchorKeepAll, with nobody
+// verifying meanwhile, could rewrite at most the records of the last
+// AnchorThinTo before they took over. Storage per node: about 24 anchors a
+// day plus one day at the anchor interval.
+const (
+	AnchorKeepAll = 24 * time.Hour
+	AnchorThinTo  = time.Hour
+)
 
 // dispatchAudit applies the audit commands; ok is false for others.
 func (a *applier) dispatchAudit(cmd Command) (bool, error) {
@@ -161,6 +180,57 @@ func (a *applier) applyAuditAnchor(c *PutAuditAnchor) error {
 		return err
 	}
 	if err := b.Put(anchorKey(c.Node, c.Seq), v); err != nil {
+		return errStorage{err}
+	}
+	return thinAnchors(b, c.Node, c.At.Add(-AnchorKeepAll))
+}
+
+// thinKey holds a node's thinning progress: the seq of the last anchor
+// examined and the period of the last one kept. It sorts after the
+// node's anchors (0x01 > 0x00; node ids hold no control characters).
+func thinKey(node string) []byte { return append([]byte(node), 1) }
+
+// thinAnchors deletes anchors older than cutoff that are not the first of
+// their AnchorThinTo period, examining each anchor once.
+func thinAnchors(b *bolt.Bucket, node string, cutoff time.Time) error {
+	var doneSeq uint64
+	var keptPeriod int64 = -1
+	if v := b.Get(thinKey(node)); len(v) == 16 {
+		doneSeq = binary.BigEndian.Uint64(v[:8])
+		keptPeriod = int64(binary.BigEndian.Uint64(v[8:]))
+	}
+	prefix := append([]byte(node), 0)
+	c := b.Cursor()
+	var del [][]byte
+	moved := false
+	for k, v := c.Seek(anchorKey(node, doneSeq+1)); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, v = c.Next() {
+		var rec AuditAnchorRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("fsm: decode audit anchor: %w", err)
+		}
+		if !rec.At.Before(cutoff) {
+			break
+		}
+		period := rec.At.UnixNano() / int64(AnchorThinTo)
+		if period == keptPeriod {
+			del = append(del, append([]byte(nil), k...))
+		} else {
+			keptPeriod = period
+		}
+		doneSeq, moved = rec.Seq, true
+	}
+	for _, k := range del {
+		if err := b.Delete(k); err != nil {
+			return errStorage{err}
+		}
+	}
+	if !moved {
+		return nil
+	}
+	var v [16]byte
+	binary.BigEndian.PutUint64(v[:8], doneSeq)
+	binary.BigEndian.PutUint64(v[8:], uint64(keptPeriod))
+	if err := b.Put(thinKey(node), v[:]); err != nil {
 		return errStorage{err}
 	}
 	return nil
