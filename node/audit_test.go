@@ -336,3 +336,66 @@ func TestAuditReplacedFileRefusesKeyOps(t *testing.T) {
 		return err
 	})
 }
+
+// TestAuditSealedRecordsCovered: the signing key leaves memory on seal
+// (after a last checkpoint); records written while sealed are chained and
+// anchored, and the first checkpoint after the next unseal signs them.
+func TestAuditSealedRecordsCovered(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 1})
+	c.Init(t, 1, 1)
+	c.Unseal(t, 1)
+	ctx := ctxT(t)
+	cl := c.Client(t)
+	dir := c.Slot(0).Dir
+	lastRec := func() audit.Record {
+		lines := auditLines(t, dir)
+		var r audit.Record
+		if err := json.Unmarshal(lines[len(lines)-1], &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	var anchors *api.AuditAnchors
+	c.Eventually(t, 15*time.Second, func() error {
+		var err error
+		if anchors, err = cl.AuditAnchors(ctx, c.Slot(0).APIAddr, ""); err != nil {
+			return err
+		}
+		if anchors.PublicKey == "" {
+			return errors.New("key not registered")
+		}
+		return nil
+	})
+	if err := cl.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Sealed: a last checkpoint, then unsigned records (a refused
+	// unseal with a bad share).
+	c.Eventually(t, 15*time.Second, func() error {
+		if r := lastRec(); r.Op != audit.OpCheckpoint {
+			return fmt.Errorf("last record %s, want a checkpoint after the seal", r.Op)
+		}
+		return nil
+	})
+	sealedCP := lastRec().Seq
+	if _, err := cl.UnsealAt(ctx, c.Slot(0).APIAddr, forgeShare(t, c.Shares[0])); err == nil {
+		t.Fatal("forged share accepted")
+	}
+	if r := lastRec(); r.Op == audit.OpCheckpoint || r.Seq <= sealedCP {
+		t.Fatalf("sealed node signed a record or wrote none: %+v", r)
+	}
+	c.Unseal(t, 1)
+	c.Eventually(t, 15*time.Second, func() error {
+		if r := lastRec(); r.Op != audit.OpCheckpoint || r.Seq <= sealedCP+1 {
+			return fmt.Errorf("no checkpoint after the unseal yet (last %s %d)", r.Op, r.Seq)
+		}
+		return nil
+	})
+	c.Stop(t, 0)
+	lines := auditLines(t, dir)
+	pub, _ := hex.DecodeString(anchors.PublicKey)
+	rep, err := audit.Verify(bytes.NewReader(bytes.Join(lines, nil)), pub)
+	if err != nil || rep.Unsigned != 0 {
+		t.Fatalf("log after seal and unseal: %+v, %v", rep, err)
+	}
+}

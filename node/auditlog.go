@@ -218,18 +218,29 @@ func (n *Node) auditAnchorInterval() time.Duration {
 	return DefaultAuditAnchorInterval
 }
 
-// runAudit is the node's audit-trail loop (owned by n.group): every
-// anchor interval it installs or drops the signing key as the node is
-// unsealed or sealed, registers the public key in the replicated state,
-// and anchors the chain head through Raft when it moved.
+// auditKeyPoll is how often the audit loop looks at the seal state: the
+// signing key leaves memory at most this long after a seal.
+const auditKeyPoll = 200 * time.Millisecond
+
+// runAudit is the node's audit-trail loop (owned by n.group): it installs
+// or drops the signing key as the node is unsealed or sealed (checked
+// every auditKeyPoll), and every anchor interval registers the public
+// key in the replicated state and anchors the chain head through Raft
+// when it moved.
 func (n *Node) runAudit(ctx context.Context) {
 	if n.audit == nil {
 		return
 	}
-	t := time.NewTicker(n.auditAnchorInterval())
+	poll := min(auditKeyPoll, n.auditAnchorInterval())
+	t := time.NewTicker(poll)
 	defer t.Stop()
+	var last time.Time
 	for {
-		n.auditTick(ctx)
+		anchor := time.Since(last) >= n.auditAnchorInterval()-poll/2
+		if anchor {
+			last = time.Now()
+		}
+		n.auditTick(ctx, anchor)
 		select {
 		case <-ctx.Done():
 			return
@@ -238,7 +249,7 @@ func (n *Node) runAudit(ctx context.Context) {
 	}
 }
 
-func (n *Node) auditTick(ctx context.Context) {
+func (n *Node) auditTick(ctx context.Context, anchor bool) {
 	a := n.audit
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -254,7 +265,7 @@ func (n *Node) auditTick(ctx context.Context) {
 			n.log.Warn("audit: sign on seal", "err", err)
 		}
 	}
-	if n.raft == nil {
+	if n.raft == nil || !anchor {
 		return
 	}
 	if a.keyed && !a.registered {
