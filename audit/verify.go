@@ -258,6 +258,11 @@ func (v *verifier) check(line []byte) *VerifyError {
 	case rec.Op == "":
 		return bad(rec.Seq, "op is empty")
 	}
+	if !first && lineNo == 1 && v.fromSeq == rec.Seq {
+		// The last anchor ended the previous file: this file's first
+		// line is the first one it does not cover.
+		v.fromFile, v.fromLine = v.file, 1
+	}
 	if first {
 		v.firstSeq = rec.Seq
 		v.exactCount = rec.Seq == 1
