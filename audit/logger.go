@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -32,6 +33,11 @@ var (
 	ErrInvalidRecord = errors.New("audit: invalid record")
 	// ErrInvalidConfig is returned by Open for a bad Config.
 	ErrInvalidConfig = errors.New("audit: invalid config")
+	// ErrSinkMoved means the log file was moved, deleted or replaced
+	// under the Logger: records would go to a file nobody reads. Log
+	// refuses records until the path names the open file again (moved
+	// back) or [Logger.Reopen] adopts the file now at the path.
+	ErrSinkMoved = errors.New("audit: log file moved, deleted or replaced")
 	// ErrCorrupt is returned by Open when the existing file's tail cannot
 	// be read as records, so the chain cannot be continued. Verify the file
 	// and move it aside.
@@ -55,7 +61,11 @@ type Config struct {
 	// HMACKey keys [Logger.HMAC]: 32 bytes from crypto/rand, the same for
 	// every node if hashes are to be compared across nodes.
 	HMACKey []byte
-	// SigningKey signs checkpoints; its public half verifies the log.
+	// SigningKey signs checkpoints; its public half verifies the log. It
+	// may be nil: records are then chained but not signed until
+	// [Logger.SetSigningKey] installs a key (keyd keeps the key sealed, so
+	// a sealed node writes unsigned records; the cluster's anchors cover
+	// them).
 	SigningKey ed25519.PrivateKey
 	// Node names this node in every record.
 	Node string
@@ -70,6 +80,18 @@ type Config struct {
 	// before answering. A power loss can then drop the last SyncInterval
 	// of records. Zero (the default) fsyncs before answering.
 	SyncInterval time.Duration
+	// RotateSize, when positive, closes the file and starts a new one
+	// once it holds this many bytes; RotateAge does so once the Logger has
+	// written the file this long. The closed file is renamed to
+	// Path.<last seq, 20 digits>, gzipped, and the new file continues the
+	// chain (its first line's prev is the closed file's last line).
+	RotateSize int64
+	RotateAge  time.Duration
+	// RotateKeep is how many closed files to keep (0: all).
+	RotateKeep int
+	// CheckInterval is how often an idle Logger checks that Path still
+	// names its open file (default 500ms); every batch checks too.
+	CheckInterval time.Duration
 
 	// wrapSink, when set by tests, wraps the file to inject failures.
 	wrapSink func(sink) sink
@@ -101,7 +123,7 @@ func (c *Config) validate() error {
 	if len(c.HMACKey) != 32 {
 		errs = append(errs, fmt.Errorf("HMACKey is %d bytes, want 32", len(c.HMACKey)))
 	}
-	if len(c.SigningKey) != ed25519.PrivateKeySize {
+	if c.SigningKey != nil && len(c.SigningKey) != ed25519.PrivateKeySize {
 		errs = append(errs, fmt.Errorf("SigningKey is %d bytes, want %d", len(c.SigningKey), ed25519.PrivateKeySize))
 	}
 	if c.Node == "" {
@@ -112,6 +134,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxBatch < 0 {
 		errs = append(errs, errors.New("MaxBatch is negative"))
+	}
+	if c.RotateSize < 0 || c.RotateAge < 0 || c.RotateKeep < 0 || c.CheckInterval < 0 {
+		errs = append(errs, errors.New("rotation settings are negative"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
@@ -126,34 +151,51 @@ func (c *Config) validate() error {
 // the chain state; Log callers hand it encoded records over a channel and
 // wait for the fsync of their batch.
 type Logger struct {
-	path      string
-	node      string
-	pub       ed25519.PublicKey
-	priv      ed25519.PrivateKey
-	macs      sync.Pool // of hash.Hash (HMAC-SHA256 under the HMAC key)
-	reqs      sync.Pool // of *request
-	every     uint64
-	maxBatch  int
-	syncEvery time.Duration
-	dirty     bool
+	path       string
+	node       string
+	macs       sync.Pool // of hash.Hash (HMAC-SHA256 under the HMAC key)
+	reqs       sync.Pool // of *request
+	every      uint64
+	maxBatch   int
+	syncEvery  time.Duration
+	rot        rotation
+	checkEvery time.Duration
+	wrapSink   func(sink) sink
 
 	mu     sync.RWMutex // closed, and the send on reqC, so Close cannot miss a request
 	closed bool
 	reqC   chan *request
+	ctlC   chan func()
 	stopC  chan struct{}
 	doneC  chan struct{}
 	failed atomic.Pointer[error] // set once by the writer on the first sink error
+	moved  atomic.Bool           // the path no longer names the open file
+	pub    atomic.Pointer[ed25519.PublicKey]
+	head   atomic.Pointer[Head] // durable head
+	bg     sync.WaitGroup       // compression of rotated files
 
 	closeOnce sync.Once
 	closeErr  error
 
 	// Owned by the writer goroutine after Open returns.
-	f       *os.File
-	out     sink
-	seq     uint64   // seq of the last line written
-	prev    [32]byte // hash of the last line written (valid if seq > 0)
-	sinceCP uint64   // records since the last checkpoint
-	buf     []byte
+	signer   crypto.Signer
+	ownKey   ed25519.PrivateKey // a copy made by Open or SetSigningKey, zeroed when dropped
+	f        *os.File
+	fst      os.FileInfo
+	out      sink
+	size     int64
+	openedAt time.Time
+	dirty    bool
+	seq      uint64   // seq of the last line written
+	prev     [32]byte // hash of the last line written (valid if seq > 0)
+	sinceCP  uint64   // records since the last checkpoint
+	buf      []byte
+}
+
+type rotation struct {
+	size int64
+	age  time.Duration
+	keep int
 }
 
 type request struct {
@@ -179,9 +221,50 @@ func Open(cfg Config) (*Logger, error) {
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
-	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if cfg.CheckInterval == 0 {
+		cfg.CheckInterval = 500 * time.Millisecond
+	}
+	f, st, tail, err := openFile(cfg.Path)
 	if err != nil {
-		return nil, fmt.Errorf("audit: open: %w", err)
+		return nil, err
+	}
+	macKey := append([]byte(nil), cfg.HMACKey...)
+	l := &Logger{
+		path:       cfg.Path,
+		node:       cfg.Node,
+		every:      uint64(cfg.CheckpointEvery),
+		maxBatch:   cfg.MaxBatch,
+		syncEvery:  cfg.SyncInterval,
+		rot:        rotation{size: cfg.RotateSize, age: cfg.RotateAge, keep: cfg.RotateKeep},
+		checkEvery: cfg.CheckInterval,
+		wrapSink:   cfg.wrapSink,
+		reqC:       make(chan *request, cfg.MaxBatch),
+		ctlC:       make(chan func()),
+		stopC:      make(chan struct{}),
+		doneC:      make(chan struct{}),
+		seq:        tail.seq,
+		prev:       tail.hash,
+		sinceCP:    tail.sinceCP,
+	}
+	l.use(f, st)
+	if cfg.SigningKey != nil {
+		l.ownKey = append(ed25519.PrivateKey(nil), cfg.SigningKey...)
+		l.signer = l.ownKey
+		pub := l.ownKey.Public().(ed25519.PublicKey)
+		l.pub.Store(&pub)
+	}
+	l.head.Store(&Head{Seq: tail.seq, Hash: tail.hash})
+	l.macs.New = func() any { return hmac.New(sha256.New, macKey) }
+	l.reqs.New = func() any { return &request{done: make(chan error, 1)} }
+	go l.run()
+	return l, nil
+}
+
+// openFile opens or creates path for appending and reads its tail.
+func openFile(path string) (*os.File, os.FileInfo, tailState, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, tailState{}, fmt.Errorf("audit: open: %w", err)
 	}
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
@@ -189,47 +272,35 @@ func Open(cfg Config) (*Logger, error) {
 		if err == nil {
 			err = errors.New("not a regular file")
 		}
-		return nil, fmt.Errorf("audit: open %s: %w", cfg.Path, err)
+		return nil, nil, tailState{}, fmt.Errorf("audit: open %s: %w", path, err)
 	}
 	tail, err := recoverTail(f, st.Size())
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, tailState{}, err
 	}
 	if st.Size() == 0 {
 		// Make the new file's directory entry durable before the first
 		// record is acknowledged.
-		if err := syncDir(filepath.Dir(cfg.Path)); err != nil {
+		if err := syncDir(filepath.Dir(path)); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("audit: open: %w", err)
+			return nil, nil, tailState{}, fmt.Errorf("audit: open: %w", err)
 		}
 	}
-	priv := ed25519.PrivateKey(append([]byte(nil), cfg.SigningKey...))
-	macKey := append([]byte(nil), cfg.HMACKey...)
-	l := &Logger{
-		path:      cfg.Path,
-		node:      cfg.Node,
-		pub:       priv.Public().(ed25519.PublicKey),
-		priv:      priv,
-		every:     uint64(cfg.CheckpointEvery),
-		maxBatch:  cfg.MaxBatch,
-		syncEvery: cfg.SyncInterval,
-		reqC:      make(chan *request, cfg.MaxBatch),
-		stopC:     make(chan struct{}),
-		doneC:     make(chan struct{}),
-		f:         f,
-		out:       f,
-		seq:       tail.seq,
-		prev:      tail.hash,
-		sinceCP:   tail.sinceCP,
+	if st, err = f.Stat(); err != nil { // size after a torn-line repair
+		f.Close()
+		return nil, nil, tailState{}, fmt.Errorf("audit: open: %w", err)
 	}
-	l.macs.New = func() any { return hmac.New(sha256.New, macKey) }
-	l.reqs.New = func() any { return &request{done: make(chan error, 1)} }
-	if cfg.wrapSink != nil {
-		l.out = cfg.wrapSink(f)
+	return f, st, tail, nil
+}
+
+// use makes f the file the writer appends to.
+func (l *Logger) use(f *os.File, st os.FileInfo) {
+	l.f, l.fst, l.out = f, st, f
+	l.size, l.openedAt = st.Size(), time.Now()
+	if l.wrapSink != nil {
+		l.out = l.wrapSink(f)
 	}
-	go l.run()
-	return l, nil
 }
 
 func syncDir(dir string) error {
@@ -241,14 +312,158 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// Healthy reports whether Log can write: the sink has not failed and the
+// path still names the open file.
+func (l *Logger) Healthy() bool { return l.failed.Load() == nil && !l.moved.Load() }
+
+// Head returns the durable end of the chain: the last line written and
+// fsynced. keyd anchors it through Raft.
+func (l *Logger) Head() Head { return *l.head.Load() }
+
+// control runs fn on the writer goroutine and returns its error.
+func (l *Logger) control(fn func() error) error {
+	errC := make(chan error, 1)
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case l.ctlC <- func() { errC <- fn() }:
+	case <-l.doneC:
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	l.mu.RUnlock()
+	return <-errC
+}
+
+// SetSigningKey installs the key that signs checkpoints (nil removes it,
+// as when the node seals). Installing a key writes a checkpoint over
+// every record written without one; removing it writes a last checkpoint
+// with the old key first. The Logger copies the key.
+func (l *Logger) SetSigningKey(priv ed25519.PrivateKey) error {
+	if priv == nil {
+		return l.SetSigner(nil)
+	}
+	if len(priv) != ed25519.PrivateKeySize {
+		return fmt.Errorf("%w: signing key is %d bytes", ErrInvalidConfig, len(priv))
+	}
+	own := append(ed25519.PrivateKey(nil), priv...)
+	return l.setSigner(own, own)
+}
+
+// SetSigner is SetSigningKey for a key the Logger cannot copy (keyd keeps
+// it in sealed key material). s must be an ed25519 signer: Public returns
+// an ed25519.PublicKey and Sign(nil, msg, crypto.Hash(0)) a pure Ed25519
+// signature. The caller must keep s usable until it is replaced.
+func (l *Logger) SetSigner(s crypto.Signer) error {
+	if s != nil {
+		if pub, ok := s.Public().(ed25519.PublicKey); !ok || len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: signer is not ed25519", ErrInvalidConfig)
+		}
+	}
+	return l.setSigner(s, nil)
+}
+
+func (l *Logger) setSigner(s crypto.Signer, own ed25519.PrivateKey) error {
+	return l.control(func() error {
+		err := l.checkpointNow()
+		clear(l.ownKey)
+		l.signer, l.ownKey = nil, nil
+		l.pub.Store(nil)
+		if s != nil {
+			l.signer, l.ownKey = s, own
+			pub := append(ed25519.PublicKey(nil), s.Public().(ed25519.PublicKey)...)
+			l.pub.Store(&pub)
+			if err == nil {
+				err = l.checkpointNow()
+			}
+		}
+		return err
+	})
+}
+
+// checkpointNow writes and fsyncs a checkpoint if records are unsigned
+// and a key is installed. Writer goroutine only.
+func (l *Logger) checkpointNow() error {
+	if l.signer == nil || l.sinceCP == 0 {
+		return nil
+	}
+	if errp := l.failed.Load(); errp != nil {
+		return *errp
+	}
+	if l.moved.Load() {
+		return ErrSinkMoved
+	}
+	l.buf = l.appendCheckpoint(l.buf[:0], time.Now())
+	return l.flush(l.buf)
+}
+
+// Reopen is for SIGHUP after an external rotation (logrotate): if the
+// path no longer names the open file, it closes that file and adopts the
+// one at the path. A new or empty file continues the chain from the
+// current head; a non-empty file must end with the current head (the
+// same log, moved back or copied). Anything else is refused and the
+// Logger keeps refusing records.
+func (l *Logger) Reopen() error {
+	return l.control(func() error {
+		if errp := l.failed.Load(); errp != nil {
+			return *errp
+		}
+		if st, err := os.Stat(l.path); err == nil && os.SameFile(st, l.fst) {
+			l.moved.Store(false)
+			return nil
+		}
+		_ = l.checkpointOld()
+		f, st, tail, err := openFile(l.path)
+		if err != nil {
+			l.moved.Store(true)
+			return err
+		}
+		if tail.seq != 0 && (tail.seq != l.seq || tail.hash != l.prev) {
+			f.Close()
+			l.moved.Store(true)
+			return fmt.Errorf("%w: %s holds another chain (ends at seq %d, this log is at seq %d)", ErrSinkMoved, l.path, tail.seq, l.seq)
+		}
+		_ = l.f.Close()
+		l.use(f, st)
+		l.moved.Store(false)
+		return nil
+	})
+}
+
+// checkpointOld signs what the moved file holds before it is let go.
+func (l *Logger) checkpointOld() error {
+	if l.signer == nil || l.sinceCP == 0 || l.failed.Load() != nil {
+		return nil
+	}
+	l.buf = l.appendCheckpoint(l.buf[:0], time.Now())
+	return l.flush(l.buf)
+}
+
+// checkPath compares the open file with the path; it is cheap (one stat)
+// and runs once per batch and every CheckInterval.
+func (l *Logger) checkPath() bool {
+	st, err := os.Stat(l.path)
+	ok := err == nil && os.SameFile(st, l.fst)
+	l.moved.Store(!ok)
+	return ok
+}
+
 // Format prints l without its keys, for every verb.
 func (l *Logger) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, "audit.Logger{Path: %q, Node: %q}", l.path, l.node)
 }
 
-// PublicKey returns a copy of the key that verifies this log's checkpoints.
+// PublicKey returns a copy of the key that verifies this log's
+// checkpoints, or nil while no signing key is installed.
 func (l *Logger) PublicKey() ed25519.PublicKey {
-	return append(ed25519.PublicKey(nil), l.pub...)
+	p := l.pub.Load()
+	if p == nil {
+		return nil
+	}
+	return append(ed25519.PublicKey(nil), (*p)...)
 }
 
 // HMAC returns the hex HMAC-SHA256 of value under the log's HMAC key: the
@@ -287,6 +502,7 @@ func (l *Logger) Log(ctx context.Context, r Record) error {
 	}
 	b, err := json.Marshal(body{
 		Time: t.UTC(), Node: l.node, Identity: r.Identity, Op: r.Op, Key: r.Key, Version: r.Version,
+		Target: r.Target, Items: r.Items, Failed: r.Failed, Versions: r.Versions,
 		Outcome: r.Outcome, RequestID: r.RequestID, Source: r.Source, Hashed: r.Hashed,
 	})
 	if err != nil {
@@ -308,6 +524,11 @@ func (l *Logger) Log(ctx context.Context, r Record) error {
 		l.mu.RUnlock()
 		l.putRequest(req)
 		return *errp
+	}
+	if l.moved.Load() {
+		l.mu.RUnlock()
+		l.putRequest(req)
+		return ErrSinkMoved
 	}
 	select {
 	case l.reqC <- req:
@@ -354,9 +575,10 @@ func checkRecord(r *Record) error {
 }
 
 // Close drains queued records, writes a final checkpoint if any record is
-// unsigned, fsyncs, closes the file and stops the writer. It is
-// idempotent: later calls return the first call's result. If the sink had
-// failed, Close returns that failure. Log after Close returns [ErrClosed].
+// unsigned and a signing key is installed, fsyncs, closes the file and
+// stops the writer. It is idempotent: later calls return the first call's
+// result. If the sink had failed, Close returns that failure. Log after
+// Close returns [ErrClosed]. The final head stays readable with Head.
 func (l *Logger) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
@@ -364,6 +586,7 @@ func (l *Logger) Close() error {
 		l.mu.Unlock()
 		close(l.stopC)
 		<-l.doneC
+		l.bg.Wait()
 	})
 	return l.closeErr
 }
@@ -376,19 +599,29 @@ func (l *Logger) run() {
 	defer close(l.doneC)
 	batch := make([]*request, 0, l.maxBatch)
 	var syncC <-chan time.Time
-	var timer *time.Timer
 	if l.syncEvery > 0 {
-		timer = time.NewTimer(l.syncEvery)
-		defer timer.Stop()
-		syncC = timer.C
+		t := time.NewTicker(l.syncEvery)
+		defer t.Stop()
+		syncC = t.C
 	}
+	check := time.NewTicker(l.checkEvery)
+	defer check.Stop()
 	for {
 		select {
 		case req := <-l.reqC:
 			batch = append(batch[:0], req)
 		case <-syncC:
 			l.syncDirty()
-			timer.Reset(l.syncEvery)
+			continue
+		case <-check.C:
+			if l.failed.Load() == nil {
+				l.checkPath()
+				l.maybeRotate()
+			}
+			continue
+		case fn := <-l.ctlC:
+			l.syncDirty()
+			fn()
 			continue
 		case <-l.stopC:
 			l.syncDirty()
@@ -397,7 +630,13 @@ func (l *Logger) run() {
 		}
 		batch = l.fill(batch)
 		l.commit(batch)
+		l.maybeRotate()
 	}
+}
+
+// publish records the durable head after an fsync.
+func (l *Logger) publish() {
+	l.head.Store(&Head{Seq: l.seq, Hash: l.prev})
 }
 
 // syncDirty fsyncs records written since the last fsync (SyncInterval mode).
@@ -407,9 +646,16 @@ func (l *Logger) syncDirty() {
 	}
 	l.dirty = false
 	if err := l.out.Sync(); err != nil {
-		err = fmt.Errorf("%w: %s: %w", ErrSinkFailed, l.path, err)
-		l.failed.CompareAndSwap(nil, &err)
+		l.fail(err)
+		return
 	}
+	l.publish()
+}
+
+func (l *Logger) fail(err error) error {
+	err = fmt.Errorf("%w: %s: %w", ErrSinkFailed, l.path, err)
+	l.failed.CompareAndSwap(nil, &err)
+	return *l.failed.Load()
 }
 
 // fill adds queued requests to batch without blocking.
@@ -438,7 +684,7 @@ func (l *Logger) finish(batch []*request) error {
 	var errs []error
 	if errp := l.failed.Load(); errp != nil {
 		errs = append(errs, *errp)
-	} else if l.sinceCP > 0 {
+	} else if l.signer != nil && l.sinceCP > 0 && !l.moved.Load() {
 		l.buf = l.appendCheckpoint(l.buf[:0], time.Now())
 		if err := l.flush(l.buf); err != nil {
 			errs = append(errs, err)
@@ -447,6 +693,8 @@ func (l *Logger) finish(batch []*request) error {
 	if err := l.f.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("audit: close: %w", err))
 	}
+	clear(l.ownKey)
+	l.signer, l.ownKey = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -455,11 +703,15 @@ func (l *Logger) commit(batch []*request) {
 	var err error
 	if errp := l.failed.Load(); errp != nil {
 		err = *errp
+	} else if !l.checkPath() {
+		// The file was moved, deleted or replaced: nobody would read
+		// what is written to it.
+		err = ErrSinkMoved
 	} else {
 		buf := l.buf[:0]
 		for _, req := range batch {
 			buf = l.appendRecord(buf, req.body)
-			if l.sinceCP >= l.every {
+			if l.signer != nil && l.sinceCP >= l.every {
 				buf = l.appendCheckpoint(buf, time.Now())
 			}
 		}
@@ -479,10 +731,10 @@ func (l *Logger) commit(batch []*request) {
 // write writes buf without fsync (SyncInterval mode); the next timer tick
 // fsyncs it. On failure it marks the Logger failed.
 func (l *Logger) write(buf []byte) error {
-	if _, err := l.out.Write(buf); err != nil {
-		err = fmt.Errorf("%w: %s: %w", ErrSinkFailed, l.path, err)
-		l.failed.CompareAndSwap(nil, &err)
-		return *l.failed.Load()
+	n, err := l.out.Write(buf)
+	l.size += int64(n)
+	if err != nil {
+		return l.fail(err)
 	}
 	l.dirty = true
 	return nil
@@ -492,15 +744,68 @@ func (l *Logger) write(buf []byte) error {
 // The in-memory chain has already advanced past buf, which is harmless:
 // a failed Logger never writes again.
 func (l *Logger) flush(buf []byte) error {
-	_, err := l.out.Write(buf)
+	n, err := l.out.Write(buf)
+	l.size += int64(n)
 	if err == nil {
 		err = l.out.Sync()
 	}
 	if err != nil {
-		err = fmt.Errorf("%w: %s: %w", ErrSinkFailed, l.path, err)
-		l.failed.CompareAndSwap(nil, &err)
-		return *l.failed.Load()
+		return l.fail(err)
 	}
+	l.dirty = false
+	l.publish()
+	return nil
+}
+
+// maybeRotate closes the file and starts the next one when it is large
+// or old enough. Writer goroutine only.
+func (l *Logger) maybeRotate() {
+	if l.failed.Load() != nil || l.moved.Load() || l.seq == 0 || l.size == 0 {
+		return
+	}
+	if !(l.rot.size > 0 && l.size >= l.rot.size || l.rot.age > 0 && time.Since(l.openedAt) >= l.rot.age) {
+		return
+	}
+	if err := l.rotate(); err != nil {
+		l.fail(err)
+	}
+}
+
+// rotate signs and fsyncs the current file, renames it to
+// path.<last seq>, opens a new file at path and compresses the old one in
+// the background. The new file's first record carries the old file's
+// last hash as its prev: the chain continues.
+func (l *Logger) rotate() error {
+	if l.signer != nil && l.sinceCP > 0 {
+		l.buf = l.appendCheckpoint(l.buf[:0], time.Now())
+		if _, err := l.out.Write(l.buf); err != nil {
+			return err
+		}
+	}
+	if err := l.out.Sync(); err != nil {
+		return err
+	}
+	l.dirty = false
+	l.publish()
+	closed := RotatedName(l.path, l.seq)
+	if err := os.Rename(l.path, closed); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	f, st, tail, err := openFile(l.path)
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	if tail.seq != 0 {
+		f.Close()
+		return fmt.Errorf("rotate: %s appeared during rotation", l.path)
+	}
+	_ = l.f.Close()
+	l.use(f, st)
+	l.bg.Add(1)
+	go func() {
+		defer l.bg.Done()
+		compressAndPrune(l.path, closed, l.rot.keep)
+	}()
 	return nil
 }
 
@@ -521,8 +826,14 @@ func (l *Logger) appendRecord(buf, body []byte) []byte {
 	return append(buf, '\n')
 }
 
-// appendCheckpoint appends a signed checkpoint over the current head.
+// appendCheckpoint appends a signed checkpoint over the current head. If
+// the signer fails it appends nothing: the records stay unsigned (and
+// chained and anchored).
 func (l *Logger) appendCheckpoint(buf []byte, now time.Time) []byte {
+	sig, err := l.signer.Sign(nil, checkpointMessage(l.seq+1, l.prev), crypto.Hash(0))
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return buf
+	}
 	head := hex.EncodeToString(l.prev[:])
 	rec := Record{
 		Seq:     l.seq + 1,
@@ -534,7 +845,7 @@ func (l *Logger) appendCheckpoint(buf []byte, now time.Time) []byte {
 		Checkpoint: &Checkpoint{
 			Count:     l.sinceCP,
 			Head:      head,
-			Signature: signCheckpoint(l.priv, l.seq+1, l.prev),
+			Signature: sig,
 		},
 	}
 	line, err := json.Marshal(rec)

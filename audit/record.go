@@ -23,7 +23,11 @@ type Record struct {
 	Op         string            `json:"op"`                 // e.g. "key.encrypt", "sys.unseal"
 	Key        string            `json:"key,omitempty"`
 	Version    uint32            `json:"version,omitempty"`
-	Outcome    string            `json:"outcome"` // "ok" or an error code
+	Target     string            `json:"target,omitempty"`   // what a non-key operation acted on: "policy:app1", "token:<accessor>", "node:n2", a path
+	Items      int               `json:"items,omitempty"`    // batch: items in the request
+	Failed     int               `json:"failed,omitempty"`   // batch: items that failed
+	Versions   []uint32          `json:"versions,omitempty"` // batch: the distinct key versions the items used
+	Outcome    string            `json:"outcome"`            // "ok" or an error code
 	RequestID  string            `json:"request_id,omitempty"`
 	Source     string            `json:"source,omitempty"` // remote address
 	Hashed     map[string]string `json:"hashed,omitempty"` // name -> hex HMAC-SHA256 under the log's HMAC key
@@ -46,15 +50,14 @@ type Checkpoint struct {
 // signing key might sign.
 const CheckpointDomain = "keyd-audit-checkpoint-v1"
 
+// CheckpointMessage is what a checkpoint's signature covers.
+func CheckpointMessage(seq uint64, head [32]byte) []byte { return checkpointMessage(seq, head) }
+
 func checkpointMessage(seq uint64, head [32]byte) []byte {
 	msg := make([]byte, 0, len(CheckpointDomain)+8+32)
 	msg = append(msg, CheckpointDomain...)
 	msg = binary.BigEndian.AppendUint64(msg, seq)
 	return append(msg, head[:]...)
-}
-
-func signCheckpoint(priv ed25519.PrivateKey, seq uint64, head [32]byte) []byte {
-	return ed25519.Sign(priv, checkpointMessage(seq, head))
 }
 
 func verifyCheckpoint(pub ed25519.PublicKey, seq uint64, head [32]byte, sig []byte) bool {
@@ -73,6 +76,10 @@ type body struct {
 	Op        string            `json:"op"`
 	Key       string            `json:"key,omitempty"`
 	Version   uint32            `json:"version,omitempty"`
+	Target    string            `json:"target,omitempty"`
+	Items     int               `json:"items,omitempty"`
+	Failed    int               `json:"failed,omitempty"`
+	Versions  []uint32          `json:"versions,omitempty"`
 	Outcome   string            `json:"outcome"`
 	RequestID string            `json:"request_id,omitempty"`
 	Source    string            `json:"source,omitempty"`
@@ -90,4 +97,19 @@ func isLowerHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// Anchor is a chain head a node committed through Raft: the SHA-256 of
+// the line with sequence number Seq, as hex. Every node holds every
+// node's anchors, so a node's own disk cannot rewrite what they pin.
+type Anchor struct {
+	Seq  uint64 `json:"seq"`
+	Head string `json:"head"`
+}
+
+// Head is the durable end of a chain: the seq and SHA-256 of the last
+// line written and fsynced.
+type Head struct {
+	Seq  uint64
+	Hash [32]byte
 }

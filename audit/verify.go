@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 )
 
@@ -24,19 +25,23 @@ var ErrInvalidKey = errors.New("audit: invalid public key")
 
 // VerifyError names the first line of a log that fails verification.
 type VerifyError struct {
+	File   string // the file's name, when verifying a set of files
 	Line   int    // 1-based line number in the file
 	Seq    uint64 // the line's seq, or the expected seq if it does not parse
 	Reason string
 }
 
 func (e *VerifyError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("audit: %s line %d (seq %d): %s", e.File, e.Line, e.Seq, e.Reason)
+	}
 	return fmt.Sprintf("audit: line %d (seq %d): %s", e.Line, e.Seq, e.Reason)
 }
 
 // Is makes errors.Is(err, ErrTampered) true for a *VerifyError.
 func (e *VerifyError) Is(target error) bool { return target == ErrTampered }
 
-// Report is the result of a successful [Verify].
+// Report is the result of a successful verification.
 type Report struct {
 	Records     uint64 // lines that are not checkpoints
 	Checkpoints uint64
@@ -46,6 +51,15 @@ type Report struct {
 	// vouches for them: they could have been cut off or edited (the last
 	// line) without trace. A log closed cleanly has none.
 	Unsigned uint64
+	// Anchors is how many of the cluster's anchors were matched; LastAnchor
+	// is the seq of the last one (0: none). AnchorsBefore counts anchors
+	// below FirstSeq, in files not given.
+	Anchors       int
+	LastAnchor    uint64
+	AnchorsBefore int
+	// Unanchored counts the lines after the last anchor: nothing in the
+	// cluster proves they are complete or unedited.
+	Unanchored uint64
 	// Warning explains anything the verification could not cover
 	// (unsigned tail, a log starting after seq 1, a torn final line), or is
 	// empty.
@@ -65,20 +79,71 @@ type Report struct {
 // warning, not an error: the logger never acknowledged it, and cutting
 // the unsigned tail is undetectable anyway.
 //
+// Verify without anchors cannot tell a log cut after a checkpoint from a
+// whole one; use [NewVerifier] with the cluster's anchors for that.
 // Verify keeps only the previous line's hash: memory does not grow with
 // the log.
 func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrInvalidKey, len(pub), ed25519.PublicKeySize)
 	}
-	v := verifier{pub: pub}
+	v, err := NewVerifier(pub, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Add("", r); err != nil {
+		return nil, err
+	}
+	return v.Finish()
+}
+
+// Verifier checks a chain given as one or more files in chain order
+// against a public key and the cluster's anchors for the node.
+type Verifier struct {
+	v verifier
+}
+
+// NewVerifier returns a Verifier. pub may be nil only for a log that has
+// no checkpoint (a checkpoint then fails verification). anchors are the
+// node's anchors in any order.
+func NewVerifier(pub ed25519.PublicKey, anchors []Anchor) (*Verifier, error) {
+	if pub != nil && len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrInvalidKey, len(pub), ed25519.PublicKeySize)
+	}
+	as := append([]Anchor(nil), anchors...)
+	sort.Slice(as, func(i, j int) bool { return as[i].Seq < as[j].Seq })
+	uniq := as[:0]
+	for _, a := range as {
+		if a.Seq == 0 || len(a.Head) != 64 || !isLowerHex(a.Head) {
+			return nil, fmt.Errorf("audit: anchor at seq %d is malformed", a.Seq)
+		}
+		if n := len(uniq); n > 0 && uniq[n-1].Seq == a.Seq {
+			if uniq[n-1].Head != a.Head {
+				return nil, fmt.Errorf("audit: two different anchors at seq %d", a.Seq)
+			}
+			continue
+		}
+		uniq = append(uniq, a)
+	}
+	as = uniq
+	return &Verifier{v: verifier{pub: pub, anchors: as}}, nil
+}
+
+// Add verifies the next file of the chain. name labels errors. It returns
+// a *[VerifyError] for the first bad line, or a read error.
+func (vf *Verifier) Add(name string, r io.Reader) error {
+	v := &vf.v
+	if v.torn {
+		return &VerifyError{File: v.file, Line: v.line + 1, Seq: v.lastSeq + 1, Reason: "a file follows an incomplete last line"}
+	}
+	v.file, v.line = name, 0
 	br := bufio.NewReaderSize(r, 64<<10)
 	var long []byte
 	for {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
 			if len(long)+len(line) > maxLine {
-				return nil, &VerifyError{Line: v.line + 1, Seq: v.lastSeq + 1, Reason: fmt.Sprintf("line longer than %d bytes", maxLine)}
+				return &VerifyError{File: name, Line: v.line + 1, Seq: v.lastSeq + 1, Reason: fmt.Sprintf("line longer than %d bytes", maxLine)}
 			}
 			long = append(long, line...)
 			continue
@@ -88,10 +153,10 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 			long = long[:0]
 		}
 		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("audit: read log: %w", err)
+			return fmt.Errorf("audit: read log: %w", err)
 		}
 		if len(line) == 0 && err == io.EOF {
-			break
+			return nil
 		}
 		complete := line[len(line)-1] == '\n'
 		if complete {
@@ -100,13 +165,27 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 		if verr := v.check(line); verr != nil {
 			if !complete && !json.Valid(line) {
 				v.torn = true
-				break
+				return nil
 			}
-			return nil, verr
+			verr.File = name
+			return verr
 		}
 		if err == io.EOF {
-			break
+			return nil
 		}
+	}
+}
+
+// Finish checks that the chain reaches the last anchor and reports.
+func (vf *Verifier) Finish() (*Report, error) {
+	v := &vf.v
+	if v.next < len(v.anchors) {
+		a := v.anchors[len(v.anchors)-1]
+		reason := fmt.Sprintf("the log ends at seq %d but the cluster anchored seq %d: records were cut from the end (or the anchors were taken after the log was copied: take them first)", v.lastSeq, a.Seq)
+		if v.seen == 0 {
+			reason = fmt.Sprintf("the log is empty but the cluster anchored seq %d: records were removed", a.Seq)
+		}
+		return nil, &VerifyError{File: v.file, Line: v.line + 1, Seq: v.lastSeq + 1, Reason: reason}
 	}
 	return v.report(), nil
 }
@@ -114,7 +193,11 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 // verifier is the state Verify carries from line to line.
 type verifier struct {
 	pub         ed25519.PublicKey
-	line        int
+	anchors     []Anchor // sorted by seq
+	next        int      // index of the next anchor to meet
+	file        string
+	line        int // line number in the current file
+	seen        uint64
 	lastSeq     uint64
 	firstSeq    uint64
 	prevHash    [32]byte
@@ -124,7 +207,16 @@ type verifier struct {
 	sinceCP     uint64
 	exactCount  bool // sinceCP counts from the chain's start or a checkpoint
 	lastCPSeq   uint64
-	torn        bool
+	matched     int
+	lastAnchor  uint64
+	before      int
+	sinceAnchor uint64
+	// fromLine/fromFile/fromSeq: the first line after the last matched
+	// anchor, the first that may be bad when the next anchor fails.
+	fromFile string
+	fromLine int
+	fromSeq  uint64
+	torn     bool
 }
 
 func (v *verifier) check(line []byte) *VerifyError {
@@ -144,7 +236,7 @@ func (v *verifier) check(line []byte) *VerifyError {
 	if rec.Seq == 0 {
 		return bad(0, "seq is 0")
 	}
-	first := v.line == 0
+	first := v.seen == 0
 	if !first && rec.Seq != v.lastSeq+1 {
 		return bad(rec.Seq, "seq %d follows seq %d: records missing, duplicated or reordered", rec.Seq, v.lastSeq)
 	}
@@ -156,10 +248,29 @@ func (v *verifier) check(line []byte) *VerifyError {
 	case !first && rec.Prev != hex.EncodeToString(v.prevHash[:]):
 		// The previous line's bytes no longer hash to what this line
 		// recorded: that line is the first one that may be altered.
-		return &VerifyError{Line: lineNo - 1, Seq: v.prevSeq,
-			Reason: fmt.Sprintf("line does not hash to the prev recorded by line %d: it was edited (or line %d's prev was)", lineNo, lineNo)}
+		e := &VerifyError{Line: lineNo - 1, Seq: v.prevSeq,
+			Reason: fmt.Sprintf("line does not hash to the prev recorded by the next line (seq %d): it was edited (or the next line's prev was)", rec.Seq)}
+		if lineNo == 1 {
+			e.Reason = "the previous file's last line does not hash to this line's prev: files missing or edited"
+			e.Line, e.Seq = 1, rec.Seq
+		}
+		return e
 	case rec.Op == "":
 		return bad(rec.Seq, "op is empty")
+	}
+	if !first && lineNo == 1 && v.fromSeq == rec.Seq {
+		// The last anchor ended the previous file: this file's first
+		// line is the first one it does not cover.
+		v.fromFile, v.fromLine = v.file, 1
+	}
+	if first {
+		v.firstSeq = rec.Seq
+		v.exactCount = rec.Seq == 1
+		for v.next < len(v.anchors) && v.anchors[v.next].Seq < rec.Seq {
+			v.next++
+			v.before++
+		}
+		v.fromFile, v.fromLine, v.fromSeq = v.file, lineNo, rec.Seq
 	}
 	if rec.Op == OpCheckpoint || rec.Checkpoint != nil {
 		if verr := v.checkCheckpoint(&rec, bad); verr != nil {
@@ -169,14 +280,25 @@ func (v *verifier) check(line []byte) *VerifyError {
 		v.records++
 		v.sinceCP++
 	}
-	if first {
-		v.firstSeq = rec.Seq
-		v.exactCount = rec.Seq == 1
+	h := sha256.Sum256(line)
+	if v.next < len(v.anchors) && v.anchors[v.next].Seq == rec.Seq {
+		if v.anchors[v.next].Head != hex.EncodeToString(h[:]) {
+			return &VerifyError{File: v.fromFile, Line: v.fromLine, Seq: v.fromSeq,
+				Reason: fmt.Sprintf("the log from here to seq %d does not match the cluster's anchor at seq %d: a record was removed, reordered or edited", rec.Seq, rec.Seq)}
+		}
+		v.next++
+		v.matched++
+		v.lastAnchor = rec.Seq
+		v.sinceAnchor = 0
+		v.fromFile, v.fromLine, v.fromSeq = v.file, lineNo+1, rec.Seq+1
+	} else {
+		v.sinceAnchor++
 	}
+	v.seen++
 	v.line = lineNo
 	v.lastSeq = rec.Seq
 	v.prevSeq = rec.Seq
-	v.prevHash = sha256.Sum256(line)
+	v.prevHash = h
 	return nil
 }
 
@@ -189,6 +311,8 @@ func (v *verifier) checkCheckpoint(rec *Record, bad func(uint64, string, ...any)
 		return bad(rec.Seq, "checkpoint record without a checkpoint")
 	case cp.Head != rec.Prev || rec.Prev == "":
 		return bad(rec.Seq, "checkpoint head does not equal prev")
+	case v.pub == nil:
+		return bad(rec.Seq, "checkpoint, but no audit public key is known for this node")
 	}
 	var head [32]byte
 	hex.Decode(head[:], []byte(cp.Head)) // checked as 64 hex digits with prev
@@ -207,15 +331,19 @@ func (v *verifier) checkCheckpoint(rec *Record, bad func(uint64, string, ...any)
 
 func (v *verifier) report() *Report {
 	rep := &Report{
-		Records:     v.records,
-		Checkpoints: v.checkpoints,
-		FirstSeq:    v.firstSeq,
-		LastSeq:     v.lastSeq,
-		Unsigned:    v.sinceCP,
+		Records:       v.records,
+		Checkpoints:   v.checkpoints,
+		FirstSeq:      v.firstSeq,
+		LastSeq:       v.lastSeq,
+		Unsigned:      v.sinceCP,
+		Anchors:       v.matched,
+		LastAnchor:    v.lastAnchor,
+		AnchorsBefore: v.before,
+		Unanchored:    v.sinceAnchor,
 	}
 	var warn []string
 	switch {
-	case v.line == 0 && !v.torn:
+	case v.seen == 0 && !v.torn:
 		warn = append(warn, "the log is empty")
 	case v.checkpoints == 0 && v.sinceCP > 0:
 		warn = append(warn, fmt.Sprintf("no checkpoint: none of the %d records is signed, so records cut from the end or an edited last line would go unnoticed", v.sinceCP))

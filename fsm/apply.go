@@ -144,6 +144,9 @@ func (a *applier) dispatch(cmd Command) error {
 		}
 		return a.deleteEntry(bucketTokens, string(c.Hash))
 	}
+	if ok, err := a.dispatchAudit(cmd); ok {
+		return err
+	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd)
 }
 

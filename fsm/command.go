@@ -283,7 +283,7 @@ func newCommand(op Op) Command {
 	case OpRotateRoot:
 		return new(RotateRoot)
 	}
-	return nil
+	return newAuditCommand(op)
 }
 
 // Encode returns [formatVersion][op][JSON body].

@@ -395,6 +395,9 @@ func (f *FSM) Dump(w io.Writer) error {
 				return err
 			}
 		}
+		if err := dumpAudit(tx, w); err != nil {
+			return err
+		}
 		for _, k := range [][]byte{keyInit, keyNodeShares} {
 			if v := tx.Bucket(bucketMeta).Get(k); v != nil {
 				if _, err := fmt.Fprintf(w, "%s=%x\n", k, v); err != nil {

@@ -215,12 +215,16 @@ func auditPublicKey(t *testing.T, dir string) ed25519.PublicKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var k struct{ Seed string }
+	// The node keeps its signing seed wrapped; the public key is beside it.
+	var k struct{ Pub string }
 	if err := json.Unmarshal(b, &k); err != nil {
 		t.Fatal(err)
 	}
-	seed, _ := hex.DecodeString(k.Seed)
-	return ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	pub, err := hex.DecodeString(k.Pub)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		t.Fatalf("audit.key holds no public key: %v", err)
+	}
+	return ed25519.PublicKey(pub)
 }
 
 // TestCertIdentityThroughFollower: a caller authenticated by client

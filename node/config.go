@@ -132,6 +132,15 @@ type Config struct {
 	// audit's cost (cmd/keyd-load) and is not settable from the config
 	// file; a node started with it logs a warning.
 	AuditDisabled bool
+	// AuditAnchorInterval is how often the node commits its audit chain
+	// head through Raft, when it moved (default 2s); see auditlog.go.
+	AuditAnchorInterval time.Duration
+	// AuditRotateSize and AuditRotateAge rotate the audit file by size
+	// and by age (0: off); AuditRotateKeep is how many gzipped closed
+	// files to keep (0: all).
+	AuditRotateSize int64
+	AuditRotateAge  time.Duration
+	AuditRotateKeep int
 
 	// Peers lists the cluster's members (including this node is fine).
 	Peers []Peer

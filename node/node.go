@@ -158,7 +158,8 @@ func (n *Node) Start(ctx context.Context) error {
 		Audit: auditor,
 		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
 		IsPeer: n.isPeer, Admin: n,
-		Logger: n.log,
+		Logger:     n.log,
+		AuditTrail: n,
 	})
 	n.http = &http.Server{
 		Handler:           handler,
@@ -183,6 +184,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.group.Go(n.runScheduler)
 	n.group.Go(n.runNodeShares)
 	n.group.Go(n.runReconcile)
+	n.group.Go(n.runAudit)
 	n.group.Go(func(gctx context.Context) {
 		select {
 		case <-ctx.Done():
@@ -243,6 +245,7 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("node: gossip: %w", err))
 			}
 		}
+		n.closeAudit() // final checkpoint and anchor, while Raft still runs
 		if err := n.raft.close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: raft shutdown: %w", err))
 		}

@@ -231,11 +231,24 @@ func TestAdminEndToEnd(t *testing.T) {
 
 	t.Run("audit fetch and verify", func(t *testing.T) {
 		file := filepath.Join(dir, "n1-audit.log")
-		out, err := runCmd(t, env, "", "audit", "fetch", "-addr", nodes[0], "-out", file)
-		if err != nil {
-			t.Fatalf("audit fetch: %v", err)
+		// n1 anchors its head every two seconds; wait for the first.
+		var out string
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var err error
+			out, err = runCmd(t, env, "", "audit", "fetch", "-addr", nodes[0], "-anchors-from", nodes[1], "-out", file)
+			if err != nil {
+				t.Fatalf("audit fetch: %v", err)
+			}
+			if !strings.HasPrefix(out, "Fetched 0 anchors") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no anchors: %q", out)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if !strings.Contains(out, "keyd audit verify "+file+" -pubkey "+file+".pub") {
+		if !strings.Contains(out, "keyd audit verify -anchors "+file+".anchors "+file) {
 			t.Fatalf("audit fetch: got %q, want the verify hint", out)
 		}
 		log, err := os.ReadFile(file)
@@ -247,7 +260,8 @@ func TestAdminEndToEnd(t *testing.T) {
 		if !bytes.Contains(log, []byte(`"key.encrypt"`)) {
 			t.Fatalf("the audit log lacks the key.encrypt records")
 		}
-		got, err := runCmd(t, env, "", "audit", "verify", file, "-pubkey", file+".pub")
+		anchors := file + ".anchors"
+		got, err := runCmd(t, env, "", "audit", "verify", "-anchors", anchors, file)
 		if err != nil || !strings.HasPrefix(got, "OK: ") {
 			t.Fatalf("audit verify: got %q, %v, want OK", got, err)
 		}

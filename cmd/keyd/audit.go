@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
+	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/audit"
 	"github.com/keyd/keyd/client"
 )
@@ -16,107 +22,296 @@ const auditHelp = `Usage: keyd audit <subcommand> [flags]
 
   fetch -addr NODE -out FILE
                           download the audit log of the node at API address
-                          NODE to FILE and its public key (hex) to FILE.pub;
-                          needs a token with audit-read. Every node keeps and
-                          signs its own log. FILE.pub comes from the same
-                          node: for an independent check, compare it with a
-                          key recorded earlier (a node that forged its log
-                          could send a matching key).
-  verify FILE -pubkey P   check an audit log offline: the hash chain, the seq
-                          order and every checkpoint signature. P is the
-                          audit public key as 64 hex digits, or a file
-                          holding it in hex or PEM.
+                          NODE to FILE, after its anchors (as another node
+                          holds them) to FILE.anchors; needs audit-read.
+  anchors -addr NODE [-node ID] -out FILE
+                          export node ID's audit public key and the chain
+                          heads it committed through Raft (its anchors), as
+                          the node at NODE holds them. Ask a node OTHER than
+                          the one being audited: every node holds every
+                          node's anchors, and a node whose disk was tampered
+                          with can serve tampered anchors of its own.
+  verify [-anchors FILE | -addr NODE [-node ID]] [-strict] LOGFILE...
+                          check a log (the live file and rotated files, in
+                          any order; .gz is read as gzip) against the
+                          cluster's anchors and audit key: the hash chain,
+                          seq order, every checkpoint signature, that every
+                          anchored head is in the log and that the log
+                          reaches the last anchor.
 
-verify prints "OK: ..." and exits 0, or "TAMPERED: line L (seq S): reason",
-naming the first bad line, and exits 1.
+Take the anchors before copying a running node's log (keyd audit fetch does):
+anchors taken later may reach past the copy's end, which verify must report
+as a cut log. verify -addr fetches them now: use it for logs of stopped nodes.
+
+verify prints "OK: ..." and exits 0, or "TAMPERED: FILE line L (seq S): reason",
+naming the first line that may be bad, and exits 1. Records after the last
+anchor are reported as "UNANCHORED: ...": nothing proves they are complete
+or unedited; with -strict they make verify exit 1.
 `
 
-// maxKeyFile bounds a -pubkey file; a PEM public key is far shorter.
-const maxKeyFile = 64 << 10
+// maxAnchorFile bounds an -anchors file.
+const maxAnchorFile = 1 << 30
 
 // errAuditTampered is returned after a TAMPERED line is printed.
 var errAuditTampered = errors.New("audit log failed verification")
 
+// errAuditUnanchored is returned with -strict when records follow the
+// last anchor.
+var errAuditUnanchored = errors.New("audit log has unanchored records")
+
 func (c *cli) audit(args []string) error {
 	return c.dispatch("audit", auditHelp, map[string]func([]string) error{
-		"verify": c.auditVerify,
-		"fetch":  c.auditFetch,
+		"verify":  c.auditVerify,
+		"fetch":   c.auditFetch,
+		"anchors": c.auditAnchors,
 	}, args)
 }
 
-// auditVerify needs no cluster: an auditor verifies a copied file.
+// auditVerify checks log files against the cluster's anchors, from an
+// exported file (offline) or fetched from a node.
 func (c *cli) auditVerify(args []string) error {
-	fs := c.flags("audit verify", "FILE -pubkey HEX_OR_FILE")
-	pubArg := fs.String("pubkey", "", "audit public key: 64 hex digits, or a file holding hex or PEM (required)")
-	pos, err := parseArgs(fs, args, 1)
+	fs := c.flags("audit verify", "[-anchors FILE | -addr NODE [-node ID]] [-strict] LOGFILE...")
+	anchorFile := fs.String("anchors", "", "anchors exported by `keyd audit anchors`")
+	addr := fs.String("addr", "", "fetch the anchors from the node at this API address (not the audited node); needs audit-read")
+	nodeID := fs.String("node", "", "with -addr: the audited node's id (default: the node named in the log)")
+	strict := fs.Bool("strict", false, "exit 1 when records follow the last anchor")
+	files, err := parseArgs(fs, args, -1)
 	if err != nil {
 		return err
 	}
-	if *pubArg == "" {
-		return usagef("audit verify: -pubkey is required")
+	if len(files) == 0 {
+		fs.Usage()
+		return usagef("audit verify: name at least one log file")
 	}
-	pub, err := loadAuditKey(*pubArg)
+	if (*anchorFile == "") == (*addr == "") {
+		return usagef("audit verify: give exactly one of -anchors FILE and -addr NODE")
+	}
+	logs, err := openAuditFiles(files)
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return err
+	defer func() {
+		for _, l := range logs {
+			l.close()
+		}
+	}()
+	logNode := ""
+	for _, l := range logs {
+		if l.node != "" {
+			logNode = l.node
+			break
+		}
 	}
-	defer f.Close()
-	rep, err := audit.Verify(f, pub)
-	var ve *audit.VerifyError
-	if errors.As(err, &ve) {
-		fmt.Fprintf(c.stdout, "TAMPERED: line %d (seq %d): %s\n", ve.Line, ve.Seq, ve.Reason)
-		return errAuditTampered
-	}
-	if err != nil {
-		return fmt.Errorf("audit verify %s: %w", pos[0], err)
+	var anchors *api.AuditAnchors
+	if *anchorFile != "" {
+		if anchors, err = readAnchorFile(*anchorFile); err != nil {
+			return err
+		}
+	} else {
+		id := *nodeID
+		if id == "" {
+			id = logNode
+		}
+		if id == "" {
+			return usagef("audit verify: the log names no node; give -node ID")
+		}
+		cl, err := c.newClient(&clientFlags{addr: *addr})
+		if err != nil {
+			return err
+		}
+		anchors, err = cl.AuditAnchors(c.ctx, *addr, id)
+		cl.Close()
+		if err != nil {
+			return err
+		}
 	}
 	w := &errWriter{w: c.stdout}
-	w.printf("OK: %d records, %d checkpoints, last seq %d\n", rep.Records, rep.Checkpoints, rep.LastSeq)
-	if rep.Warning != "" {
-		fmt.Fprintf(c.stderr, "WARNING: %s\n", rep.Warning)
+	if logNode != "" && anchors.Node != logNode {
+		w.printf("TAMPERED: %s line 1: the log is node %s's, the anchors are node %s's\n", logs[0].name, logNode, anchors.Node)
+		return errors.Join(errAuditTampered, w.err)
 	}
-	return w.err
+	var pub []byte
+	if anchors.PublicKey != "" {
+		if pub, err = audit.ParsePublicKey([]byte(anchors.PublicKey)); err != nil {
+			return fmt.Errorf("audit verify: the anchors carry an unusable public key: %w", err)
+		}
+	}
+	as := make([]audit.Anchor, 0, len(anchors.Anchors))
+	for _, a := range anchors.Anchors {
+		as = append(as, audit.Anchor{Seq: a.Seq, Head: a.Head})
+	}
+	v, err := audit.NewVerifier(pub, as)
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	rep, err := verifyAuditFiles(v, logs)
+	var ve *audit.VerifyError
+	if errors.As(err, &ve) {
+		w.printf("TAMPERED: %s line %d (seq %d): %s\n", ve.File, ve.Line, ve.Seq, ve.Reason)
+		return errors.Join(errAuditTampered, w.err)
+	}
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	if rep.LastAnchor > 0 {
+		w.printf("OK: %d records, %d checkpoints, seq %d..%d anchored (%d anchors matched, the last at seq %d)\n",
+			rep.Records, rep.Checkpoints, rep.FirstSeq, rep.LastAnchor, rep.Anchors, rep.LastAnchor)
+	} else {
+		w.printf("NOTHING ANCHORED: %d records, %d checkpoints, last seq %d; no anchor of node %s falls in these files\n",
+			rep.Records, rep.Checkpoints, rep.LastSeq, anchors.Node)
+	}
+	if rep.Unanchored > 0 {
+		w.printf("UNANCHORED: %d lines after seq %d (seq %d..%d) follow the last anchor: nothing proves they are complete or unedited\n",
+			rep.Unanchored, rep.LastAnchor, rep.LastSeq-rep.Unanchored+1, rep.LastSeq)
+	}
+	if rep.AnchorsBefore > 0 {
+		fmt.Fprintf(c.stderr, "note: %d anchors fall before seq %d, in files not given\n", rep.AnchorsBefore, rep.FirstSeq)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if *strict && (rep.Unanchored > 0 || rep.LastAnchor == 0) {
+		return errAuditUnanchored
+	}
+	return nil
 }
 
-// loadAuditKey reads -pubkey: a file if one exists at that path, else
-// the value itself as hex.
-func loadAuditKey(arg string) ([]byte, error) {
-	st, err := os.Stat(arg)
-	if err != nil || !st.Mode().IsRegular() {
-		pub, err := audit.ParsePublicKey([]byte(arg))
-		if err != nil {
-			return nil, usagef("audit verify: -pubkey is neither a key file nor 64 hex digits")
+// auditLogFile is one log file given to verify.
+type auditLogFile struct {
+	name     string
+	f        *os.File
+	r        io.Reader
+	firstSeq uint64 // 0: empty
+	node     string
+}
+
+func (l *auditLogFile) close() { _ = l.f.Close() }
+
+// openAuditFiles opens every file (gunzipping .gz), reads each first
+// line's seq and node, and returns them in chain order.
+func openAuditFiles(names []string) ([]*auditLogFile, error) {
+	var out []*auditLogFile
+	fail := func(err error) ([]*auditLogFile, error) {
+		for _, l := range out {
+			l.close()
 		}
-		return pub, nil
+		return nil, err
 	}
-	f, err := os.Open(arg)
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			return fail(err)
+		}
+		l := &auditLogFile{name: name, f: f, r: f}
+		out = append(out, l)
+		if strings.HasSuffix(name, ".gz") {
+			zr, err := gzip.NewReader(f)
+			if err != nil {
+				return fail(fmt.Errorf("%s: %w", name, err))
+			}
+			l.r = zr
+		}
+		br := bufio.NewReaderSize(l.r, 64<<10)
+		first, _ := br.Peek(64 << 10)
+		if i := bytes.IndexByte(first, '\n'); i >= 0 {
+			first = first[:i]
+		}
+		var head struct {
+			Seq  uint64 `json:"seq"`
+			Node string `json:"node"`
+		}
+		if json.Unmarshal(first, &head) == nil {
+			l.firstSeq, l.node = head.Seq, head.Node
+		}
+		l.r = br
+	}
+	// Empty files (a live file just after rotation) sort last.
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].firstSeq, out[j].firstSeq
+		if a == 0 || b == 0 {
+			return b == 0 && a != 0
+		}
+		return a < b
+	})
+	return out, nil
+}
+
+func verifyAuditFiles(v *audit.Verifier, logs []*auditLogFile) (*audit.Report, error) {
+	for _, l := range logs {
+		if err := v.Add(l.name, l.r); err != nil {
+			return nil, err
+		}
+	}
+	return v.Finish()
+}
+
+func readAnchorFile(name string) (*api.AuditAnchors, error) {
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("read -pubkey file: %w", err)
+	var a api.AuditAnchors
+	d := json.NewDecoder(io.LimitReader(f, maxAnchorFile))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&a); err != nil {
+		return nil, fmt.Errorf("-anchors file %s: %w", name, err)
 	}
-	pub, err := audit.ParsePublicKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("-pubkey file %s: %w", arg, err)
+	if a.Node == "" {
+		return nil, fmt.Errorf("-anchors file %s names no node", name)
 	}
-	return pub, nil
+	return &a, nil
 }
 
-// auditFetch downloads one node's audit log and public key, for `keyd
-// audit verify FILE -pubkey FILE.pub`. The log goes to a temporary file
-// renamed into place only when the download is complete, so FILE is
-// never a silently truncated copy. The node appends while it streams; a
-// final line without its newline is such an append in flight and is cut.
+// auditAnchors exports a node's key and anchors for offline verify.
+func (c *cli) auditAnchors(args []string) error {
+	fs := c.flags("audit anchors", "-addr NODE [-node ID] -out FILE")
+	addr := fs.String("addr", "", "API address of the node to ask (not the audited node) (required)")
+	nodeID := fs.String("node", "", "the audited node's id (default: the node at -addr)")
+	out := fs.String("out", "", "file to write the anchors to (required)")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	if *addr == "" || *out == "" {
+		fs.Usage()
+		return usagef("audit anchors: -addr and -out are required")
+	}
+	cl, err := c.newClient(&clientFlags{addr: *addr})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	a, err := cl.AuditAnchors(c.ctx, *addr, *nodeID)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("audit anchors: %w", err)
+	}
+	w := &errWriter{w: c.stdout}
+	last := uint64(0)
+	if len(a.Anchors) > 0 {
+		last = a.Anchors[len(a.Anchors)-1].Seq
+	}
+	w.printf("Wrote %d anchors of node %s (last at seq %d) to %s\n", len(a.Anchors), a.Node, last, *out)
+	return w.err
+}
+
+// auditFetch downloads one node's audit log, and first that node's
+// anchors from another node: anchors fetched after the log could be
+// ahead of it and read as a cut log. The log goes to a temporary file
+// renamed into place only when the download is complete, so FILE is never
+// a silently truncated copy. The node appends while it streams; a final
+// line without its newline is such an append in flight and is cut.
 func (c *cli) auditFetch(args []string) error {
-	fs := c.flags("audit fetch", "-addr NODE -out FILE")
+	fs := c.flags("audit fetch", "-addr NODE -out FILE [-anchors-from OTHER]")
 	addr := fs.String("addr", "", "API address (host:port) of the node whose log to fetch (required)")
-	out := fs.String("out", "", "file to write the log to; the public key goes to FILE.pub (required)")
+	out := fs.String("out", "", "file to write the log to; the anchors go to FILE.anchors (required)")
+	from := fs.String("anchors-from", "", "API address of another node to take the anchors from (default: the first other address in $"+envAddr+")")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -124,31 +319,51 @@ func (c *cli) auditFetch(args []string) error {
 		fs.Usage()
 		return usagef("audit fetch: -addr and -out are required")
 	}
+	if *from == "" {
+		for _, a := range splitAddrs(c.getenv(envAddr)) {
+			if a != *addr {
+				*from = a
+				break
+			}
+		}
+	}
 	cl, err := c.newClient(&clientFlags{addr: *addr})
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	key, err := cl.AuditPublicKey(c.ctx, *addr)
-	if err != nil {
-		return err
-	}
-	if _, err := audit.ParsePublicKey([]byte(key.PublicKey)); err != nil {
-		return fmt.Errorf("audit fetch: node %s sent an unusable public key: %w", *addr, err)
+	w := &errWriter{w: c.stdout}
+	if *from != "" && *from != *addr {
+		key, err := cl.AuditPublicKey(c.ctx, *addr)
+		if err != nil {
+			return err
+		}
+		a, err := cl.AuditAnchors(c.ctx, *from, key.Node)
+		if err != nil {
+			return fmt.Errorf("audit fetch: anchors from %s: %w", *from, err)
+		}
+		b, err := json.MarshalIndent(a, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out+".anchors", append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("audit fetch: %w", err)
+		}
+		w.printf("Fetched %d anchors of node %s from %s to %s.anchors\n", len(a.Anchors), a.Node, *from, *out)
+	} else {
+		fmt.Fprintf(c.stderr, "note: no other node to take the anchors from; fetch them first with keyd audit anchors\n")
 	}
 	n, cut, err := c.fetchAuditLog(cl, *addr, *out)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(*out+".pub", []byte(key.PublicKey+"\n"), 0o644); err != nil {
-		return fmt.Errorf("audit fetch: %w", err)
-	}
 	if cut > 0 {
 		fmt.Fprintf(c.stderr, "note: dropped a final line of %d bytes the node was still writing\n", cut)
 	}
-	w := &errWriter{w: c.stdout}
-	w.printf("Fetched %d bytes of node %s's audit log to %s, public key to %s.pub\n", n, orDash(key.Node), *out, *out)
-	w.printf("Verify with: keyd audit verify %s -pubkey %s.pub\n", *out, *out)
+	w.printf("Fetched %d bytes of the audit log of %s to %s\n", n, *addr, *out)
+	if *from != "" && *from != *addr {
+		w.printf("Verify with: keyd audit verify -anchors %s.anchors %s\n", *out, *out)
+	}
 	return w.err
 }
 

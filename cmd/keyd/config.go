@@ -59,6 +59,10 @@ type fileConfig struct {
 	AuditPath             string         `yaml:"audit_path"`
 	AuditFailOpen         bool           `yaml:"audit_fail_open"`
 	AuditSyncInterval     *time.Duration `yaml:"audit_sync_interval"`
+	AuditAnchorInterval   time.Duration  `yaml:"audit_anchor_interval"`
+	AuditRotateSize       int64          `yaml:"audit_rotate_size"`
+	AuditRotateAge        time.Duration  `yaml:"audit_rotate_age"`
+	AuditRotateKeep       int            `yaml:"audit_rotate_keep"`
 	DeadVoterTimeout      time.Duration  `yaml:"dead_voter_timeout"`
 	DeadNodeRemoveTimeout time.Duration  `yaml:"dead_node_remove_timeout"`
 
@@ -280,6 +284,11 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 		}
 		cfg.AuditSyncInterval = *fc.AuditSyncInterval
 	}
+	if fc.AuditAnchorInterval < 0 || fc.AuditRotateSize < 0 || fc.AuditRotateAge < 0 || fc.AuditRotateKeep < 0 {
+		return node.Config{}, fmt.Errorf("%w: audit_anchor_interval and audit_rotate_* must not be negative", errBadValue)
+	}
+	cfg.AuditAnchorInterval = fc.AuditAnchorInterval
+	cfg.AuditRotateSize, cfg.AuditRotateAge, cfg.AuditRotateKeep = fc.AuditRotateSize, fc.AuditRotateAge, fc.AuditRotateKeep
 	if fc.MaxVoters != 0 {
 		cfg.MaxVoters = fc.MaxVoters
 	}

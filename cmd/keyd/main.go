@@ -58,8 +58,10 @@ Access control:
   whoami                          show the caller's identity and policies
 
 Audit:
-  audit fetch -addr NODE -out FILE   download a node's audit log and public key
-  audit verify FILE -pubkey P        check an audit log's hash chain and signatures (offline)
+  audit fetch -addr NODE -out FILE   download a node's audit log
+  audit anchors -addr NODE -node ID -out FILE
+                                     export a node's audit key and Raft anchors
+  audit verify -anchors FILE LOG...  check audit log files against the cluster's anchors
 
 Other:
   version                    print the version

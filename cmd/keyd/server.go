@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/keyd/keyd/node"
 	"github.com/keyd/keyd/transport"
@@ -35,10 +38,24 @@ func (c *cli) server(args []string) error {
 		_ = n.Close()
 		return err
 	}
-	select {
-	case <-c.ctx.Done():
-		cfg.Logger.Info("shutting down")
-	case <-n.Done():
+	// SIGHUP reopens the audit file, for logrotate users (keyd's own
+	// rotation, audit_rotate_*, needs no signal).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-c.ctx.Done():
+			cfg.Logger.Info("shutting down")
+			return n.Close()
+		case <-n.Done():
+			return n.Close()
+		case <-hup:
+			if err := n.ReopenAudit(); err != nil {
+				cfg.Logger.Error("audit log reopen failed; key operations stay refused until the file is back", "err", err)
+			} else {
+				cfg.Logger.Info("audit log reopened")
+			}
+		}
 	}
-	return n.Close()
 }

@@ -107,7 +107,19 @@ func (s *Server) deleteIdentity(c *call) (any, error) {
 	return &api.WriteResponse{Index: s.cfg.AppliedIndex()}, nil
 }
 
-func (s *Server) auditKey(c *call) (any, error) { return s.cfg.Admin.AuditPublicKey(), nil }
+// auditKey answers a node's audit public key from the replicated state
+// (?node=ID; default this node).
+func (s *Server) auditKey(c *call) (any, error) {
+	node := c.r.URL.Query().Get("node")
+	if node == "" || s.cfg.AuditTrail == nil {
+		return s.cfg.Admin.AuditPublicKey(), nil
+	}
+	a, err := s.auditAnchors(c)
+	if err != nil {
+		return nil, err
+	}
+	return &api.AuditKey{Node: a.(*api.AuditAnchors).Node, PublicKey: a.(*api.AuditAnchors).PublicKey}, nil
+}
 
 // auditLog streams this node's audit file; the middleware audits the
 // read before the stream starts.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -118,5 +119,110 @@ func TestAuditRefusesWhenSinkDown(t *testing.T) {
 	rec, e = post(s, "/v1/keys/k/encrypt", `{"plaintext":"c2VjcmV0"}`)
 	if rec.Code != 503 || e.Code != api.CodeUnavailable || strings.Contains(rec.Body.String(), "ciphertext") {
 		t.Fatalf("record not written: got %d %s %q", rec.Code, e.Code, rec.Body.String())
+	}
+}
+
+// fakeAdmin answers admin calls without state.
+type fakeAdmin struct{}
+
+func (fakeAdmin) PutPolicy(_ context.Context, _ string, p *policy.Policy) (*api.PolicyInfo, error) {
+	return &api.PolicyInfo{Name: p.Name}, nil
+}
+func (fakeAdmin) Policy(name string) (*api.PolicyInfo, error) {
+	return &api.PolicyInfo{Name: name}, nil
+}
+func (fakeAdmin) ListPolicies() (*api.PolicyList, error) { return &api.PolicyList{}, nil }
+func (fakeAdmin) DeletePolicy(context.Context, string, string) error {
+	return nil
+}
+func (fakeAdmin) CreateToken(_ context.Context, _ string, req api.CreateTokenRequest) (*api.TokenInfo, error) {
+	return &api.TokenInfo{Accessor: "0123456789abcdef", Policies: req.Policies, Token: "kd_secret"}, nil
+}
+func (fakeAdmin) ListTokens() (*api.TokenList, error)               { return &api.TokenList{}, nil }
+func (fakeAdmin) RevokeToken(context.Context, string, string) error { return nil }
+func (fakeAdmin) CreateIdentity(_ context.Context, _ string, req api.CreateIdentityRequest) (*api.IdentityInfo, error) {
+	return &api.IdentityInfo{ID: req.ID}, nil
+}
+func (fakeAdmin) ListIdentities() (*api.IdentityList, error)           { return &api.IdentityList{}, nil }
+func (fakeAdmin) DeleteIdentity(context.Context, string, string) error { return nil }
+func (fakeAdmin) AuditPublicKey() *api.AuditKey                        { return &api.AuditKey{} }
+func (fakeAdmin) WriteAuditLog(io.Writer) error                        { return nil }
+
+func do(s *Server, method, path, body string, hdr map[string]string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	s.ServeHTTP(rec, req)
+	return rec
+}
+
+// TestAuditRecordsSayWhatHappened: a batch record names its
+// sub-operation, item count, failures and versions; policy and token
+// records name the policy and the token accessor; a refused internal
+// route and an over-long request id are audited. They used to be one
+// bare "key.batch" record, records without a target, and nothing.
+func TestAuditRecordsSayWhatHappened(t *testing.T) {
+	t.Parallel()
+	s, fa, _ := newAuditServer(t)
+	s.cfg.Admin = fakeAdmin{}
+	s = New(s.cfg)
+	last := func() audit.Record {
+		t.Helper()
+		if len(fa.records) == 0 {
+			t.Fatal("no audit record")
+		}
+		return fa.records[len(fa.records)-1]
+	}
+	if rec := do(s, "POST", "/v1/keys/k/batch/encrypt", `{"items":[{"plaintext":"YQ=="},{"plaintext":"Yg=="}]}`, nil); rec.Code != 200 {
+		t.Fatalf("batch encrypt: %d %s", rec.Code, rec.Body)
+	}
+	if r := last(); r.Op != "key.batch.encrypt" || r.Key != "k" || r.Items != 2 || r.Failed != 0 || !slices.Equal(r.Versions, []uint32{1}) || r.Outcome != "ok" {
+		t.Fatalf("batch encrypt record %+v", r)
+	}
+	if rec := do(s, "POST", "/v1/keys/k/batch/decrypt", `{"items":[{"ciphertext":"keyd:v1:AAAA"}]}`, nil); rec.Code != 200 {
+		t.Fatalf("batch decrypt: %d %s", rec.Code, rec.Body)
+	}
+	if r := last(); r.Op != "key.batch.decrypt" || r.Items != 1 || r.Failed != 1 {
+		t.Fatalf("batch decrypt record %+v", r)
+	}
+	doc := `{"rules":[{"effect":"allow","capabilities":["encrypt"],"keys":["app1-*"]}]}`
+	if rec := do(s, "PUT", "/v1/policies/app1", doc, nil); rec.Code != 200 {
+		t.Fatalf("policy write: %d %s", rec.Code, rec.Body)
+	}
+	if r := last(); r.Op != "policy.write" || r.Target != "policy:app1" || r.Outcome != "ok" {
+		t.Fatalf("policy record %+v", r)
+	}
+	if rec := do(s, "POST", "/v1/tokens", `{"policies":["app1"]}`, nil); rec.Code != 200 {
+		t.Fatalf("token create: %d %s", rec.Code, rec.Body)
+	}
+	if r := last(); r.Op != "token.create" || r.Target != "token:0123456789abcdef" {
+		t.Fatalf("token record %+v", r)
+	}
+	if rec := do(s, "POST", "/v1/tokens/revoke", `{"accessor":"0123456789abcdef"}`, nil); rec.Code != 200 {
+		t.Fatalf("token revoke: %d %s", rec.Code, rec.Body)
+	}
+	if r := last(); r.Op != "token.revoke" || r.Target != "token:0123456789abcdef" {
+		t.Fatalf("revoke record %+v", r)
+	}
+	n := len(fa.records)
+	if rec := do(s, "POST", "/v1/internal/node-share", `{}`, nil); rec.Code != 403 {
+		t.Fatalf("internal route without a node certificate: %d", rec.Code)
+	}
+	if r := last(); len(fa.records) != n+1 || r.Op != "sys.node_share" || r.Outcome != string(api.CodeForbidden) || r.Identity != "anonymous" {
+		t.Fatalf("refused internal route: %d records, last %+v", len(fa.records)-n, r)
+	}
+	long := strings.Repeat("r", 200)
+	if rec := do(s, "POST", "/v1/keys/k/encrypt", `{"plaintext":"YQ=="}`, map[string]string{api.HeaderRequestID: long}); rec.Code != 400 {
+		t.Fatalf("long request id: %d", rec.Code)
+	}
+	if r := last(); r.Op != "key.encrypt" || r.Outcome != string(api.CodeBadRequest) || r.Hashed["request_id"] == "" || r.RequestID != "" {
+		t.Fatalf("long request id record %+v", r)
+	}
+	for _, r := range fa.records {
+		if r.Op == "" || r.Outcome == "" || r.Key == "" && r.Target == "" {
+			t.Fatalf("record without op, target or outcome: %+v", r)
+		}
 	}
 }

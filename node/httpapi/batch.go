@@ -36,6 +36,15 @@ func checkItems(n int) error {
 // unusable key.
 func (s *Server) batch(c *call) (any, error) {
 	op := c.r.PathValue("op")
+	if _, ok := batchCapabilities[op]; ok {
+		c.detail.op = "key.batch." + op
+	}
+	resp, err := s.batchOp(c, op)
+	c.detail.items, c.detail.failed, c.detail.versions = batchStats(resp)
+	return resp, err
+}
+
+func (s *Server) batchOp(c *call, op string) (any, error) {
 	capability, ok := batchCapabilities[op]
 	if !ok {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: "unknown batch operation " + strconv.Quote(op)}

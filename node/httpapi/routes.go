@@ -36,6 +36,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET " + api.PathWhoAmI, access: token, maxBody: 0, handle: s.whoami},
 		{pattern: "GET " + api.PathAuditKey, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.public_key", handle: s.auditKey},
 		{pattern: "GET " + api.PathAuditLog, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.read", handle: s.auditLog},
+		{pattern: "GET " + api.PathAuditAnchors, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.anchors", handle: s.auditAnchors},
 
 		{pattern: "GET " + api.PathPolicies, access: token, maxBody: 0, op: "policy.list", handle: s.listPolicies},
 		{pattern: "GET " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, op: "policy.read", handle: s.readPolicy},
@@ -71,6 +72,8 @@ func (s *Server) routes() []route {
 		{pattern: "POST /v1/internal/unseal-share", access: internal, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
 		{pattern: "POST /v1/internal/seal", access: internal, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
 		{pattern: "POST /v1/internal/node-share", access: internal, maxBody: small, op: "sys.node_share", handle: s.nodeShare},
+		// Not audited: anchors are themselves in the replicated log.
+		{pattern: "POST " + api.PathInternalAuditAnchor, access: internal, maxBody: small, handle: s.auditAnchor},
 		{pattern: "POST /v1/internal/share-request", access: internal, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
 	}
 }

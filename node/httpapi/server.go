@@ -137,6 +137,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Rand is the randomness for nonces and data keys (crypto/rand by default).
 	Rand io.Reader
+
+	// AuditTrail serves the audit anchors and keys of every node.
+	AuditTrail AuditTrail
 }
 
 // Server is the HTTP handler of one node.
@@ -196,6 +199,8 @@ type call struct {
 	body []byte
 	rid  string
 	p    Principal // nil on open and internal routes
+	// detail is what the handler adds to the audit record.
+	detail auditDetail
 }
 
 // authorize checks a capability the middleware could not (a key name in
@@ -255,7 +260,8 @@ func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rid := r.Header.Get(api.HeaderRequestID)
 		if len(rid) > 128 {
-			writeError(w, &api.Error{Code: api.CodeBadRequest, Message: "request id longer than 128 bytes"}, "", s.cfg.Logger)
+			c := &call{r: r, w: w, detail: auditDetail{longRID: rid}}
+			s.finish(c, rt, nil, &api.Error{Code: api.CodeBadRequest, Message: "request id longer than 128 bytes"})
 			return
 		}
 		c := &call{r: r, w: w, rid: rid}
@@ -279,7 +285,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			}
 		case internal:
 			if _, ok := s.cfg.IsPeer(r); !ok {
-				writeError(w, &api.Error{Code: api.CodeForbidden, Message: "node certificate required"}, rid, s.cfg.Logger)
+				s.finish(c, rt, nil, &api.Error{Code: api.CodeForbidden, Message: "node certificate required"})
 				return
 			}
 		}
@@ -399,7 +405,10 @@ func (s *Server) audit(c *call, rt route, resp any, err error) error {
 		// only its keyed HMAC is recorded.
 		rec.Hashed = map[string]string{"request": s.cfg.Audit.HMAC(c.body)}
 	}
-	return s.cfg.Audit.Log(c.r.Context(), rec)
+	s.addDetail(c, &rec, resp)
+	// The record is written even when the client hung up: the operation
+	// may have run.
+	return s.cfg.Audit.Log(context.WithoutCancel(c.r.Context()), rec)
 }
 
 func versionOf(resp any) uint32 {
