@@ -791,3 +791,51 @@ func TestEmitSealedFallsBackToStdout(t *testing.T) {
 		t.Fatalf("got output\n%s", got)
 	}
 }
+
+// TestOperatorRotateRootReviewOpenPGP (against the stand-in): the submit
+// review names an OpenPGP custodian by the key's full fingerprint, which
+// the custodian compares with `gpg --fingerprint`; a plaintext session
+// says so, and approving it needs its own digest (the flag is covered).
+func TestOperatorRotateRootReviewOpenPGP(t *testing.T) {
+	t.Parallel()
+	ks := newCustodians(t, 2)
+	e, err := openpgp.NewEntity("pat", "", "pat@example.invalid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	aw, _ := pgparmor.Encode(&pub, "PGP PUBLIC KEY BLOCK", nil)
+	if err := e.Serialize(aw); err != nil {
+		t.Fatal(err)
+	}
+	aw.Close()
+	pubFile := filepath.Join(t.TempDir(), "pat.asc")
+	if err := os.WriteFile(pubFile, pub.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fpr := strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint))
+	s := newCeremonyStub(t)
+	out, errOut, err := runCmdErr(t, s.env(t), testShare, "operator", "rotate-root", "start", "-custodian-keys", ks[0].pub+","+pubFile+","+ks[1].pub, "-threshold", "2")
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, errOut)
+	}
+	digest := outputValue(t, out, "Rotation digest: ")
+	_, errOut, err = runCmdErr(t, s.env(t), testShare, "operator", "rotate-root", "submit", "-nonce", "nonce1", "-approve", digest)
+	if err != nil || !strings.Contains(errOut, "share 2: openpgp:"+fpr) {
+		t.Fatalf("submit review: %v\n%s", err, errOut)
+	}
+
+	p := newCeremonyStub(t)
+	out, errOut, err = runCmdErr(t, p.env(t), testShare, "operator", "rotate-root", "start", "-plaintext-shares", "-custodians", "3", "-threshold", "2")
+	if err != nil {
+		t.Fatalf("plaintext start: %v\n%s", err, errOut)
+	}
+	plainDigest := outputValue(t, out, "Rotation digest: ")
+	if plainDigest != api.RotationDigest(stubFingerprint, 3, 2, nil, true) || plainDigest == api.RotationDigest(stubFingerprint, 3, 2, nil, false) {
+		t.Fatal("the plaintext flag is not covered by the digest")
+	}
+	_, errOut, err = runCmdErr(t, p.env(t), testShare, "operator", "rotate-root", "submit", "-nonce", "nonce1", "-approve", plainDigest)
+	if err != nil || !strings.Contains(errOut, "plaintext_shares: true") || !strings.Contains(errOut, "WARNING") {
+		t.Fatalf("plaintext submit review: %v\n%s", err, errOut)
+	}
+}
