@@ -795,7 +795,8 @@ func TestEmitSealedFallsBackToStdout(t *testing.T) {
 // TestOperatorRotateRootReviewOpenPGP (against the stand-in): the submit
 // review names an OpenPGP custodian by the key's full fingerprint, which
 // the custodian compares with `gpg --fingerprint`; a plaintext session
-// says so, and approving it needs its own digest (the flag is covered).
+// says so, and approving it needs its own digest (the flag is covered); a
+// threshold of 1 is flagged.
 func TestOperatorRotateRootReviewOpenPGP(t *testing.T) {
 	t.Parallel()
 	ks := newCustodians(t, 2)
@@ -821,21 +822,21 @@ func TestOperatorRotateRootReviewOpenPGP(t *testing.T) {
 	}
 	digest := outputValue(t, out, "Rotation digest: ")
 	_, errOut, err = runCmdErr(t, s.env(t), testShare, "operator", "rotate-root", "submit", "-nonce", "nonce1", "-approve", digest)
-	if err != nil || !strings.Contains(errOut, "share 2: openpgp:"+fpr) {
+	if err != nil || !strings.Contains(errOut, "share 2: openpgp:"+fpr) || strings.Contains(errOut, "threshold 1") {
 		t.Fatalf("submit review: %v\n%s", err, errOut)
 	}
 
 	p := newCeremonyStub(t)
-	out, errOut, err = runCmdErr(t, p.env(t), testShare, "operator", "rotate-root", "start", "-plaintext-shares", "-custodians", "3", "-threshold", "2")
+	out, errOut, err = runCmdErr(t, p.env(t), testShare, "operator", "rotate-root", "start", "-plaintext-shares", "-custodians", "3", "-threshold", "1")
 	if err != nil {
 		t.Fatalf("plaintext start: %v\n%s", err, errOut)
 	}
 	plainDigest := outputValue(t, out, "Rotation digest: ")
-	if plainDigest != api.RotationDigest(stubFingerprint, 3, 2, nil, true) || plainDigest == api.RotationDigest(stubFingerprint, 3, 2, nil, false) {
+	if plainDigest != api.RotationDigest(stubFingerprint, 3, 1, nil, true) || plainDigest == api.RotationDigest(stubFingerprint, 3, 1, nil, false) {
 		t.Fatal("the plaintext flag is not covered by the digest")
 	}
 	_, errOut, err = runCmdErr(t, p.env(t), testShare, "operator", "rotate-root", "submit", "-nonce", "nonce1", "-approve", plainDigest)
-	if err != nil || !strings.Contains(errOut, "plaintext_shares: true") || !strings.Contains(errOut, "WARNING") {
+	if err != nil || !strings.Contains(errOut, "plaintext_shares: true") || !strings.Contains(errOut, "in the clear") || !strings.Contains(errOut, "threshold 1: each new custodian alone") {
 		t.Fatalf("plaintext submit review: %v\n%s", err, errOut)
 	}
 }

@@ -324,6 +324,9 @@ func (c *cli) reviewRotation(cmd string, st *api.RotateRootStatus) (string, erro
 	w := &errWriter{w: c.stderr}
 	w.printf("Root rotation to approve (rotating from commitments %s):\n", st.PrevFingerprint)
 	w.printf("  new custodians (N): %d\n  new threshold (T):  %d\n", st.Custodians, st.Threshold)
+	if st.Threshold == 1 && st.Custodians > 1 {
+		w.printf("  WARNING: threshold 1: each new custodian alone can unseal the cluster.\n")
+	}
 	if st.PlaintextShares {
 		w.printf("  plaintext_shares: true\n  WARNING: the new shares will be shown in the clear to whoever completes the rotation.\n")
 	} else {
