@@ -321,3 +321,33 @@ func TestRotationStartNeedsApproval(t *testing.T) {
 		t.Fatalf("approved start: %v", err)
 	}
 }
+
+// TestRotationRetryNeedsApproval: after completion, a retry with the
+// nonce is answered only for the completed session's digest.
+func TestRotationRetryNeedsApproval(t *testing.T) {
+	c, f := newFake(t)
+	res := initPlain(t, c, 3, 2)
+	f.mu.Lock()
+	f.unsealed = true
+	f.mu.Unlock()
+	ctx := context.Background()
+	keys := ageKeys(t, 3)
+	ok := api.RotationDigest(res.Fingerprint, 3, 2, keys, false)
+	st, err := c.StartRootRotation(ctx, api.RotateRootStart{Custodians: 3, Threshold: 2, CustodianKeys: keys, Share: res.Shares[0], Approve: ok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[1], Approve: ok})
+	if err != nil || !done.Complete || done.Digest != ok {
+		t.Fatalf("completion: %v", err)
+	}
+	for _, approve := range []string{"", api.RotationDigest(res.Fingerprint, 3, 2, ageKeys(t, 3), false)} {
+		if _, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[1], Approve: approve}); err == nil {
+			t.Fatalf("retry approving %q answered", approve)
+		}
+	}
+	again, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[1], Approve: ok})
+	if err != nil || strings.Join(again.EncryptedShares, ",") != strings.Join(done.EncryptedShares, ",") {
+		t.Fatalf("approved retry: %v", err)
+	}
+}
