@@ -162,8 +162,10 @@ func (c *Custodians) rotationReady() error {
 // custodian shares with threshold t. It needs a current custodian share,
 // which counts as the first submission, so nobody without one can open a
 // session, choose N and T or block custodians. A running session is not
-// replaced until it expires or a share holder cancels it. Only the reply
-// to the start carries the nonce; the starter hands it to the others.
+// replaced until it expires or a share holder cancels it. The starter
+// approves the dealing like every submitter (req.Approve, see
+// api.RotationDigest). Only the reply to the start carries the nonce; the
+// starter hands it to the others.
 func (c *Custodians) StartRootRotation(ctx context.Context, req api.RotateRootStart) (*api.RotateRootStatus, error) {
 	if req.Threshold < 1 || req.Custodians < req.Threshold || req.Custodians > shamir.MaxShares {
 		return nil, badRequest("need 1 <= threshold <= custodians <= %d", shamir.MaxShares)
@@ -218,8 +220,11 @@ func (c *Custodians) StartRootRotation(ctx context.Context, req api.RotateRootSt
 	return st, nil
 }
 
-// SubmitRotationShare takes one current custodian share. A share that
-// does not verify against the current commitments is rejected and named.
+// SubmitRotationShare takes one current custodian share. It counts only
+// when req.Approve is the session's digest: one custodian who starts a
+// session listing keys they control gets no share from a custodian who
+// approved another dealing. A share that does not verify against the
+// current commitments is rejected and named.
 // With the threshold reached, the leader rotates the root and returns the
 // new custodian shares: encrypted to the session's custodian keys, or in
 // the clear to this submitter only.
