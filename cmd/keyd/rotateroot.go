@@ -25,7 +25,7 @@ func (c *cli) operatorRotateRoot(args []string) error {
   start -custodian-keys K1,...,KN -threshold T [-identity KEYFILE] [-in FILE] [-out-dir DIR]
                                      open a rotation session with your current share (read
                                      from stdin; it counts as the first submission) and print
-                                     its nonce; the new shares are encrypted to these age
+                                     its nonce and digest; the new shares are encrypted to these age
                                      public keys (age1... or files holding one)
   start -plaintext-shares -custodians N -threshold T
                                      rehearsals only: the new shares come back in the clear
