@@ -554,6 +554,10 @@ type RotateRootStart struct {
 	// Share is the starter's current custodian share: a session opens
 	// only with a valid one, and it counts as the first submission.
 	Share string `json:"share"`
+	// Approve is the starter's approval of this dealing: RotationDigest of
+	// the current root's commitments fingerprint and the fields above.
+	// The session opens only when it matches.
+	Approve string `json:"approve"`
 }
 
 // PathRotateRootCancel is POST RotateRootCancel: any holder of a current
@@ -569,6 +573,11 @@ type RotateRootCancel struct {
 type RotateRootSubmit struct {
 	Nonce string `json:"nonce"`
 	Share string `json:"share"`
+	// Approve is the session digest (RotateRootStatus.Digest) the
+	// submitter approves, computed from the parameters they checked. A
+	// share whose Approve does not match the session is refused (conflict)
+	// and not counted.
+	Approve string `json:"approve"`
 }
 
 // RotateRootStatus is the state of the rotation session. Shares and
@@ -594,4 +603,10 @@ type RotateRootStatus struct {
 	CustodianKeys   []string   `json:"custodian_keys,omitempty"`
 	PlaintextShares bool       `json:"plaintext_shares,omitempty"`
 	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+	// Digest is the running session's RotationDigest: what every
+	// submitter approves. PrevFingerprint is the current root's
+	// commitments fingerprint (set with or without a session), which the
+	// digest covers.
+	Digest          string `json:"digest,omitempty"`
+	PrevFingerprint string `json:"prev_commitments_fingerprint,omitempty"`
 }

@@ -31,7 +31,10 @@ func (c *Client) StartRootRotation(ctx context.Context, custodians, threshold in
 // StartRootRotationWith opens a session as in asks. in.Share (a current
 // custodian share) is required and counts as the first submission;
 // in.CustodianKeys (or in.PlaintextShares) choose how the new shares are
-// handed out. Only the reply to the start carries the session's nonce.
+// handed out. in.Approve is required: api.RotationDigest over the current
+// root's commitments fingerprint (RotateRootStatus.PrevFingerprint) and
+// these parameters. Only the reply to the start carries the session's
+// nonce.
 func (c *Client) StartRootRotationWith(ctx context.Context, in api.RotateRootStart) (*api.RotateRootStatus, error) {
 	var st api.RotateRootStatus
 	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathRotateRootStart, in: in, out: &st}); err != nil {
@@ -40,11 +43,16 @@ func (c *Client) StartRootRotationWith(ctx context.Context, in api.RotateRootSta
 	return &st, nil
 }
 
-// SubmitRotationShare submits one current custodian share. The reply to
-// the share that completes the quorum carries the new shares, once.
-func (c *Client) SubmitRotationShare(ctx context.Context, nonce, share string) (*api.RotateRootStatus, error) {
+// SubmitRotationShare submits one current custodian share (in.Share) to
+// the session in.Nonce. in.Approve must be the session's digest as the
+// submitter computed it from the parameters they checked
+// (api.RotationDigest over RotateRootStatus.PrevFingerprint, Custodians,
+// Threshold, CustodianKeys and PlaintextShares); the server refuses a
+// share approving another dealing (conflict) and does not count it. The
+// reply to the share that completes the quorum carries the new shares,
+// once.
+func (c *Client) SubmitRotationShare(ctx context.Context, in api.RotateRootSubmit) (*api.RotateRootStatus, error) {
 	var st api.RotateRootStatus
-	in := api.RotateRootSubmit{Nonce: nonce, Share: share}
 	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathRotateRootSubmit, in: in, out: &st}); err != nil {
 		return nil, err
 	}

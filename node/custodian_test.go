@@ -335,7 +335,7 @@ func TestRotateRootStartNeedsShare(t *testing.T) {
 	}
 	// The custodians are not blocked.
 	ctx := ctxT(t)
-	st, err := c.Client(t).StartRootRotationWith(ctx, api.RotateRootStart{Custodians: 5, Threshold: 3, PlaintextShares: true, Share: c.Shares[0]})
+	st, err := c.Client(t).StartRootRotationWith(ctx, approveStart(t, c, api.RotateRootStart{Custodians: 5, Threshold: 3, PlaintextShares: true, Share: c.Shares[0]}))
 	if err != nil || st.Nonce == "" || st.Progress != 1 {
 		t.Fatalf("custodian start: %v", err)
 	}
@@ -346,7 +346,7 @@ func TestRotateRootStartNeedsShare(t *testing.T) {
 func TestRotateRootStatusHidesNonce(t *testing.T) {
 	c := rotationCluster(t)
 	cust := newCustodians(t, 5)
-	st, err := c.Client(t).StartRootRotationWith(ctxT(t), api.RotateRootStart{Custodians: 5, Threshold: 3, CustodianKeys: cust.keys, Share: c.Shares[0]})
+	st, err := c.Client(t).StartRootRotationWith(ctxT(t), approveStart(t, c, api.RotateRootStart{Custodians: 5, Threshold: 3, CustodianKeys: cust.keys, Share: c.Shares[0]}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,14 +378,14 @@ func TestRotateRootRetryDoesNotLeakToOldCustodian(t *testing.T) {
 	c := rotationCluster(t)
 	ctx := ctxT(t)
 	cl := c.Client(t)
-	st, err := cl.StartRootRotationWith(ctx, api.RotateRootStart{Custodians: 5, Threshold: 3, PlaintextShares: true, Share: c.Shares[0]})
+	st, err := cl.StartRootRotationWith(ctx, approveStart(t, c, api.RotateRootStart{Custodians: 5, Threshold: 3, PlaintextShares: true, Share: c.Shares[0]}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var done *api.RotateRootStatus
 	completer := -1
 	for i := 1; i < 5 && completer < 0; i++ {
-		if done, err = cl.SubmitRotationShare(ctx, st.Nonce, c.Shares[i]); err != nil {
+		if done, err = cl.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[i], Approve: st.Digest}); err != nil {
 			t.Fatal(err)
 		}
 		if done.Complete {
@@ -401,7 +401,7 @@ func TestRotateRootRetryDoesNotLeakToOldCustodian(t *testing.T) {
 		if i == completer {
 			continue
 		}
-		status, raw := rawCall(t, c, "POST", leaderAddr(t, c), api.PathRotateRootSubmit, "", api.RotateRootSubmit{Nonce: st.Nonce, Share: old})
+		status, raw := rawCall(t, c, "POST", leaderAddr(t, c), api.PathRotateRootSubmit, "", api.RotateRootSubmit{Nonce: st.Nonce, Share: old, Approve: st.Digest})
 		noPlainShare(t, "retry with another old share", raw)
 		if status == http.StatusOK {
 			if got := decodeAs[api.RotateRootStatus](t, status, raw); len(got.Shares) != 0 {
@@ -410,7 +410,7 @@ func TestRotateRootRetryDoesNotLeakToOldCustodian(t *testing.T) {
 		}
 	}
 	// The completing submitter's retry (its reply was lost) gets them.
-	again, err := cl.SubmitRotationShare(ctx, st.Nonce, c.Shares[completer])
+	again, err := cl.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[completer], Approve: st.Digest})
 	if err != nil || strings.Join(again.Shares, ",") != strings.Join(done.Shares, ",") {
 		t.Fatalf("completing submitter's retry: %v", err)
 	}
@@ -421,7 +421,7 @@ func TestRotateRootRetryDoesNotLeakToOldCustodian(t *testing.T) {
 func TestRotateRootRefusedWhileSealed(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{Nodes: 1})
 	c.Init(t, 3, 2)
-	_, err := c.Client(t).StartRootRotationWith(ctxT(t), api.RotateRootStart{Custodians: 3, Threshold: 2, PlaintextShares: true, Share: c.Shares[0]})
+	_, err := c.Client(t).StartRootRotationWith(ctxT(t), approveStart(t, c, api.RotateRootStart{Custodians: 3, Threshold: 2, PlaintextShares: true, Share: c.Shares[0]}))
 	if !errors.Is(err, api.ErrSealed) {
 		t.Fatalf("start on a sealed cluster: got %v, want sealed", err)
 	}
@@ -440,7 +440,7 @@ func TestRotateRootCancel(t *testing.T) {
 	c := rotationCluster(t)
 	ctx := ctxT(t)
 	cl := c.Client(t)
-	st, err := cl.StartRootRotationWith(ctx, api.RotateRootStart{Custodians: 5, Threshold: 3, PlaintextShares: true, Share: c.Shares[0]})
+	st, err := cl.StartRootRotationWith(ctx, approveStart(t, c, api.RotateRootStart{Custodians: 5, Threshold: 3, PlaintextShares: true, Share: c.Shares[0]}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +453,7 @@ func TestRotateRootCancel(t *testing.T) {
 	if got, err := cl.RotateRootStatus(ctx); err != nil || got.Started {
 		t.Fatalf("after cancel: %v started=%v", err, got != nil && got.Started)
 	}
-	if _, err := cl.SubmitRotationShare(ctx, st.Nonce, c.Shares[1]); !errors.Is(err, api.ErrConflict) {
+	if _, err := cl.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[1], Approve: st.Digest}); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("submit to a cancelled session: got %v", err)
 	}
 }
@@ -466,17 +466,17 @@ func TestRotateRootEncryptsShares(t *testing.T) {
 	c := rotationCluster(t)
 	cust := newCustodians(t, 5)
 	addr := leaderAddr(t, c)
-	status, raw := rawCall(t, c, "POST", addr, api.PathRotateRootStart, "", api.RotateRootStart{Custodians: 5, Threshold: 3, CustodianKeys: cust.keys, Share: c.Shares[4]})
+	status, raw := rawCall(t, c, "POST", addr, api.PathRotateRootStart, "", approveStart(t, c, api.RotateRootStart{Custodians: 5, Threshold: 3, CustodianKeys: cust.keys, Share: c.Shares[4]}))
 	st := decodeAs[api.RotateRootStatus](t, status, raw)
-	_, raw = rawCall(t, c, "POST", addr, api.PathRotateRootSubmit, "", api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[3]})
+	_, raw = rawCall(t, c, "POST", addr, api.PathRotateRootSubmit, "", api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[3], Approve: st.Digest})
 	noPlainShare(t, "second submission", raw)
-	status, raw = rawCall(t, c, "POST", addr, api.PathRotateRootSubmit, "", api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[0]})
+	status, raw = rawCall(t, c, "POST", addr, api.PathRotateRootSubmit, "", api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[0], Approve: st.Digest})
 	noPlainShare(t, "completing submission", raw)
 	done := decodeAs[api.RotateRootStatus](t, status, raw)
 	if !done.Complete || len(done.EncryptedShares) != 5 || len(done.Shares) != 0 {
 		t.Fatalf("rotation reply: complete=%v encrypted=%d plain=%d", done.Complete, len(done.EncryptedShares), len(done.Shares))
 	}
-	status, raw = rawCall(t, c, "POST", addr, api.PathRotateRootSubmit, "", api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[3]})
+	status, raw = rawCall(t, c, "POST", addr, api.PathRotateRootSubmit, "", api.RotateRootSubmit{Nonce: st.Nonce, Share: c.Shares[3], Approve: st.Digest})
 	noPlainShare(t, "another submitter's retry", raw)
 	if again := decodeAs[api.RotateRootStatus](t, status, raw); strings.Join(again.EncryptedShares, ",") != strings.Join(done.EncryptedShares, ",") {
 		t.Fatal("another submitter's retry: a different answer")

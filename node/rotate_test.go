@@ -36,16 +36,16 @@ func TestRootRotation(t *testing.T) {
 	// No token is needed: a custodian starts with their share, and a
 	// forged share is refused.
 	anon := c.ClientFor(t, c.Addrs()...)
-	st, err := anon.StartRootRotationWith(ctx, api.RotateRootStart{Custodians: 4, Threshold: 2, PlaintextShares: true, Share: c.Shares[0]})
+	st, err := anon.StartRootRotationWith(ctx, approveStart(t, c, api.RotateRootStart{Custodians: 4, Threshold: 2, PlaintextShares: true, Share: c.Shares[0]}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := anon.SubmitRotationShare(ctx, st.Nonce, forgeShare(t, c.Shares[1])); !errors.Is(err, api.ErrInvalidShare) {
+	if _, err := anon.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: forgeShare(t, c.Shares[1]), Approve: st.Digest}); !errors.Is(err, api.ErrInvalidShare) {
 		t.Fatalf("forged share: got %v", err)
 	}
 	var done *api.RotateRootStatus
 	for _, sh := range c.Shares[1:3] {
-		if done, err = anon.SubmitRotationShare(ctx, st.Nonce, sh); err != nil {
+		if done, err = anon.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: sh, Approve: st.Digest}); err != nil {
 			t.Fatal(err)
 		}
 	}

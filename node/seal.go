@@ -85,6 +85,14 @@ func (h sealHost) RootRotated(secret *shamir.Secret) {
 
 func (h sealHost) RelayShare(share string) { h.n.relayShare(share) }
 
+// Removed refuses custodian shares on a node that knows it was removed.
+func (h sealHost) Removed() error {
+	if h.n.removedSelf() {
+		return errRemoved
+	}
+	return nil
+}
+
 // sealProposer is the node's Raft as package seal sees it.
 type sealProposer struct{ n *Node }
 

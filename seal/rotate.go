@@ -43,12 +43,17 @@ type rotation struct {
 	keys      []custodian.Recipient
 	keyText   []string
 	plaintext bool
+	// digest is the dealing every submitter must approve
+	// (api.RotationDigest over prevFP and the parameters above).
+	digest string
+	prevFP string
 	// done keeps the completed rotation's reply for a few minutes, so a
 	// final submitter whose reply was lost can fetch it again with the
 	// same nonce. Encrypted shares go to any holder of an old share;
 	// plaintext ones only to the exact share that completed (by).
 	done struct {
 		nonce  string
+		digest string
 		prev   []byte
 		at     time.Time
 		result *api.RotateRootStatus
@@ -63,11 +68,13 @@ func (r *rotation) resetLocked() {
 	}
 	r.nonce, r.prev = "", nil
 	r.keys, r.keyText, r.plaintext = nil, nil, false
+	r.digest, r.prevFP = "", ""
 }
 
 func (r *rotation) dropDoneLocked() {
 	r.done.by.Destroy()
 	r.done.nonce, r.done.prev, r.done.result, r.done.by = "", nil, nil, shamir.Share{}
+	r.done.digest = ""
 }
 
 // activeLocked reports whether a session is running; an expired one's
@@ -85,13 +92,27 @@ func (r *rotation) statusLocked(required int) *api.RotateRootStatus {
 	return &api.RotateRootStatus{
 		Started: true, Progress: len(r.shares), Required: required, Custodians: r.n, Threshold: r.t,
 		CustodianKeys: r.keyText, PlaintextShares: r.plaintext, ExpiresAt: &exp,
+		Digest: r.digest, PrevFingerprint: r.prevFP,
 	}
+}
+
+// checkApproval refuses a submission that does not approve the dealing
+// named by digest: without an approval (bad_request) or with another
+// one (conflict). Nothing is counted either way.
+func checkApproval(approve, digest string) error {
+	if approve == "" {
+		return badRequest("approve required: the digest of the rotation you approve (the new custodian keys, N, T and the plaintext flag, as `keyd operator rotate-root status` shows them, digest %s); check the keys before you submit", digest)
+	}
+	if !api.SameRotationDigest(approve, digest) {
+		return &api.Error{Code: api.CodeConflict, Message: fmt.Sprintf("approve does not match this rotation: its dealing (new custodian keys, N, T, plaintext flag) has digest %s; compare its keys with the ones agreed out of band (`keyd operator rotate-root status`) and cancel a session you do not accept; the share was not counted", digest)}
+	}
+	return nil
 }
 
 // RotateRootStatus reports the session on this node (the leader): its
 // progress and parameters, never its nonce.
 func (c *Custodians) RotateRootStatus() (*api.RotateRootStatus, error) {
-	rec, _, err := Commitments(c.store)
+	rec, commits, err := Commitments(c.store)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +120,7 @@ func (c *Custodians) RotateRootStatus() (*api.RotateRootStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.activeLocked() {
-		return &api.RotateRootStatus{Required: rec.Threshold}, nil
+		return &api.RotateRootStatus{Required: rec.Threshold, PrevFingerprint: commits.Fingerprint()}, nil
 	}
 	return r.statusLocked(rec.Threshold), nil
 }
@@ -141,8 +162,10 @@ func (c *Custodians) rotationReady() error {
 // custodian shares with threshold t. It needs a current custodian share,
 // which counts as the first submission, so nobody without one can open a
 // session, choose N and T or block custodians. A running session is not
-// replaced until it expires or a share holder cancels it. Only the reply
-// to the start carries the nonce; the starter hands it to the others.
+// replaced until it expires or a share holder cancels it. The starter
+// approves the dealing like every submitter (req.Approve, see
+// api.RotationDigest). Only the reply to the start carries the nonce; the
+// starter hands it to the others.
 func (c *Custodians) StartRootRotation(ctx context.Context, req api.RotateRootStart) (*api.RotateRootStatus, error) {
 	if req.Threshold < 1 || req.Custodians < req.Threshold || req.Custodians > shamir.MaxShares {
 		return nil, badRequest("need 1 <= threshold <= custodians <= %d", shamir.MaxShares)
@@ -159,6 +182,13 @@ func (c *Custodians) StartRootRotation(ctx context.Context, req api.RotateRootSt
 		return nil, err
 	}
 	defer sh.Destroy()
+	// The starter approves the dealing they ask for, like every other
+	// submitter: the digest covers the current root and the parameters.
+	prevFP := commits.Fingerprint()
+	digest := api.RotationDigest(prevFP, req.Custodians, req.Threshold, req.CustodianKeys, req.PlaintextShares)
+	if err := checkApproval(req.Approve, digest); err != nil {
+		return nil, err
+	}
 	r := &c.rot
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -173,6 +203,7 @@ func (c *Custodians) StartRootRotation(ctx context.Context, req api.RotateRootSt
 	r.nonce, r.n, r.t, r.started = hex.EncodeToString(b[:]), req.Custodians, req.Threshold, time.Now()
 	r.prev = rec.Commitments
 	r.keys, r.keyText, r.plaintext = rs, append([]string(nil), req.CustodianKeys...), req.PlaintextShares
+	r.digest, r.prevFP = digest, prevFP
 	if r.shares == nil {
 		r.shares = map[int]shamir.Share{}
 	}
@@ -189,8 +220,11 @@ func (c *Custodians) StartRootRotation(ctx context.Context, req api.RotateRootSt
 	return st, nil
 }
 
-// SubmitRotationShare takes one current custodian share. A share that
-// does not verify against the current commitments is rejected and named.
+// SubmitRotationShare takes one current custodian share. It counts only
+// when req.Approve is the session's digest: one custodian who starts a
+// session listing keys they control gets no share from a custodian who
+// approved another dealing. A share that does not verify against the
+// current commitments is rejected and named.
 // With the threshold reached, the leader rotates the root and returns the
 // new custodian shares: encrypted to the session's custodian keys, or in
 // the clear to this submitter only.
@@ -214,6 +248,9 @@ func (c *Custodians) SubmitRotationShare(ctx context.Context, req api.RotateRoot
 		r.dropDoneLocked()
 	}
 	if r.done.result != nil && req.Nonce != "" && subtle.ConstantTimeCompare([]byte(req.Nonce), []byte(r.done.nonce)) == 1 {
+		if err := checkApproval(req.Approve, r.done.digest); err != nil {
+			return nil, err
+		}
 		return r.replayLocked(sh)
 	}
 	if !r.activeLocked() || subtle.ConstantTimeCompare([]byte(req.Nonce), []byte(r.nonce)) != 1 {
@@ -222,6 +259,11 @@ func (c *Custodians) SubmitRotationShare(ctx context.Context, req api.RotateRoot
 	if !bytes.Equal(r.prev, rec.Commitments) {
 		r.resetLocked()
 		return nil, &api.Error{Code: api.CodeConflict, Message: "the root changed during the rotation; start again"}
+	}
+	// Checked before the share is looked at: a share given for another
+	// dealing than the session's is never counted.
+	if err := checkApproval(req.Approve, r.digest); err != nil {
+		return nil, err
 	}
 	if err := commits.Verify(sh); err != nil {
 		return nil, &api.Error{Code: api.CodeInvalidShare, Message: fmt.Sprintf("share %d does not match the current root's commitments: %s", sh.Index, err.Error())}
@@ -267,7 +309,7 @@ func (c *Custodians) completeRotationLocked(ctx context.Context, rec *fsm.InitRe
 	}
 	sort.Slice(shares, func(i, j int) bool { return shares[i].Index < shares[j].Index })
 	out, err := c.rotateRoot(ctx, rec, commits, shares, r.n, r.t, r.keys)
-	nonce, keys := r.nonce, r.keyText
+	nonce, keys, digest := r.nonce, r.keyText, r.digest
 	r.resetLocked()
 	if err != nil {
 		return nil, err
@@ -275,6 +317,8 @@ func (c *Custodians) completeRotationLocked(ctx context.Context, rec *fsm.InitRe
 	out.CustodianKeys = keys
 	r.dropDoneLocked()
 	r.done.nonce, r.done.prev, r.done.at, r.done.result = nonce, rec.Commitments, time.Now(), out
+	r.done.digest = digest
+	out.Digest = digest
 	r.done.by = shamir.Share{Index: by.Index, Value: append([]byte(nil), by.Value...)}
 	return out, nil
 }

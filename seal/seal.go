@@ -63,6 +63,9 @@ type Host interface {
 	RootRotated(secret *shamir.Secret)
 	// RelayShare sends a verified custodian share to every peer.
 	RelayShare(share string)
+	// Removed is nil while the node may unseal, and the error to refuse
+	// custodian shares with once it knows it was removed from the cluster.
+	Removed() error
 }
 
 // Config wires Custodians.
@@ -162,7 +165,13 @@ func Commitments(store Store) (*fsm.InitRecord, *shamir.Commitments, error) {
 // peer that already verified it; it is verified again here and not
 // relayed further. A share that fails verification is rejected with its
 // index and changes nothing. ignored says why a valid share was not used.
+// A node that knows it was removed from the cluster refuses every share.
 func (c *Custodians) SubmitShare(ctx context.Context, text string, relayed bool) (ignored string, err error) {
+	// A removed node never unseals again: it refuses the share before
+	// reading it rather than collect shares it can never use.
+	if err := c.host.Removed(); err != nil {
+		return "", err
+	}
 	sh, err := shamir.DecodeShare(text)
 	if err != nil {
 		return "", &api.Error{Code: api.CodeInvalidShare, Message: "share is malformed (check for typos): " + err.Error()}

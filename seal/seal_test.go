@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/shamir"
@@ -98,6 +100,8 @@ func (f *fakeNode) RelayShare(string) {
 	f.mu.Unlock()
 }
 
+func (f *fakeNode) Removed() error { return nil }
+
 func newFake(t *testing.T) (*Custodians, *fakeNode) {
 	f := &fakeNode{}
 	c := New(Config{Store: f, Proposer: f, Host: f, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -173,8 +177,9 @@ func TestRotationExpiredSessionDoesNotBlock(t *testing.T) {
 	c, f := newFake(t)
 	res := initPlain(t, c, 3, 2)
 	ctx := context.Background()
+	ok := api.RotationDigest(res.Fingerprint, 3, 2, nil, true)
 	start := func(share string) (*api.RotateRootStatus, error) {
-		return c.StartRootRotation(ctx, api.RotateRootStart{Custodians: 3, Threshold: 2, PlaintextShares: true, Share: share})
+		return c.StartRootRotation(ctx, api.RotateRootStart{Custodians: 3, Threshold: 2, PlaintextShares: true, Share: share, Approve: ok})
 	}
 	if _, err := start(res.Shares[0]); !errors.Is(err, api.ErrSealed) {
 		t.Fatalf("sealed host: got %v", err)
@@ -205,16 +210,144 @@ func TestRotationExpiredSessionDoesNotBlock(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start after expiry: %v", err)
 	}
-	if _, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: first.Nonce, Share: res.Shares[2]}); !errors.Is(err, api.ErrConflict) {
+	if _, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: first.Nonce, Share: res.Shares[2], Approve: ok}); !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("expired nonce: got %v", err)
 	}
-	done, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: second.Nonce, Share: res.Shares[2]})
+	done, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: second.Nonce, Share: res.Shares[2], Approve: ok})
 	if err != nil || !done.Complete || len(done.Shares) != 3 || f.rotated != 1 {
 		t.Fatalf("completion: %v", err)
 	}
 	// The expired session's starter share is not the completing one.
-	other, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: second.Nonce, Share: res.Shares[1]})
+	other, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: second.Nonce, Share: res.Shares[1], Approve: ok})
 	if err != nil || len(other.Shares) != 0 || !other.Complete {
 		t.Fatalf("retry by a non-completing share: %v shares=%d", err, len(other.Shares))
+	}
+}
+
+// ageKeys returns n fresh age recipients.
+func ageKeys(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	for range n {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, id.Recipient().String())
+	}
+	return out
+}
+
+// TestRotationOneCustodianCannotRedirectShares is the attacker: one
+// custodian starts a rotation whose new custodian keys are all their own.
+// A second custodian, who approves the dealing they were told of (the
+// honest key list), is refused and their share is not counted; a share
+// without an approval is refused too; only a submitter who approves the
+// session's exact dealing adds a share.
+func TestRotationOneCustodianCannotRedirectShares(t *testing.T) {
+	c, f := newFake(t)
+	res := initPlain(t, c, 5, 3)
+	f.mu.Lock()
+	f.unsealed = true
+	f.mu.Unlock()
+	ctx := context.Background()
+	attackerKeys, honestKeys := ageKeys(t, 3), ageKeys(t, 3)
+	st, err := c.StartRootRotation(ctx, api.RotateRootStart{Custodians: 3, Threshold: 2, CustodianKeys: attackerKeys, Share: res.Shares[0],
+		Approve: api.RotationDigest(res.Fingerprint, 3, 2, attackerKeys, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress := func() int {
+		c.rot.mu.Lock()
+		defer c.rot.mu.Unlock()
+		return len(c.rot.shares)
+	}
+	told := api.RotationDigest(res.Fingerprint, 3, 2, honestKeys, false)
+	_, err = c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[1], Approve: told})
+	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "approve") {
+		t.Fatalf("a share approving another dealing: got %v, want conflict", err)
+	}
+	if n := progress(); n != 1 {
+		t.Fatalf("the refused share was counted: %d shares held", n)
+	}
+	if _, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[2]}); err == nil {
+		t.Fatal("a share without an approval was accepted")
+	}
+	if n := progress(); n != 1 {
+		t.Fatalf("the unapproved share was counted: %d shares held", n)
+	}
+	// Plaintext is part of the dealing: approving the same keys with the
+	// other flag does not match either.
+	if _, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[2],
+		Approve: api.RotationDigest(res.Fingerprint, 3, 2, attackerKeys, true)}); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("approval with another plaintext flag: got %v", err)
+	}
+	status, err := c.RotateRootStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := api.RotationDigest(res.Fingerprint, 3, 2, attackerKeys, false); status.Digest != want || status.PrevFingerprint != res.Fingerprint {
+		t.Fatalf("status digest %q prev %q, want %q %q", status.Digest, status.PrevFingerprint, want, res.Fingerprint)
+	}
+	// A custodian who checked and approves this exact dealing adds a share.
+	got, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[1], Approve: strings.ToUpper(status.Digest)})
+	if err != nil || got.Progress != 2 {
+		t.Fatalf("approved share: %v", err)
+	}
+}
+
+// TestRotationStartNeedsApproval: the starter's own share counts only
+// with an approval of the parameters it sends; a plaintext session needs
+// plaintext approved.
+func TestRotationStartNeedsApproval(t *testing.T) {
+	c, f := newFake(t)
+	res := initPlain(t, c, 3, 2)
+	f.mu.Lock()
+	f.unsealed = true
+	f.mu.Unlock()
+	ctx := context.Background()
+	keys := ageKeys(t, 3)
+	for _, approve := range []string{"", api.RotationDigest(res.Fingerprint, 3, 2, keys, false), api.RotationDigest("other", 3, 2, nil, true)} {
+		if _, err := c.StartRootRotation(ctx, api.RotateRootStart{Custodians: 3, Threshold: 2, PlaintextShares: true, Share: res.Shares[0], Approve: approve}); err == nil {
+			t.Fatalf("start approving %q opened a session", approve)
+		}
+	}
+	if st, err := c.RotateRootStatus(); err != nil || st.Started {
+		t.Fatalf("a refused start left a session: %v", err)
+	}
+	st, err := c.StartRootRotation(ctx, api.RotateRootStart{Custodians: 3, Threshold: 2, PlaintextShares: true, Share: res.Shares[0],
+		Approve: api.RotationDigest(res.Fingerprint, 3, 2, nil, true)})
+	if err != nil || st.Progress != 1 || st.Digest == "" {
+		t.Fatalf("approved start: %v", err)
+	}
+}
+
+// TestRotationRetryNeedsApproval: after completion, a retry with the
+// nonce is answered only for the completed session's digest.
+func TestRotationRetryNeedsApproval(t *testing.T) {
+	c, f := newFake(t)
+	res := initPlain(t, c, 3, 2)
+	f.mu.Lock()
+	f.unsealed = true
+	f.mu.Unlock()
+	ctx := context.Background()
+	keys := ageKeys(t, 3)
+	ok := api.RotationDigest(res.Fingerprint, 3, 2, keys, false)
+	st, err := c.StartRootRotation(ctx, api.RotateRootStart{Custodians: 3, Threshold: 2, CustodianKeys: keys, Share: res.Shares[0], Approve: ok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[1], Approve: ok})
+	if err != nil || !done.Complete || done.Digest != ok {
+		t.Fatalf("completion: %v", err)
+	}
+	for _, approve := range []string{"", api.RotationDigest(res.Fingerprint, 3, 2, ageKeys(t, 3), false)} {
+		if _, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[1], Approve: approve}); err == nil {
+			t.Fatalf("retry approving %q answered", approve)
+		}
+	}
+	again, err := c.SubmitRotationShare(ctx, api.RotateRootSubmit{Nonce: st.Nonce, Share: res.Shares[1], Approve: ok})
+	if err != nil || strings.Join(again.EncryptedShares, ",") != strings.Join(done.EncryptedShares, ",") {
+		t.Fatalf("approved retry: %v", err)
 	}
 }

@@ -122,22 +122,14 @@ func TestCustodianCeremonyEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rotate-root start: %v\n%s", err, errOut)
 	}
-	nonce := ""
-	for _, line := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(line, "Rotation nonce: "); ok {
-			nonce = v
-		}
-	}
-	if nonce == "" {
-		t.Fatalf("no nonce in %q", out)
-	}
+	nonce, digest := outputValue(t, out, "Rotation nonce: "), outputValue(t, out, "Rotation digest: ")
 	b2, _ := os.ReadFile(files[2])
-	if out, errOut, err = runCmdErr(t, env, string(b2), "operator", "rotate-root", "submit", "-nonce", nonce, "-identity", cust[2].idFile); err != nil || !strings.Contains(out, "progress") {
+	if out, errOut, err = runCmdErr(t, env, string(b2), "operator", "rotate-root", "submit", "-nonce", nonce, "-approve", digest, "-identity", cust[2].idFile); err != nil || !strings.Contains(out, "progress") {
 		t.Fatalf("rotate-root submit: %q, %v\n%s", out, err, errOut)
 	}
 	b4, _ := os.ReadFile(files[4])
 	outDir := filepath.Join(t.TempDir(), "new")
-	out, errOut, err = runCmdErr(t, env, string(b4), "operator", "rotate-root", "submit", "-nonce", nonce, "-identity", cust[4].idFile, "-out-dir", outDir)
+	out, errOut, err = runCmdErr(t, env, string(b4), "operator", "rotate-root", "submit", "-nonce", nonce, "-approve", digest, "-identity", cust[4].idFile, "-out-dir", outDir)
 	if err != nil {
 		t.Fatalf("completing submit: %v\n%s", err, errOut)
 	}
@@ -184,4 +176,17 @@ func TestCustodianCeremonyEndToEnd(t *testing.T) {
 	if got, err := runCmd(t, env, ct, "key", "decrypt", "k1"); err != nil || got != "kept across the rotation" {
 		t.Fatalf("decrypt after rotation and unseal: %q, %v", got, err)
 	}
+}
+
+// outputValue returns the rest of the output line that starts with
+// prefix.
+func outputValue(t *testing.T, out, prefix string) string {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok && v != "" {
+			return v
+		}
+	}
+	t.Fatalf("no %q line in %q", prefix, out)
+	return ""
 }

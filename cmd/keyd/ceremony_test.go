@@ -77,6 +77,7 @@ type ceremonyStub struct {
 	lastInit        api.InitRequest
 	rotation        api.RotateRootStart
 	submitted       []string // unseal and rotation submissions
+	submitCalls     int      // rotation submissions received, refused or not
 }
 
 func newCeremonyStub(t *testing.T) *ceremonyStub {
@@ -119,6 +120,14 @@ func (s *ceremonyStub) deal(n int, keys []string, plaintext bool) (plain, enc []
 		enc = append(enc, m)
 	}
 	return nil, enc, nil
+}
+
+// stubFingerprint is the stand-in's current commitments fingerprint.
+const stubFingerprint = "fp0"
+
+// stubDigest is the digest a rotation started with in is approved by.
+func stubDigest(in api.RotateRootStart) string {
+	return api.RotationDigest(stubFingerprint, in.Custodians, in.Threshold, in.CustodianKeys, in.PlaintextShares)
 }
 
 func randomTag() string {
@@ -173,9 +182,21 @@ func (s *ceremonyStub) serve(w http.ResponseWriter, r *http.Request) {
 			stubError(w, api.CodeBadRequest, "a current share is required")
 			return
 		}
+		if in.Approve != stubDigest(in) {
+			stubError(w, api.CodeConflict, "approve does not match")
+			return
+		}
 		s.rotation = in
 		s.submitted = append(s.submitted, in.Share)
-		json.NewEncoder(w).Encode(&api.RotateRootStatus{Started: true, Nonce: "nonce1", Progress: 1, Required: 2, Custodians: in.Custodians, Threshold: in.Threshold})
+		json.NewEncoder(w).Encode(&api.RotateRootStatus{Started: true, Nonce: "nonce1", Progress: 1, Required: 2, Custodians: in.Custodians, Threshold: in.Threshold,
+			Digest: in.Approve, PrevFingerprint: stubFingerprint})
+	case api.PathRotateRoot:
+		st := api.RotateRootStatus{Required: 2, PrevFingerprint: stubFingerprint}
+		if in := s.rotation; in.Share != "" {
+			st.Started, st.Progress, st.Custodians, st.Threshold = true, 1, in.Custodians, in.Threshold
+			st.CustodianKeys, st.PlaintextShares, st.Digest = in.CustodianKeys, in.PlaintextShares, stubDigest(in)
+		}
+		json.NewEncoder(w).Encode(&st)
 	case api.PathRotateRootCancel:
 		var in api.RotateRootCancel
 		json.NewDecoder(r.Body).Decode(&in)
@@ -184,6 +205,11 @@ func (s *ceremonyStub) serve(w http.ResponseWriter, r *http.Request) {
 	case api.PathRotateRootSubmit:
 		var in api.RotateRootSubmit
 		json.NewDecoder(r.Body).Decode(&in)
+		s.submitCalls++
+		if s.rotation.Share == "" || in.Approve != stubDigest(s.rotation) {
+			stubError(w, api.CodeConflict, "approve does not match")
+			return
+		}
 		s.submitted = append(s.submitted, in.Share)
 		plain, enc, err := s.deal(s.rotation.Custodians, s.rotation.CustodianKeys, s.rotation.PlaintextShares)
 		if err != nil {
@@ -570,9 +596,26 @@ func TestOperatorRotateRootEncrypted(t *testing.T) {
 	if len(s.rotation.CustodianKeys) != 3 || s.rotation.CustodianKeys[0] != ks[0].pub || s.rotation.PlaintextShares || s.rotation.Share != testShare+"a" {
 		t.Fatalf("got start request keys %q plaintext %v (share decrypted: %v)", s.rotation.CustodianKeys, s.rotation.PlaintextShares, s.rotation.Share == testShare+"a")
 	}
-	out, errOut, err = runCmdErr(t, s.env(t), current[1], "operator", "rotate-root", "submit", "-nonce", "nonce1", "-identity", old[1].idFile)
+	digest := stubDigest(s.rotation)
+	if !strings.Contains(out, "Rotation digest: "+digest) || !strings.Contains(out, "-approve "+digest) {
+		t.Fatalf("start does not print the digest to approve: %q", out)
+	}
+	// Submit shows the dealing and needs its digest approved; a wrong one
+	// (or none, off a terminal) sends nothing.
+	for _, approve := range [][]string{nil, {"-approve", strings.Repeat("0", 64)}} {
+		args := append([]string{"operator", "rotate-root", "submit", "-nonce", "nonce1", "-identity", old[1].idFile}, approve...)
+		if _, _, err := runCmdErr(t, s.env(t), current[1], args...); err == nil || s.submitCalls != 0 {
+			t.Fatalf("submit approving %q: err %v, %d sent", approve, err, s.submitCalls)
+		}
+	}
+	out, errOut, err = runCmdErr(t, s.env(t), current[1], "operator", "rotate-root", "submit", "-nonce", "nonce1", "-approve", digest, "-identity", old[1].idFile)
 	if err != nil {
 		t.Fatalf("submit: %v\n%s", err, errOut)
+	}
+	for _, want := range []string{"new custodians (N): 3", "new threshold (T):  2", "plaintext_shares: false", "share 1: " + ks[0].pub, "share 3: " + ks[2].pub, "digest: " + digest} {
+		if !strings.Contains(errOut, want) {
+			t.Fatalf("submit review lacks %q:\n%s", want, errOut)
+		}
 	}
 	if s.submitted[1] != testShare+"b" {
 		t.Fatal("the decrypted current share was not submitted")
@@ -588,7 +631,7 @@ func TestOperatorRotateRootEncrypted(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	out, _, err = runCmdErr(t, s.env(t), current[1], "operator", "rotate-root", "submit", "-nonce", "nonce1", "-identity", old[1].idFile, "-out-dir", dir)
+	out, _, err = runCmdErr(t, s.env(t), current[1], "operator", "rotate-root", "submit", "-nonce", "nonce1", "-approve", digest, "-identity", old[1].idFile, "-out-dir", dir)
 	if err != nil || strings.Contains(out, "BEGIN AGE") {
 		t.Fatalf("submit -out-dir: %q, %v", out, err)
 	}
@@ -746,5 +789,54 @@ func TestEmitSealedFallsBackToStdout(t *testing.T) {
 	got := out.String()
 	if !strings.Contains(got, "AAAA") || !strings.Contains(got, "BBBB") || !strings.Contains(got, "Commitments fingerprint: fp") {
 		t.Fatalf("got output\n%s", got)
+	}
+}
+
+// TestOperatorRotateRootReviewOpenPGP (against the stand-in): the submit
+// review names an OpenPGP custodian by the key's full fingerprint, which
+// the custodian compares with `gpg --fingerprint`; a plaintext session
+// says so, and approving it needs its own digest (the flag is covered); a
+// threshold of 1 is flagged.
+func TestOperatorRotateRootReviewOpenPGP(t *testing.T) {
+	t.Parallel()
+	ks := newCustodians(t, 2)
+	e, err := openpgp.NewEntity("pat", "", "pat@example.invalid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	aw, _ := pgparmor.Encode(&pub, "PGP PUBLIC KEY BLOCK", nil)
+	if err := e.Serialize(aw); err != nil {
+		t.Fatal(err)
+	}
+	aw.Close()
+	pubFile := filepath.Join(t.TempDir(), "pat.asc")
+	if err := os.WriteFile(pubFile, pub.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fpr := strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint))
+	s := newCeremonyStub(t)
+	out, errOut, err := runCmdErr(t, s.env(t), testShare, "operator", "rotate-root", "start", "-custodian-keys", ks[0].pub+","+pubFile+","+ks[1].pub, "-threshold", "2")
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, errOut)
+	}
+	digest := outputValue(t, out, "Rotation digest: ")
+	_, errOut, err = runCmdErr(t, s.env(t), testShare, "operator", "rotate-root", "submit", "-nonce", "nonce1", "-approve", digest)
+	if err != nil || !strings.Contains(errOut, "share 2: openpgp:"+fpr) || strings.Contains(errOut, "threshold 1") {
+		t.Fatalf("submit review: %v\n%s", err, errOut)
+	}
+
+	p := newCeremonyStub(t)
+	out, errOut, err = runCmdErr(t, p.env(t), testShare, "operator", "rotate-root", "start", "-plaintext-shares", "-custodians", "3", "-threshold", "1")
+	if err != nil {
+		t.Fatalf("plaintext start: %v\n%s", err, errOut)
+	}
+	plainDigest := outputValue(t, out, "Rotation digest: ")
+	if plainDigest != api.RotationDigest(stubFingerprint, 3, 1, nil, true) || plainDigest == api.RotationDigest(stubFingerprint, 3, 1, nil, false) {
+		t.Fatal("the plaintext flag is not covered by the digest")
+	}
+	_, errOut, err = runCmdErr(t, p.env(t), testShare, "operator", "rotate-root", "submit", "-nonce", "nonce1", "-approve", plainDigest)
+	if err != nil || !strings.Contains(errOut, "plaintext_shares: true") || !strings.Contains(errOut, "in the clear") || !strings.Contains(errOut, "threshold 1: each new custodian alone") {
+		t.Fatalf("plaintext submit review: %v\n%s", err, errOut)
 	}
 }
