@@ -206,7 +206,7 @@ func (n *Node) notLeader() error {
 	id, addr := n.Leader()
 	e := &api.Error{Code: api.CodeNotLeader, Message: "this node is not the leader", Leader: addr}
 	if id == "" {
-		e.Message = "no leader is known; the cluster may have lost quorum"
+		e.Message = "no leader is known: an election is under way or the cluster has lost quorum; retry with the same request id"
 	}
 	return e
 }

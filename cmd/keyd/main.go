@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/client"
@@ -70,6 +71,8 @@ when KEYD_TOKEN is unset.
 
 Write commands return once every reachable node has applied the write
 (at most 1s per node; nodes the topology reports dead are skipped).
+Client commands take -timeout (default 10s): until it passes they retry
+through leader elections and dead nodes, saying "waiting for a leader".
 
 Run "keyd <command> -h" for a command's flags.
 `
@@ -83,6 +86,11 @@ type cli struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+
+	// Set by newClient from -timeout (see setDeadline).
+	timeout   time.Duration
+	release   []context.CancelFunc
+	waitNoted bool // the "waiting for a leader" note was printed
 }
 
 // commands maps each top-level command to its function.
@@ -119,7 +127,8 @@ func (c *cli) run(args []string) error {
 	if !ok {
 		return usagef("unknown command %q (run keyd help)", args[0])
 	}
-	return cmd(args[1:])
+	defer c.releaseDeadlines()
+	return deadlineError(cmd(args[1:]), c.timeout)
 }
 
 // dispatch runs the subcommand args[0] of group from subs.
@@ -161,6 +170,34 @@ func (c *cli) version(args []string) error {
 	fmt.Fprintf(c.stdout, "keyd %s%s %s %s/%s\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
+
+// deadlineError explains a command that ran out of its -timeout while
+// retrying: the last error alone (not_leader: no leader is known) would
+// not say that keyd waited, nor for how long.
+func deadlineError(err error, timeout time.Duration) error {
+	if err == nil || timeout <= 0 || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &deadlineErr{timeout: timeout, err: err}
+}
+
+// deadlineErr is a command that gave up at its -timeout; it keeps the
+// last error for errors.Is and errors.As.
+type deadlineErr struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e *deadlineErr) Error() string {
+	last := e.err.Error()
+	var ae *api.Error
+	if errors.As(e.err, &ae) {
+		last = string(ae.Code) + ": " + ae.Message
+	}
+	return fmt.Sprintf("keyd: gave up after -timeout %s; last error: %s", e.timeout, last)
+}
+
+func (e *deadlineErr) Unwrap() error { return e.err }
 
 // usageError is a mistake in how keyd was invoked; it exits with 2.
 type usageError struct{ msg string }
@@ -243,6 +280,10 @@ func errorLine(err error) string {
 			return ""
 		}
 		return "keyd: " + ue.msg
+	}
+	var de *deadlineErr
+	if errors.As(err, &de) {
+		return de.Error()
 	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
