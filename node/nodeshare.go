@@ -273,7 +273,7 @@ func (n *Node) reachable(ctx context.Context, id string) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+api.PathHealth, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+api.PathHealth+"?standbyok=true&sealedcode=200&uninitcode=200", nil)
 	if err != nil {
 		return false
 	}

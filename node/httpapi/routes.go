@@ -76,7 +76,12 @@ func (s *Server) routes() []route {
 
 func (s *Server) health(c *call) (any, error) {
 	h := s.cfg.Sys.Health()
-	return &h, nil
+	code, err := healthStatus(c.r.URL.Query(), &h)
+	if err != nil {
+		return nil, err
+	}
+	writeJSON(c.w, code, &h)
+	return handled, nil
 }
 
 func (s *Server) status(c *call) (any, error) {
