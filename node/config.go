@@ -160,6 +160,9 @@ type Config struct {
 	// go through Logger, levels mapped, with lib=raft. Kept so that
 	// existing callers compile.
 	RaftLogOutput io.Writer
+	// UnauthenticatedMetrics serves GET /v1/sys/metrics without a token;
+	// by default it needs the metrics capability.
+	UnauthenticatedMetrics bool
 	// WrapStreamLayer, when set, wraps the Raft stream layer (tests
 	// inject faults with transport.FaultLayer).
 	WrapStreamLayer func(raft.StreamLayer) raft.StreamLayer

@@ -25,6 +25,7 @@ import (
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/hsmbridge"
 	"github.com/keyd/keyd/membership"
+	"github.com/keyd/keyd/metrics"
 	"github.com/keyd/keyd/node/httpapi"
 	"github.com/keyd/keyd/transport"
 )
@@ -51,6 +52,7 @@ type Node struct {
 		status string
 	}
 	dealNow chan struct{}
+	metrics *metrics.Metrics
 
 	rotation  rotation
 	gossip    *membership.Gossip
@@ -84,6 +86,7 @@ func New(cfg Config) (*Node, error) {
 		dealNow: make(chan struct{}, 1),
 	}
 	n.keys = &keystore{log: n.log}
+	n.metrics = metrics.New(n.metricsSample)
 	n.sealer.pending = map[int]dealtShare{}
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
 	if err != nil {
@@ -151,13 +154,14 @@ func (n *Node) Start(ctx context.Context) error {
 	n.auth.isPeer = n.isPeer
 	var auditor httpapi.Auditor
 	if n.audit != nil {
-		auditor = n.audit
+		auditor = timedAuditor{Auditor: n.audit, m: n.metrics}
 	}
 	handler := httpapi.New(httpapi.Config{
 		Audit: auditor,
 		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
 		IsPeer: n.isPeer, Admin: n,
-		Logger: n.log,
+		Logger:  n.log,
+		Metrics: n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
 	})
 	n.http = &http.Server{
 		Handler:           handler,
@@ -213,7 +217,7 @@ func (n *Node) openHSM(ctx context.Context) {
 		n.log.Error("HSM unavailable: node shares disabled on this node", "err", err)
 		return
 	}
-	n.hsm = h
+	n.hsm = n.metrics.WrapHSM(h)
 }
 
 // Close stops the node in order: API, Raft, FSM, then zeroes key

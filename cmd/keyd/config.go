@@ -71,6 +71,9 @@ type fileConfig struct {
 	// LogFormat is json (default) or text; Raft's and memberlist's records
 	// come out in the same format, through the same handler.
 	LogFormat string `yaml:"log_format"`
+
+	// UnauthenticatedMetrics serves GET /v1/sys/metrics without a token.
+	UnauthenticatedMetrics bool `yaml:"unauthenticated_metrics"`
 }
 
 type fileTLS struct {
@@ -306,6 +309,7 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 	if fc.SnapshotThreshold > 0 {
 		cfg.SnapshotThreshold = fc.SnapshotThreshold
 	}
+	cfg.UnauthenticatedMetrics = fc.UnauthenticatedMetrics
 	switch fc.LogFormat {
 	case "", "json":
 		cfg.Logger = slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
