@@ -55,6 +55,11 @@ type timedAuditor struct {
 func (a timedAuditor) Log(ctx context.Context, r audit.Record) error {
 	start := time.Now()
 	err := a.Auditor.Log(ctx, r)
+	if err != nil && ctx.Err() != nil {
+		// The caller went away while the record was being written: the
+		// sink did not fail.
+		return err
+	}
 	a.m.ObserveAudit(err, time.Since(start))
 	return err
 }

@@ -62,6 +62,7 @@ Audit:
 
 Other:
   version                    print the version
+  bench [-op OP] [-duration D]  load the cluster; ops/s and latency percentiles
 
 Client commands read KEYD_ADDR (comma-separated host:port list, overridden by
 -addr), KEYD_TOKEN (the bearer token) and KEYD_CACERT (a PEM CA file; the
@@ -109,6 +110,7 @@ func (c *cli) commands() map[string]func(args []string) error {
 		"whoami":   c.whoami,
 		"audit":    c.audit,
 		"version":  c.version,
+		"bench":    c.bench,
 	}
 }
 
