@@ -71,7 +71,8 @@ present a client certificate, which authenticates a certificate identity
 when KEYD_TOKEN is unset.
 
 Write commands return once every reachable node has applied the write
-(at most 1s per node; nodes the topology reports dead are skipped).
+(all nodes at once, at most 1s each and 5s in all; nodes the topology
+reports dead, or that a connection just failed to, are skipped).
 Client commands take -timeout (default 10s): until it passes they retry
 through leader elections and dead nodes, saying "waiting for a leader".
 

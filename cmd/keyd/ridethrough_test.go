@@ -243,3 +243,42 @@ func TestStatusOneRowPerNode(t *testing.T) {
 		t.Fatalf("got rows %s, want n1 once (at %s) and the unreachable n2", js, published)
 	}
 }
+
+// TestPrintPeersWithoutGossip: without gossip the answering node does not
+// know its peers' state, seal or applied index; peers says so instead of
+// printing "unknown", "false" and 0.
+func TestPrintPeersWithoutGossip(t *testing.T) {
+	t.Parallel()
+	c, out, errb := testCLI(t.Context(), nil, nil)
+	ci := &api.ClusterInfo{Node: "n1", LeaderID: "n1", Nodes: []api.ClusterNode{
+		{ID: "n1", Region: "eu", APIAddr: "10.0.0.1:8200", Voter: true, Leader: true, State: api.NodeAlive, Applied: 12},
+		{ID: "n2", Region: "eu", APIAddr: "10.0.0.2:8200", Voter: true, State: api.NodeUnknown},
+	}}
+	if err := printPeers(c, ci); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got\n%s", out)
+	}
+	if got := strings.Join(strings.Fields(lines[1]), " "); got != "n1 eu 10.0.0.1:8200 voter * alive false 12 0s" {
+		t.Errorf("answering node: %q", got)
+	}
+	if got := strings.Join(strings.Fields(lines[2]), " "); got != "n2 eu 10.0.0.2:8200 voter - - - - -" {
+		t.Errorf("peer without gossip: %q", got)
+	}
+	if !strings.Contains(errb.String(), "gossip is off on node n1") {
+		t.Errorf("stderr %q, want the gossip-off note", errb)
+	}
+}
+
+// TestDevHSMLine: the dev banner names the HSM each node uses.
+func TestDevHSMLine(t *testing.T) {
+	for kind, want := range map[string]string{
+		devHSMSoft: "software", devHSMSoftHSM2: "SoftHSM2", devHSMNone: "none",
+	} {
+		if got := devHSMLine(kind, "/d"); !strings.Contains(got, want) {
+			t.Errorf("devHSMLine(%q) = %q, want it to name %s", kind, got, want)
+		}
+	}
+}
