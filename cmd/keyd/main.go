@@ -28,6 +28,10 @@ import (
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = "devel"
 
+// commit is set at build time with -ldflags "-X main.commit=abc123" (make
+// build does); without it keyd version falls back to the Go build info.
+var commit = ""
+
 const usageText = `keyd is a Raft-replicated key management service.
 
 Usage:
@@ -63,6 +67,7 @@ Audit:
 Other:
   version                    print the version
   bench [-op OP] [-duration D]  load the cluster; ops/s and latency percentiles
+  completion bash|zsh|fish   print a shell completion script
 
 Client commands read KEYD_ADDR (comma-separated host:port list, overridden by
 -addr), KEYD_TOKEN (the bearer token) and KEYD_CACERT (a PEM CA file; the
@@ -112,6 +117,8 @@ func (c *cli) commands() map[string]func(args []string) error {
 		"audit":    c.audit,
 		"version":  c.version,
 		"bench":    c.bench,
+
+		"completion": c.completion,
 	}
 }
 
@@ -162,15 +169,25 @@ func (c *cli) version(args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	rev := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	rev := commit
+	if bi, ok := debug.ReadBuildInfo(); ok && rev == "" {
+		modified := false
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				rev = " " + s.Value
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
 			}
 		}
+		if rev != "" && modified {
+			rev += "-dirty"
+		}
 	}
-	fmt.Fprintf(c.stdout, "keyd %s%s %s %s/%s\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if rev == "" {
+		rev = "unknown"
+	}
+	fmt.Fprintf(c.stdout, "keyd %s commit %s %s %s/%s\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
 
