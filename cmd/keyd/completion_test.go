@@ -94,3 +94,26 @@ func TestVersionNamesCommit(t *testing.T) {
 		t.Fatalf("version with -X main.commit: %q", out)
 	}
 }
+
+// TestFormatFlag: every command with -json also takes -format json|table
+// (TestStatusOneRowPerNode runs one end to end).
+func TestFormatFlag(t *testing.T) {
+	t.Parallel()
+	c, _, _ := testCLI(t.Context(), nil, nil)
+	fs := c.flags("x", "")
+	asJSON := fs.Bool("json", false, "")
+	if _, err := parseArgs(fs, []string{"-format", "json"}, 0); err != nil || !*asJSON {
+		t.Fatalf("-format json: %v, json=%v", err, *asJSON)
+	}
+	if _, err := parseArgs(fs, []string{"-format", "table"}, 0); err != nil || *asJSON {
+		t.Fatalf("-format table: %v, json=%v", err, *asJSON)
+	}
+	if _, err := parseArgs(fs, []string{"-format", "yaml"}, 0); exitCode(err) != 2 {
+		t.Fatalf("-format yaml: got %v, want a usage error", err)
+	}
+	// A command without -json gets no -format.
+	plain := c.flags("y", "")
+	if _, err := parseArgs(plain, []string{"-format", "json"}, 0); exitCode(err) != 2 {
+		t.Fatalf("-format on a command without -json: %v", err)
+	}
+}

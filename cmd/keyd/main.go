@@ -251,6 +251,7 @@ func (c *cli) flags(name, synopsis string) *flag.FlagSet {
 // arguments ("key create NAME -type T"), and requires exactly npos
 // positional arguments (npos < 0: any number).
 func parseArgs(fs *flag.FlagSet, args []string, npos int) ([]string, error) {
+	addFormatFlag(fs)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -273,6 +274,24 @@ func parseArgs(fs *flag.FlagSet, args []string, npos int) ([]string, error) {
 		return nil, usagef("%s: missing argument", cmdName(fs))
 	}
 	return pos, nil
+}
+
+// addFormatFlag gives every command that has -json a -format json|table
+// flag too, the spelling kubectl-style tools use: -format json is -json,
+// -format table (the default) is -json=false.
+func addFormatFlag(fs *flag.FlagSet) {
+	if fs.Lookup("json") == nil || fs.Lookup("format") != nil {
+		return
+	}
+	fs.Func("format", "output format: table or json (same as -json)", func(v string) error {
+		switch v {
+		case "json":
+			return fs.Set("json", "true")
+		case "table":
+			return fs.Set("json", "false")
+		}
+		return fmt.Errorf("want table or json")
+	})
 }
 
 // cmdName is the command a FlagSet belongs to, without the program name.

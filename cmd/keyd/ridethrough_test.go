@@ -231,7 +231,7 @@ func TestStatusOneRowPerNode(t *testing.T) {
 	published := proxyTo(t, self)
 
 	env := map[string]string{envAddr: published, envCACert: caFile(t, srv)}
-	js, stderr, err := runCmdErr(t, env, "", "status", "-json")
+	js, stderr, err := runCmdErr(t, env, "", "status", "-format", "json")
 	if err != nil {
 		t.Fatalf("status: %v; stderr %q", err, stderr)
 	}
