@@ -95,10 +95,12 @@ func newPeerClient(id transport.Identity) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			TLSClientConfig: transport.PeerClientConfig(id),
-			// A dead peer (a killed host, a frozen process) must cost a
-			// forwarded write about a second, not the OS connect timeout.
+			// A dead host must cost a forwarded write about a second, not
+			// the OS connect timeout. The handshake gets longer: a busy
+			// peer is slow rather than gone, and a forward to a frozen
+			// leader is cut short by Forward's leader watch anyway.
 			DialContext:         (&net.Dialer{Timeout: peerConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout: peerConnectTimeout,
+			TLSHandshakeTimeout: peerHandshakeTimeout,
 			ForceAttemptHTTP2:   true,
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     90 * time.Second,
@@ -107,9 +109,12 @@ func newPeerClient(id transport.Identity) *http.Client {
 	}
 }
 
-// peerConnectTimeout bounds opening a connection to a peer's API, TCP and
-// TLS each.
-const peerConnectTimeout = time.Second
+// peerConnectTimeout bounds opening a TCP connection to a peer's API;
+// peerHandshakeTimeout the TLS handshake after it.
+const (
+	peerConnectTimeout   = time.Second
+	peerHandshakeTimeout = 5 * time.Second
+)
 
 // forwardWatch is how often a forwarded write checks that its target is
 // still this node's leader.
