@@ -130,6 +130,13 @@ func (p *raftParts) close() error {
 	return errors.Join(err, p.trans.Close(), p.logs.Close())
 }
 
+// peerClosed matches a Raft record whose error is a clean end of the
+// connection by the peer (EOF), nothing else.
+func peerClosed(attr func(string) (string, bool)) bool {
+	err, _ := attr("error")
+	return err == "EOF"
+}
+
 // raftLogRules demote the Raft records every normal start and stop
 // produces; anything else keeps its level.
 var raftLogRules = []logbridge.Rule{
@@ -149,6 +156,22 @@ var raftLogRules = []logbridge.Rule{
 	{
 		Source: "raft", From: slog.LevelWarn, Prefix: "rejecting vote request since we have a leader", To: slog.LevelInfo,
 		Why: "as above, for a peer that campaigned without pre-vote",
+	},
+	{
+		Source: "raft", From: slog.LevelWarn, Prefix: "rejecting vote request since our last term is greater", To: slog.LevelInfo,
+		Why: "a peer with an older log campaigned (typically one that started a moment later); Raft refused it " +
+			"as designed, and the candidate logs its own election",
+	},
+	{
+		Source: "raft", From: slog.LevelError, Prefix: "failed to heartbeat to", To: slog.LevelInfo,
+		When: peerClosed,
+		Why: "the peer closed the connection: it is stopping or restarting (a whole cluster stopping at once " +
+			"logs this on every node); if it stays away, the redial fails and that is logged at ERROR",
+	},
+	{
+		Source: "raft", From: slog.LevelError, Prefix: "failed to appendEntries to", To: slog.LevelInfo,
+		When: peerClosed,
+		Why:  "as above",
 	},
 	{
 		Source: "raft", From: slog.LevelError, Prefix: "failed to decode incoming command", To: slog.LevelDebug,
