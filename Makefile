@@ -4,8 +4,12 @@ GO ?= go
 
 .PHONY: build test test-short bench fuzz clean
 
+# The commit is stamped into `keyd version` (GOFLAGS=-buildvcs=false on CI
+# machines leaves the Go build info without it).
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+
 build:
-	$(GO) build -o bin/keyd ./cmd/keyd
+	$(GO) build -ldflags "-X main.commit=$(COMMIT)" -o bin/keyd ./cmd/keyd
 
 test:
 	./scripts/test.sh

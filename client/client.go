@@ -24,6 +24,11 @@ const (
 	// DefaultRefreshInterval is how often the client refreshes the cluster
 	// topology in the background.
 	DefaultRefreshInterval = 15 * time.Second
+	// DefaultConnectTimeout bounds opening a TCP connection to a node, and
+	// the TLS handshake after it. A LAN peer completes both in a few
+	// milliseconds, so a node that has not within a second is treated as
+	// down (a killed host, a frozen process) and the next one tried.
+	DefaultConnectTimeout = time.Second
 )
 
 const (
@@ -82,6 +87,16 @@ type Config struct {
 	// HTTPClient, when set, replaces the client's own HTTP client (tests,
 	// custom proxies). Close then only closes its idle connections.
 	HTTPClient *http.Client
+	// ConnectTimeout bounds opening a TCP connection to a node, and the TLS
+	// handshake; 0 means DefaultConnectTimeout. Ignored when HTTPClient is
+	// set.
+	ConnectTimeout time.Duration
+	// OnRetry, when set, is called before each retry of a call with the
+	// error that caused it and the wait before the next attempt (0 for an
+	// immediate move to another node). It runs on the calling goroutine
+	// and must not block. The CLI uses it to say that it is waiting for a
+	// leader during an election.
+	OnRetry func(err error, wait time.Duration)
 }
 
 // Client talks to a keyd cluster. It is safe for concurrent use by many
@@ -95,6 +110,7 @@ type Client struct {
 	region     string
 	timeout    time.Duration
 	maxRetries int
+	onRetry    func(error, time.Duration)
 
 	lastIndex atomic.Uint64
 	closed    atomic.Bool
@@ -130,7 +146,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if len(cfg.Addrs) == 0 {
 		return nil, fmt.Errorf("%w: no addresses", ErrInvalidConfig)
 	}
-	if cfg.Timeout < 0 {
+	if cfg.Timeout < 0 || cfg.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative timeout", ErrInvalidConfig)
 	}
 	for i := 0; i < len(cfg.Token); i++ {
@@ -145,6 +161,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		region:     cfg.Region,
 		timeout:    cfg.Timeout,
 		maxRetries: cfg.MaxRetries,
+		onRetry:    cfg.OnRetry,
 		byAddr:     make(map[string]*node),
 	}
 	if c.token != "" {
@@ -168,7 +185,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.hc = cfg.HTTPClient
 	if c.hc == nil {
-		c.hc = newHTTPClient(cfg.TLS)
+		c.hc = newHTTPClient(cfg.TLS, cfg.ConnectTimeout)
 	}
 
 	interval := cfg.RefreshInterval
@@ -201,12 +218,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-func newHTTPClient(tc *tls.Config) *http.Client {
+func newHTTPClient(tc *tls.Config, connect time.Duration) *http.Client {
 	if tc != nil {
 		tc = tc.Clone()
 	}
 	return &http.Client{
-		Transport: newTransport(tc),
+		Transport: newTransportTimeout(tc, connect),
 		// keyd answers not_leader with a hint instead of redirecting; a
 		// redirect is shown to the caller rather than followed with the token.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -215,11 +232,20 @@ func newHTTPClient(tc *tls.Config) *http.Client {
 
 // newTransport is the client's HTTP transport; the benchmark uses it for
 // the raw HTTP baseline too, so both sides pay the same connection costs.
-func newTransport(tc *tls.Config) *http.Transport {
+func newTransport(tc *tls.Config) *http.Transport { return newTransportTimeout(tc, 0) }
+
+// newTransportTimeout is newTransport with a connect timeout (0: the
+// default). A dead node must cost a call one short connect timeout, not
+// the operating system's: on a LAN a dial that has not completed within a
+// second will not.
+func newTransportTimeout(tc *tls.Config, connect time.Duration) *http.Transport {
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
 	return &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
+			Timeout:   connect,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
 		TLSClientConfig:       tc,
@@ -227,7 +253,7 @@ func newTransport(tc *tls.Config) *http.Transport {
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
+		TLSHandshakeTimeout:   connect,
 		ExpectContinueTimeout: time.Second,
 	}
 }

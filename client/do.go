@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyd/keyd/api"
@@ -103,6 +106,12 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		round     int    // rounds backed off so far
 		triedBuf  [8]string
 		tried     = triedBuf[:0] // nodes tried in this round
+		// deadAddrs are nodes no connection could be opened to (dial or
+		// TLS handshake failed) during this call. A
+		// follower's leader hint naming one is stale (followers name the
+		// old leader until their heartbeat times out), so it is not
+		// followed at once: that would pay a connect timeout per round.
+		deadAddrs []string
 	)
 	for retry := 0; ; retry++ {
 		addr := hint
@@ -141,9 +150,12 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			if !ce.Temporary() || (cl.pol == polUnseal && !isDialError(ce.Err)) {
 				return err
 			}
-			c.markDown(addr)
+			c.markUnreachable(addr)
 			c.kick()
 			moveOn = true
+			if connectFailed(ce.Err) && !slices.Contains(deadAddrs, addr) {
+				deadAddrs = append(deadAddrs, addr)
+			}
 			if cl.pol == polWrite {
 				c.forgetLeader(addr)
 				refreshed = false
@@ -152,7 +164,12 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			switch ae.Code {
 			case api.CodeNotLeader:
 				c.kick()
-				if u, ok := c.setLeader(ae.Leader); ok && u != addr {
+				if slices.Contains(deadAddrs, hintAddr(ae.Leader)) {
+					// A stale hint: the named node refused us during
+					// this call. Wait for the election instead.
+					c.forgetLeader(hintAddr(ae.Leader))
+					refreshed = false
+				} else if u, ok := c.setLeader(ae.Leader); ok && u != addr {
 					// Follow the hint at once: it names the node to ask.
 					hint, immediate = u, true
 				} else {
@@ -188,10 +205,33 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			// Sleeping would outlive the caller; give up now.
 			return fmt.Errorf("client: %w before the next retry: %w", context.DeadlineExceeded, lastErr)
 		}
+		if c.onRetry != nil {
+			c.onRetry(lastErr, d)
+		}
 		if err := sleep(ctx, d); err != nil {
 			return fmt.Errorf("client: %w while waiting to retry: %w", err, lastErr)
 		}
 	}
+}
+
+// connectFailed reports whether err happened while opening the
+// connection (dial or TLS handshake), so the node never saw the request.
+func connectFailed(err error) bool {
+	if isDialError(err) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() && strings.Contains(err.Error(), "TLS handshake timeout")
+}
+
+// hintAddr normalizes a not_leader hint for comparison with node
+// addresses; "" when it is unusable.
+func hintAddr(hint string) string {
+	u, err := normalizeAddr(hint)
+	if err != nil {
+		return ""
+	}
+	return u
 }
 
 // attempt makes one HTTP request to addr and decodes the reply.

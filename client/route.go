@@ -20,6 +20,9 @@ type node struct {
 	// gen is Client.gen of the last full topology that listed the node.
 	gen       uint64
 	downUntil time.Time
+	// unreachableUntil is set with downUntil when a connection failed (not
+	// when the node answered sealed); see Client.Unreachable.
+	unreachableUntil time.Time
 }
 
 // Ranks order healthy candidates for reads and crypto calls; lower is
@@ -76,6 +79,7 @@ func (c *Client) setLeader(hint string) (string, bool) {
 	c.leader = u
 	// A leader hint is fresher news than an earlier failure.
 	n.downUntil = time.Time{}
+	n.unreachableUntil = time.Time{}
 	return u, true
 }
 
@@ -106,6 +110,33 @@ func (c *Client) markDown(addr string) {
 	}
 }
 
+// markUnreachable is markDown after a connection to addr failed.
+func (c *Client) markUnreachable(addr string) {
+	c.markDown(addr)
+	c.mu.Lock()
+	if n := c.byAddr[addr]; n != nil {
+		n.unreachableUntil = n.downUntil
+	}
+	c.mu.Unlock()
+}
+
+// Unreachable reports whether a connection to the node at addr
+// ("host:port" or "https://host:port") failed within the last few
+// seconds with no success since: a caller fanning out to every node (the
+// CLI waiting for a write to reach all nodes, a status table) can skip it
+// instead of paying a connect timeout again. Unknown addresses are not
+// unreachable.
+func (c *Client) Unreachable(addr string) bool {
+	u, err := normalizeAddr(addr)
+	if err != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.byAddr[u]
+	return n != nil && time.Now().Before(n.unreachableUntil)
+}
+
 // markSealed records that addr answered sealed: it is skipped for a
 // while and ranked last until it serves a crypto call or a topology says
 // it is unsealed.
@@ -129,6 +160,7 @@ func (c *Client) markUp(addr string, served bool) {
 		return
 	}
 	n.downUntil = time.Time{}
+	n.unreachableUntil = time.Time{}
 	if served {
 		n.sealed = false
 		c.preferred = addr

@@ -8,6 +8,10 @@ import (
 	"github.com/keyd/keyd/api"
 )
 
+// HealthAlways200 is the query that makes GET /v1/sys/health answer 200
+// in every state, for callers that read the body rather than the code.
+const HealthAlways200 = "?standbyok=true&sealedcode=200&uninitcode=200"
+
 // Health asks the node at addr ("host:port" or "https://host:port") for its
 // health, in one attempt with no retry, so a probe reports a down node
 // quickly. Errors: ErrInvalidAddr, *ConnError, *api.Error.
@@ -17,7 +21,10 @@ func (c *Client) Health(ctx context.Context, addr string) (*api.Health, error) {
 		return nil, err
 	}
 	var h api.Health
-	if err := c.do(ctx, call{pol: polNode, addr: u, method: http.MethodGet, path: api.PathHealth, out: &h}); err != nil {
+	// The node answers 429, 503 or 501 for a follower, a sealed or an
+	// uninitialized node (codes for load balancers); the client wants the
+	// body in every state, so it asks for 200 throughout.
+	if err := c.do(ctx, call{pol: polNode, addr: u, method: http.MethodGet, path: api.PathHealth + HealthAlways200, out: &h}); err != nil {
 		return nil, err
 	}
 	return &h, nil

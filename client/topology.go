@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyd/keyd/api"
@@ -82,19 +83,52 @@ func (c *Client) loop(interval time.Duration) {
 	}
 }
 
+// discoverHedge is how long discover waits for one node's topology before
+// asking the next one as well: a live node on a LAN answers in
+// milliseconds, a dead one may take a whole connect timeout.
+const discoverHedge = 300 * time.Millisecond
+
 // discover asks the nodes, leader first, for the topology until one
-// answers or ctx ends. It reports whether one answered.
+// answers or ctx ends. It reports whether one answered. A node that has
+// not answered within discoverHedge, or failed, gets company: the next
+// node is asked too, so a dead first seed does not hold up a new client.
+// The first answer wins; the others are cancelled and waited for.
 func (c *Client) discover(ctx context.Context) bool {
 	c.mu.Lock()
 	c.refreshedAt = time.Now()
 	order := c.refreshOrderLocked(c.refreshedAt)
 	c.mu.Unlock()
-	for _, addr := range order {
-		if ctx.Err() != nil || c.closed.Load() {
-			return false
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // runs before wg.Wait
+	results := make(chan bool, len(order))
+	next, pending := 0, 0
+	launch := func() {
+		if next >= len(order) || ctx.Err() != nil || c.closed.Load() {
+			return
 		}
-		if c.fetchTopology(ctx, addr) == nil {
-			return true
+		addr := order[next]
+		next++
+		pending++
+		wg.Go(func() { results <- c.fetchTopology(ctx, addr) == nil })
+	}
+	launch()
+	t := time.NewTimer(discoverHedge)
+	defer t.Stop()
+	for pending > 0 {
+		select {
+		case ok := <-results:
+			pending--
+			if ok {
+				return true
+			}
+			launch()
+		case <-t.C:
+			launch()
+			t.Reset(discoverHedge)
+		case <-ctx.Done():
+			return false
 		}
 	}
 	return false
@@ -142,7 +176,7 @@ func (c *Client) fetchTopology(ctx context.Context, addr string) error {
 	}
 	var ce *ConnError
 	if errors.As(err, &ce) && ctx.Err() == nil {
-		c.markDown(addr)
+		c.markUnreachable(addr)
 	}
 	return err
 }

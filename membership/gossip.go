@@ -3,7 +3,6 @@ package membership
 import (
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"slices"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/keyd/keyd/internal/logbridge"
 )
 
 var (
@@ -102,8 +103,9 @@ type Config struct {
 	// but it must return: Close waits for a call in progress, and it must
 	// not call Close. Events still queued at Close are dropped. Optional.
 	OnChange func(Member)
-	// Logger receives memberlist's own log lines at debug level and this
-	// package's warnings. Nil discards them.
+	// Logger receives memberlist's own log lines (levels mapped, known
+	// benign ones demoted: see memberlistLogRules) and this package's
+	// warnings. Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -199,7 +201,7 @@ func New(cfg Config) (*Gossip, error) {
 
 	mc.Delegate = metaDelegate{g}
 	mc.Events = eventDelegate{g}
-	mc.Logger = log.New(slogWriter{logger}, "", 0)
+	mc.Logger = logbridge.LogLogger(logger, "memberlist", memberlistLogRules)
 	mc.LogOutput = nil
 
 	go g.deliver()

@@ -1,29 +1,30 @@
 package membership
 
 import (
-	"bytes"
-	"context"
 	"log/slog"
+	"strings"
+
+	"github.com/keyd/keyd/internal/logbridge"
 )
 
-// slogWriter turns memberlist's log.Logger lines ("[WARN] memberlist: ...")
-// into debug records: memberlist logs every failed probe, which is routine
-// noise for keyd; the events that matter reach callers through OnChange.
-type slogWriter struct{ l *slog.Logger }
+// memberlistLogRules demote the memberlist records a normal start and
+// stop produce. Other memberlist lines keep their level: a failed probe
+// is a warning, because it is one.
+var memberlistLogRules = []logbridge.Rule{
+	{
+		Source: "memberlist", From: slog.LevelError, Prefix: "Failed to send", To: slog.LevelDebug,
+		When: ownClose,
+		Why:  "this node closed its own socket while an ack or gossip was going out: a clean shutdown",
+	},
+	{
+		Source: "memberlist", From: slog.LevelError, Prefix: "Error reading UDP packet", To: slog.LevelDebug,
+		When: ownClose,
+		Why:  "this node closed its own socket: a clean shutdown",
+	},
+}
 
-func (w slogWriter) Write(p []byte) (int, error) {
-	if !w.l.Enabled(context.Background(), slog.LevelDebug) {
-		return len(p), nil
-	}
-	line := bytes.TrimRight(p, "\r\n")
-	level := ""
-	if len(line) > 0 && line[0] == '[' {
-		if i := bytes.IndexByte(line, ']'); i > 0 {
-			level = string(line[1:i])
-			line = bytes.TrimLeft(line[i+1:], " ")
-		}
-	}
-	line = bytes.TrimPrefix(line, []byte("memberlist: "))
-	w.l.Debug(string(line), "source", "memberlist", "memberlist_level", level)
-	return len(p), nil
+// ownClose matches a message about a socket this process closed.
+func ownClose(attr func(string) (string, bool)) bool {
+	msg, _ := attr("msg")
+	return strings.Contains(msg, "use of closed network connection")
 }

@@ -165,8 +165,13 @@ type Config struct {
 
 	// Logger receives structured logs; never key material.
 	Logger *slog.Logger
-	// RaftLogOutput receives Raft's own log lines (default os.Stderr).
+	// RaftLogOutput is no longer used: Raft's records (and memberlist's)
+	// go through Logger, levels mapped, with lib=raft. Kept so that
+	// existing callers compile.
 	RaftLogOutput io.Writer
+	// UnauthenticatedMetrics serves GET /v1/sys/metrics without a token;
+	// by default it needs the metrics capability.
+	UnauthenticatedMetrics bool
 	// WrapStreamLayer, when set, wraps the Raft stream layer (tests
 	// inject faults with transport.FaultLayer).
 	WrapStreamLayer func(raft.StreamLayer) raft.StreamLayer

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -100,7 +101,13 @@ func (b *peerBook) others() []Peer {
 func newPeerClient(id transport.Identity) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
-			TLSClientConfig:     transport.PeerClientConfig(id),
+			TLSClientConfig: transport.PeerClientConfig(id),
+			// A dead host must cost a forwarded write about a second, not
+			// the OS connect timeout. The handshake gets longer: a busy
+			// peer is slow rather than gone, and a forward to a frozen
+			// leader is cut short by Forward's leader watch anyway.
+			DialContext:         (&net.Dialer{Timeout: peerConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: peerHandshakeTimeout,
 			ForceAttemptHTTP2:   true,
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     90 * time.Second,
@@ -109,15 +116,48 @@ func newPeerClient(id transport.Identity) *http.Client {
 	}
 }
 
+// peerConnectTimeout bounds opening a TCP connection to a peer's API;
+// peerHandshakeTimeout the TLS handshake after it.
+const (
+	peerConnectTimeout   = time.Second
+	peerHandshakeTimeout = 5 * time.Second
+)
+
+// forwardWatch is how often a forwarded write checks that its target is
+// still this node's leader.
+const forwardWatch = 100 * time.Millisecond
+
 // Forward sends a write that arrived on a follower to the leader, with the
 // same method, path, headers and body, and copies the leader's reply. It
-// returns an error (not written) when no leader can be reached.
+// returns an error (not written) when no leader can be reached, or when
+// the leader it was sent to stops being this node's leader before it
+// answered: a pooled connection to a leader that died stays silent, and
+// the write must not wait on it past the election.
 func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) error {
-	_, addr := n.Leader()
+	leaderID, addr := n.Leader()
 	if addr == "" || addr == n.apiAdvertise() {
 		return n.notLeader()
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
+	ctx, cancel := context.WithCancel(r.Context())
+	watchDone := make(chan struct{})
+	defer func() { cancel(); <-watchDone }()
+	go func() {
+		defer close(watchDone)
+		t := time.NewTicker(forwardWatch)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if id, _ := n.Leader(); id != leaderID {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, r.Method, "https://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("node: forward: %w", err)
 	}

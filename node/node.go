@@ -25,6 +25,7 @@ import (
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/hsmbridge"
 	"github.com/keyd/keyd/membership"
+	"github.com/keyd/keyd/metrics"
 	"github.com/keyd/keyd/node/httpapi"
 	"github.com/keyd/keyd/transport"
 )
@@ -53,6 +54,7 @@ type Node struct {
 	dealNow chan struct{}
 	member  memberWatch // this node's own membership (membership.go)
 	dealing dealState   // the leader's node-share dealing state (nodeshare.go)
+	metrics *metrics.Metrics
 
 	gossip    *membership.Gossip
 	audit     *auditSink
@@ -85,6 +87,7 @@ func New(cfg Config) (*Node, error) {
 		dealNow: make(chan struct{}, 1),
 	}
 	n.keys = &keystore{log: n.log}
+	n.metrics = metrics.New(n.metricsSample)
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
 	if err != nil {
 		return nil, err
@@ -152,7 +155,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.auth.isPeer = n.isPeer
 	var auditor httpapi.Auditor
 	if n.audit != nil {
-		auditor = n.audit
+		auditor = timedAuditor{Auditor: n.audit, m: n.metrics}
 	}
 	handler := httpapi.New(httpapi.Config{
 		Audit: auditor,
@@ -160,6 +163,7 @@ func (n *Node) Start(ctx context.Context) error {
 		IsPeer: n.isPeer, Admin: n,
 		Logger:     n.log,
 		AuditTrail: n,
+		Metrics:    n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
 	})
 	n.http = &http.Server{
 		Handler:           handler,
@@ -216,7 +220,7 @@ func (n *Node) openHSM(ctx context.Context) {
 		n.log.Error("HSM unavailable: node shares disabled on this node", "err", err)
 		return
 	}
-	n.hsm = h
+	n.hsm = n.metrics.WrapHSM(h)
 }
 
 // Close stops the node in order: API, Raft, FSM, then zeroes key

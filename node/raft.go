@@ -4,19 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/internal/logbridge"
 	"github.com/keyd/keyd/transport"
 )
 
@@ -55,7 +56,7 @@ func (n *Node) startRaft() (*raftParts, error) {
 	if cfg.WrapStreamLayer != nil {
 		stream = cfg.WrapStreamLayer(layer)
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: raftLogOutput(n)})
+	logger := logbridge.NewHCLog(n.log, "raft", raftLogRules)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: logger,
 	})
@@ -129,11 +130,57 @@ func (p *raftParts) close() error {
 	return errors.Join(err, p.trans.Close(), p.logs.Close())
 }
 
-func raftLogOutput(n *Node) io.Writer {
-	if n.cfg.RaftLogOutput != nil {
-		return n.cfg.RaftLogOutput
-	}
-	return os.Stderr
+// peerClosed matches a Raft record whose error is a clean end of the
+// connection by the peer (EOF), nothing else.
+func peerClosed(attr func(string) (string, bool)) bool {
+	err, _ := attr("error")
+	return err == "EOF"
+}
+
+// raftLogRules demote the Raft records every normal start and stop
+// produces; anything else keeps its level.
+var raftLogRules = []logbridge.Rule{
+	{
+		Source: "raft", From: slog.LevelWarn, Prefix: "heartbeat timeout reached, starting election", To: slog.LevelInfo,
+		When: func(attr func(string) (string, bool)) bool {
+			id, ok := attr("last-leader-id")
+			return ok && id == ""
+		},
+		Why: "no leader was known yet: the first election of a starting node, not a lost leader",
+	},
+	{
+		Source: "raft", From: slog.LevelWarn, Prefix: "rejecting pre-vote request since we have a leader", To: slog.LevelInfo,
+		Why: "a starting peer campaigned while this node already follows a live leader; pre-vote refused the " +
+			"needless election as designed, and a peer that really lost its leader logs that itself",
+	},
+	{
+		Source: "raft", From: slog.LevelWarn, Prefix: "rejecting vote request since we have a leader", To: slog.LevelInfo,
+		Why: "as above, for a peer that campaigned without pre-vote",
+	},
+	{
+		Source: "raft", From: slog.LevelWarn, Prefix: "rejecting vote request since our last term is greater", To: slog.LevelInfo,
+		Why: "a peer with an older log campaigned (typically one that started a moment later); Raft refused it " +
+			"as designed, and the candidate logs its own election",
+	},
+	{
+		Source: "raft", From: slog.LevelError, Prefix: "failed to heartbeat to", To: slog.LevelInfo,
+		When: peerClosed,
+		Why: "the peer closed the connection: it is stopping or restarting (a whole cluster stopping at once " +
+			"logs this on every node); if it stays away, the redial fails and that is logged at ERROR",
+	},
+	{
+		Source: "raft", From: slog.LevelError, Prefix: "failed to appendEntries to", To: slog.LevelInfo,
+		When: peerClosed,
+		Why:  "as above",
+	},
+	{
+		Source: "raft", From: slog.LevelError, Prefix: "failed to decode incoming command", To: slog.LevelDebug,
+		When: func(attr func(string) (string, bool)) bool {
+			err, _ := attr("error")
+			return err == "transport shutdown" || strings.HasSuffix(err, "use of closed network connection")
+		},
+		Why: "this node's own transport closed the connection: a clean shutdown (a peer that dies gives EOF, which raft does not log)",
+	},
 }
 
 // IsLeader reports whether this node is the Raft leader.
@@ -206,7 +253,7 @@ func (n *Node) notLeader() error {
 	id, addr := n.Leader()
 	e := &api.Error{Code: api.CodeNotLeader, Message: "this node is not the leader", Leader: addr}
 	if id == "" {
-		e.Message = "no leader is known; the cluster may have lost quorum"
+		e.Message = "no leader is known: an election is under way or the cluster has lost quorum; retry with the same request id"
 	}
 	return e
 }

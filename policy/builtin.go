@@ -31,6 +31,7 @@ var builtins = map[string]Policy{
 	// operator runs the cluster; it has no key capability at all.
 	RoleOperator: {Name: RoleOperator, Rules: []Rule{
 		{Effect: Allow, Capabilities: []Capability{Cluster, Snapshot}},
+		{Effect: Allow, Capabilities: []Capability{Metrics}},
 	}},
 	// auditor reads and verifies the audit trail, nothing else.
 	RoleAuditor: {Name: RoleAuditor, Rules: []Rule{

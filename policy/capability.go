@@ -55,6 +55,8 @@ const (
 	Snapshot   Capability = "snapshot"
 	AuditRead  Capability = "audit-read"
 	TokenAdmin Capability = "token-admin"
+	// Metrics reads GET /v1/sys/metrics (Prometheus text format).
+	Metrics Capability = "metrics"
 )
 
 // capIndex numbers the capabilities densely so a [Set] can index arrays
@@ -78,6 +80,7 @@ const (
 	iSnapshot
 	iAuditRead
 	iTokenAdmin
+	iMetrics
 	numCaps
 )
 
@@ -90,6 +93,7 @@ var allCaps = [numCaps]Capability{
 	Encrypt, Decrypt, Rewrap, DataKey, Sign, Verify, HMAC,
 	Create, Rotate, Read, Delete, SetPolicy,
 	Cluster, Snapshot, AuditRead, TokenAdmin,
+	Metrics,
 }
 
 // index returns c's index and whether c is a known capability. A switch
@@ -128,6 +132,8 @@ func (c Capability) index() (capIndex, bool) {
 		return iAuditRead, true
 	case TokenAdmin:
 		return iTokenAdmin, true
+	case Metrics:
+		return iMetrics, true
 	}
 	return 0, false
 }

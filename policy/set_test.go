@@ -127,7 +127,7 @@ func TestRoles(t *testing.T) {
 	}{
 		{name: "admin", set: Compile(mustBuiltin(t, RoleAdmin)), want: func(Capability, string) bool { return true }},
 		{name: "key-admin", set: Compile(mustBuiltin(t, RoleKeyAdmin)), want: func(c Capability, _ string) bool { return lifecycle[c] }},
-		{name: "operator", set: Compile(mustBuiltin(t, RoleOperator)), want: func(c Capability, _ string) bool { return c == Cluster || c == Snapshot }},
+		{name: "operator", set: Compile(mustBuiltin(t, RoleOperator)), want: func(c Capability, _ string) bool { return c == Cluster || c == Snapshot || c == Metrics }},
 		{name: "auditor", set: Compile(mustBuiltin(t, RoleAuditor)), want: func(c Capability, _ string) bool { return c == AuditRead }},
 		{name: "app", set: Compile(mustApp(t, "orders", "orders-*")), want: func(c Capability, key string) bool {
 			return (crypto[c] || c == Read) && len(key) > 7 && key[:7] == "orders-"

@@ -81,8 +81,10 @@ func TestAdminEndToEnd(t *testing.T) {
 		leaders := 0
 		for i, id := range []string{"n1", "n2", "n3"} {
 			f := strings.Fields(lines[i+1])
-			if len(f) != 9 || f[0] != id || f[1] != devRegion || f[3] != "voter" || f[6] != "false" {
-				t.Fatalf("row %d: got %q, want %s in %s, a voter, unsealed", i, lines[i+1], id, devRegion)
+			// keyd dev runs without gossip: only the answering node knows
+			// its own seal state ("-" for the others).
+			if len(f) != 9 || f[0] != id || f[1] != devRegion || f[3] != "voter" || (f[6] != "false" && f[6] != "-") {
+				t.Fatalf("row %d: got %q, want %s in %s, a voter, unsealed or unknown", i, lines[i+1], id, devRegion)
 			}
 			if f[4] == "*" {
 				leaders++

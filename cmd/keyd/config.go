@@ -72,6 +72,12 @@ type fileConfig struct {
 	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
 
 	LogLevel string `yaml:"log_level"`
+	// LogFormat is json (default) or text; Raft's and memberlist's records
+	// come out in the same format, through the same handler.
+	LogFormat string `yaml:"log_format"`
+
+	// UnauthenticatedMetrics serves GET /v1/sys/metrics without a token.
+	UnauthenticatedMetrics bool `yaml:"unauthenticated_metrics"`
 }
 
 type fileTLS struct {
@@ -241,7 +247,8 @@ func (fc *fileConfig) logLevel() (slog.Level, error) {
 }
 
 // nodeConfig turns the file into a validated node.Config. Zero optional
-// fields keep node.DefaultConfig's values. Logs go to logOut as JSON.
+// fields keep node.DefaultConfig's values. Logs, Raft's and memberlist's
+// included, go to logOut as JSON, or text with log_format: text.
 func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Config, error) {
 	if err := fc.check(); err != nil {
 		return node.Config{}, err
@@ -311,8 +318,15 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 	if fc.SnapshotThreshold > 0 {
 		cfg.SnapshotThreshold = fc.SnapshotThreshold
 	}
-	cfg.Logger = slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
-	cfg.RaftLogOutput = logOut
+	cfg.UnauthenticatedMetrics = fc.UnauthenticatedMetrics
+	switch fc.LogFormat {
+	case "", "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	default:
+		return node.Config{}, fmt.Errorf("%w: log_format %q: want json or text", errBadValue, fc.LogFormat)
+	}
 	if err := cfg.Validate(); err != nil {
 		return node.Config{}, err
 	}

@@ -107,6 +107,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "peer missing api_addr", yaml: strings.Replace(editConfig(""), ", api_addr: 127.0.0.1:8210", "", 1), wantErr: errMissingField, wantText: "peers[1].api_addr"},
 		{name: "bad timing", yaml: editConfig("", "timing: moon"), wantErr: errBadValue, wantText: "timing"},
 		{name: "bad log level", yaml: editConfig("", "log_level: loud"), wantErr: errBadValue, wantText: "log_level"},
+		{name: "text logs and open metrics", yaml: editConfig("", "log_format: text", "unauthenticated_metrics: true")},
+		{name: "bad log format", yaml: editConfig("", "log_format: xml"), wantErr: errBadValue, wantText: "log_format"},
 		{name: "negative duration", yaml: editConfig("", "apply_timeout: -1s"), wantErr: errBadValue, wantText: "apply_timeout"},
 		{name: "bad duration", yaml: editConfig("", "scheduler_interval: soon"), wantErr: errConfigParse, wantText: "soon"},
 		{name: "empty file", yaml: "", wantErr: errConfigParse, wantText: "empty"},

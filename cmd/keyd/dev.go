@@ -306,9 +306,10 @@ func runDev(ctx context.Context, o devOptions, level slog.Level, out, logOut io.
 		w.printf("export %s=%s\n", envToken, token)
 	}
 	w.printf("export %s=%s\n\n", envCACert, caPath)
+	w.printf("%s\n", devHSMLine(o.hsm, dir))
 	w.printf("WARNING: keyd dev is for development only. The admin token, the custodian shares\n")
 	w.printf("and the certificate authority above are printed in the clear, the CA key is kept\n")
-	w.printf("in the data directory, and there is no HSM. Never use it for real keys.\n")
+	w.printf("in the data directory, and so are the dev HSMs' keys. Never use it for real keys.\n")
 	w.printf("Press Ctrl-C to stop.\n")
 	if w.err != nil {
 		return fmt.Errorf("dev: write output: %w", w.err)

@@ -84,3 +84,15 @@ func devPIN(path string) (string, error) {
 	}
 	return pin, nil
 }
+
+// devHSMLine tells, for the dev banner, which HSM holds each node's share
+// of the root.
+func devHSMLine(kind, dir string) string {
+	switch kind {
+	case devHSMNone:
+		return "HSM: none: node shares are off, so a restarted node needs custodian shares."
+	case devHSMSoftHSM2:
+		return "HSM: SoftHSM2 via PKCS#11, one token per node (keyd-dev-<node id>) under " + filepath.Join(dir, "softhsm") + "."
+	}
+	return "HSM: software (a key file per node, " + filepath.Join(dir, "<node id>", "hsm") + "): a stand-in for a real HSM."
+}

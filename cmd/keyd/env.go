@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -31,10 +33,19 @@ const (
 // clientFlags are the flags every client command accepts.
 type clientFlags struct {
 	addr string
+	// timeout bounds the whole command, retries included; 0 (a
+	// clientFlags that was never registered) leaves the command unbounded
+	// with the client's default retry count.
+	timeout time.Duration
 }
+
+// defaultCommandTimeout is the default of -timeout: long enough to ride
+// through a Raft election (about a second) several times over.
+const defaultCommandTimeout = 10 * time.Second
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "", "comma-separated node API addresses (overrides $"+envAddr+")")
+	fs.DurationVar(&f.timeout, "timeout", defaultCommandTimeout, "give up after this long; until then retry through leader elections and node failures")
 }
 
 // splitAddrs splits a comma-separated address list, dropping blanks.
@@ -112,7 +123,48 @@ func (c *cli) newClient(f *clientFlags) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(c.ctx, client.Config{Addrs: addrs, Token: c.getenv(envToken), TLS: tc})
+	cfg := client.Config{Addrs: addrs, Token: c.getenv(envToken), TLS: tc}
+	if f.timeout > 0 {
+		// Retry for as long as the deadline allows rather than a fixed
+		// number of times: an election takes a second or so, and a write
+		// keeps its request id across retries, so it is applied once.
+		c.setDeadline(f.timeout)
+		cfg.MaxRetries = math.MaxInt32
+		cfg.OnRetry = c.retryNotice
+	}
+	return client.New(c.ctx, cfg)
+}
+
+// setDeadline bounds the rest of the command (c.ctx) by d. run releases
+// it when the command returns.
+func (c *cli) setDeadline(d time.Duration) {
+	ctx, cancel := context.WithTimeout(c.ctx, d)
+	c.ctx = ctx
+	c.timeout = d
+	c.release = append(c.release, cancel)
+}
+
+// releaseDeadlines cancels the contexts setDeadline made.
+func (c *cli) releaseDeadlines() {
+	for _, cancel := range c.release {
+		cancel()
+	}
+	c.release = nil
+}
+
+// retryNotice is the client's OnRetry hook: while the cluster has no
+// leader (an election, or lost quorum: the two look the same until the
+// deadline passes) it says once, on stderr, that it is waiting rather
+// than failing.
+func (c *cli) retryNotice(err error, _ time.Duration) {
+	var ae *api.Error
+	if c.waitNoted || !errors.As(err, &ae) {
+		return
+	}
+	if ae.Code == api.CodeNotLeader || ae.Code == api.CodeUnavailable {
+		c.waitNoted = true
+		fmt.Fprintf(c.stderr, "keyd: waiting for a leader (up to -timeout %s)...\n", c.timeout)
+	}
 }
 
 // Bounds of the wait after a write (see cli.settle).
@@ -136,7 +188,8 @@ const (
 // reach a follower that has not applied the create yet.
 //
 // The nodes are the seeds plus those the client's topology lists, minus
-// nodes the topology reports dead or left. Each is polled concurrently for
+// nodes the topology reports dead or left and nodes a connection just
+// failed to. Each is polled concurrently for
 // at most settleNodeWait; one that never answers is skipped silently, one
 // that answers but stays behind gets a note on stderr. The command still
 // succeeds either way: the write itself is committed.
@@ -177,6 +230,13 @@ func (c *cli) settleTargets(ctx context.Context, cl *client.Client, f *clientFla
 		cancel()
 	}
 	gone := newAddrSet()
+	for _, a := range set.list {
+		if cl.Unreachable(a) {
+			// A connection to it just failed (a dead leader the write
+			// tried first): waiting on it would cost a connect timeout.
+			gone.add(a)
+		}
+	}
 	for _, n := range topo {
 		if n.State == api.NodeDead || n.State == api.NodeLeft {
 			gone.add(n.APIAddr)

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/client"
@@ -27,6 +28,10 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = "devel"
+
+// commit is set at build time with -ldflags "-X main.commit=abc123" (make
+// build does); without it keyd version falls back to the Go build info.
+var commit = ""
 
 const usageText = `keyd is a Raft-replicated key management service.
 
@@ -65,6 +70,8 @@ Audit:
 
 Other:
   version                    print the version
+  bench [-op OP] [-duration D]  load the cluster; ops/s and latency percentiles
+  completion bash|zsh|fish   print a shell completion script
 
 Client commands read KEYD_ADDR (comma-separated host:port list, overridden by
 -addr), KEYD_TOKEN (the bearer token) and KEYD_CACERT (a PEM CA file; the
@@ -73,7 +80,10 @@ present a client certificate, which authenticates a certificate identity
 when KEYD_TOKEN is unset.
 
 Write commands return once every reachable node has applied the write
-(at most 1s per node; nodes the topology reports dead are skipped).
+(all nodes at once, at most 1s each and 5s in all; nodes the topology
+reports dead, or that a connection just failed to, are skipped).
+Client commands take -timeout (default 10s): until it passes they retry
+through leader elections and dead nodes, saying "waiting for a leader".
 
 Run "keyd <command> -h" for a command's flags.
 `
@@ -87,6 +97,11 @@ type cli struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+
+	// Set by newClient from -timeout (see setDeadline).
+	timeout   time.Duration
+	release   []context.CancelFunc
+	waitNoted bool // the "waiting for a leader" note was printed
 }
 
 // commands maps each top-level command to its function.
@@ -105,6 +120,9 @@ func (c *cli) commands() map[string]func(args []string) error {
 		"whoami":   c.whoami,
 		"audit":    c.audit,
 		"version":  c.version,
+		"bench":    c.bench,
+
+		"completion": c.completion,
 	}
 }
 
@@ -123,7 +141,8 @@ func (c *cli) run(args []string) error {
 	if !ok {
 		return usagef("unknown command %q (run keyd help)", args[0])
 	}
-	return cmd(args[1:])
+	defer c.releaseDeadlines()
+	return deadlineError(cmd(args[1:]), c.timeout)
 }
 
 // dispatch runs the subcommand args[0] of group from subs.
@@ -154,17 +173,55 @@ func (c *cli) version(args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	rev := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	rev := commit
+	if bi, ok := debug.ReadBuildInfo(); ok && rev == "" {
+		modified := false
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				rev = " " + s.Value
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
 			}
 		}
+		if rev != "" && modified {
+			rev += "-dirty"
+		}
 	}
-	fmt.Fprintf(c.stdout, "keyd %s%s %s %s/%s\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if rev == "" {
+		rev = "unknown"
+	}
+	fmt.Fprintf(c.stdout, "keyd %s commit %s %s %s/%s\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
+
+// deadlineError explains a command that ran out of its -timeout while
+// retrying: the last error alone (not_leader: no leader is known) would
+// not say that keyd waited, nor for how long.
+func deadlineError(err error, timeout time.Duration) error {
+	if err == nil || timeout <= 0 || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &deadlineErr{timeout: timeout, err: err}
+}
+
+// deadlineErr is a command that gave up at its -timeout; it keeps the
+// last error for errors.Is and errors.As.
+type deadlineErr struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e *deadlineErr) Error() string {
+	last := e.err.Error()
+	var ae *api.Error
+	if errors.As(e.err, &ae) {
+		last = string(ae.Code) + ": " + ae.Message
+	}
+	return fmt.Sprintf("keyd: gave up after -timeout %s; last error: %s", e.timeout, last)
+}
+
+func (e *deadlineErr) Unwrap() error { return e.err }
 
 // usageError is a mistake in how keyd was invoked; it exits with 2.
 type usageError struct{ msg string }
@@ -208,6 +265,7 @@ func (c *cli) flags(name, synopsis string) *flag.FlagSet {
 // arguments ("key create NAME -type T"), and requires exactly npos
 // positional arguments (npos < 0: any number).
 func parseArgs(fs *flag.FlagSet, args []string, npos int) ([]string, error) {
+	addFormatFlag(fs)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -230,6 +288,24 @@ func parseArgs(fs *flag.FlagSet, args []string, npos int) ([]string, error) {
 		return nil, usagef("%s: missing argument", cmdName(fs))
 	}
 	return pos, nil
+}
+
+// addFormatFlag gives every command that has -json a -format json|table
+// flag too, the spelling kubectl-style tools use: -format json is -json,
+// -format table (the default) is -json=false.
+func addFormatFlag(fs *flag.FlagSet) {
+	if fs.Lookup("json") == nil || fs.Lookup("format") != nil {
+		return
+	}
+	fs.Func("format", "output format: table or json (same as -json)", func(v string) error {
+		switch v {
+		case "json":
+			return fs.Set("json", "true")
+		case "table":
+			return fs.Set("json", "false")
+		}
+		return fmt.Errorf("want table or json")
+	})
 }
 
 // cmdName is the command a FlagSet belongs to, without the program name.
@@ -260,6 +336,10 @@ func errorLine(err error) string {
 			return ""
 		}
 		return "keyd: " + ue.msg
+	}
+	var de *deadlineErr
+	if errors.As(err, &de) {
+		return de.Error()
 	}
 	var ae *api.Error
 	if errors.As(err, &ae) {

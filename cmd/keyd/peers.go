@@ -38,6 +38,15 @@ func (c *cli) peers(args []string) error {
 // node's gossip state last changed (for the answering node: its last
 // contact with the leader).
 func printPeers(c *cli, ci *api.ClusterInfo) error {
+	// Without gossip the answering node knows only the Raft configuration
+	// of its peers: their state, seal and applied index are unknown, not
+	// "unknown, unsealed, 0".
+	gossipOff := true
+	for _, n := range ci.Nodes {
+		if n.ID == ci.Node && n.GossipAddr != "" {
+			gossipOff = false
+		}
+	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tREGION\tAPI\tVOTER\tLEADER\tSTATE\tSEALED\tAPPLIED\tLAST-CONTACT")
 	for _, n := range ci.Nodes {
@@ -52,11 +61,18 @@ func printPeers(c *cli, ci *api.ClusterInfo) error {
 		if n.Leader {
 			leader = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\n", orDash(n.ID), orDash(n.Region), orDash(n.APIAddr), role,
-			orDash(leader), orDash(n.State), n.Sealed, strconv.FormatUint(n.Applied, 10), fmtContact(n.LastContactMS))
+		state, sealed, applied, contact := orDash(n.State), strconv.FormatBool(n.Sealed), strconv.FormatUint(n.Applied, 10), fmtContact(n.LastContactMS)
+		if gossipOff && n.ID != ci.Node && (n.State == "" || n.State == api.NodeUnknown) {
+			state, sealed, applied, contact = "-", "-", "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(n.ID), orDash(n.Region), orDash(n.APIAddr), role,
+			orDash(leader), state, sealed, applied, contact)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if gossipOff {
+		fmt.Fprintf(c.stderr, "note: gossip is off on node %s, so the state, seal and applied index of the other nodes are not known here; keyd status asks each node\n", orDash(ci.Node))
 	}
 	if ci.LeaderID == "" {
 		fmt.Fprintf(c.stderr, "note: node %s knows no leader\n", orDash(ci.Node))

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/client"
 )
 
 // nodeStatus is one row of `keyd status`.
@@ -40,27 +44,12 @@ func (c *cli) status(args []string) error {
 	}
 	defer cl.Close()
 
-	addrs := newAddrSet()
-	for _, a := range seeds {
-		addrs.add(a)
-	}
-	// Any answering node reports its peers' API addresses; list them too.
-	if st, err := cl.Status(c.ctx); err == nil {
-		for _, p := range st.Peers {
-			addrs.add(p.APIAddr)
-		}
-	}
-	rows := make([]nodeStatus, 0, len(addrs.list))
+	rows := c.statusRows(cl, seeds, statusNodeWait)
 	reachable := 0
-	for _, a := range addrs.list {
-		st, err := cl.StatusOf(c.ctx, a)
-		row := nodeStatus{Addr: a, Status: st}
-		if err != nil {
-			row.Error = errorLine(err)
-		} else {
+	for _, r := range rows {
+		if r.Status != nil {
 			reachable++
 		}
-		rows = append(rows, row)
 	}
 	if *asJSON {
 		if err := printJSON(c.stdout, rows); err != nil {
@@ -73,6 +62,77 @@ func (c *cli) status(args []string) error {
 		return errNoNodeReachable
 	}
 	return nil
+}
+
+// statusNodeWait bounds the wait for one node's status, connection
+// included, so a down node costs `keyd status` about a second.
+const statusNodeWait = time.Second
+
+// statusRows asks the seeds and every peer the cluster reports for their
+// status, concurrently, each for at most perNode, and returns one row per
+// node: addresses that answer with the same node id (a seed given as a
+// published port and the node's advertised address) collapse into the
+// first row, and an unreachable address is dropped when the peer list
+// names it as a node that answered at another address.
+func (c *cli) statusRows(cl *client.Client, seeds []string, perNode time.Duration) []nodeStatus {
+	addrs := newAddrSet()
+	for _, a := range seeds {
+		addrs.add(a)
+	}
+	idOf := map[string]string{} // address -> node id, from the peer list
+	// Any answering node reports its peers' API addresses; list them too.
+	sctx, cancel := context.WithTimeout(c.ctx, 2*perNode)
+	st, err := cl.Status(sctx)
+	cancel()
+	if err == nil {
+		for _, p := range st.Peers {
+			addrs.add(p.APIAddr)
+			idOf[trimAddr(p.APIAddr)] = p.ID
+		}
+	}
+	for _, n := range cl.Topology() {
+		if n.ID != "" && n.APIAddr != "" {
+			idOf[trimAddr(n.APIAddr)] = n.ID
+		}
+	}
+	all := make([]nodeStatus, len(addrs.list))
+	var wg sync.WaitGroup
+	for i, a := range addrs.list {
+		wg.Go(func() {
+			nctx, cancel := context.WithTimeout(c.ctx, perNode)
+			defer cancel()
+			st, err := cl.StatusOf(nctx, a)
+			all[i] = nodeStatus{Addr: a, Status: st}
+			if err != nil {
+				all[i].Error = errorLine(err)
+			}
+		})
+	}
+	wg.Wait()
+	answered := map[string]bool{}
+	for _, r := range all {
+		if r.Status != nil && r.Status.NodeID != "" {
+			answered[r.Status.NodeID] = true
+		}
+	}
+	rows := make([]nodeStatus, 0, len(all))
+	shown := map[string]bool{}
+	for _, r := range all {
+		id := idOf[trimAddr(r.Addr)]
+		if r.Status != nil {
+			id = r.Status.NodeID
+		} else if id != "" && answered[id] {
+			continue // the node answered at another of its addresses
+		}
+		if id != "" {
+			if shown[id] {
+				continue
+			}
+			shown[id] = true
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
 
 func printStatusTable(c *cli, rows []nodeStatus) error {

@@ -22,6 +22,7 @@ func (s *Server) routes() []route {
 	return []route{
 		{pattern: "GET " + api.PathHealth, access: open, maxBody: 0, handle: s.health},
 		{pattern: "GET " + api.PathStatus, access: open, maxBody: 0, handle: s.status},
+		{pattern: "GET " + api.PathMetrics, access: open, maxBody: 0, handle: s.metrics},
 		{pattern: "POST " + api.PathInit, access: open, maxBody: small, leader: true, op: "sys.init", handle: s.init},
 		{pattern: "POST " + api.PathUnseal, access: open, maxBody: small, op: "sys.unseal", handle: s.unseal},
 		{pattern: "POST " + api.PathSeal, access: token, maxBody: small, capability: policy.Cluster, op: "sys.seal", handle: s.seal},
@@ -80,7 +81,12 @@ func (s *Server) routes() []route {
 
 func (s *Server) health(c *call) (any, error) {
 	h := s.cfg.Sys.Health()
-	return &h, nil
+	code, err := healthStatus(c.r.URL.Query(), &h)
+	if err != nil {
+		return nil, err
+	}
+	writeJSON(c.w, code, &h)
+	return handled, nil
 }
 
 func (s *Server) status(c *call) (any, error) {

@@ -22,6 +22,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/audit"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/metrics"
 	"github.com/keyd/keyd/policy"
 	"github.com/keyd/keyd/sharex"
 )
@@ -135,6 +136,10 @@ type Config struct {
 	// Admin serves identity, token, policy and audit-log management.
 	Admin  Admin
 	Logger *slog.Logger
+	// Metrics, when set, counts and times every request and is served at
+	// GET /v1/sys/metrics; UnauthenticatedMetrics serves it without a token.
+	Metrics                *metrics.Metrics
+	UnauthenticatedMetrics bool
 	// Rand is the randomness for nonces and data keys (crypto/rand by default).
 	Rand io.Reader
 
@@ -258,6 +263,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer s.track(rt, &w)()
 		rid := r.Header.Get(api.HeaderRequestID)
 		if len(rid) > 128 {
 			c := &call{r: r, w: w, detail: auditDetail{longRID: rid}}
