@@ -25,7 +25,7 @@ import (
 type raftParts struct {
 	raft      *raft.Raft
 	trans     *raft.NetworkTransport
-	logs      *raftboltdb.BoltStore
+	logs      *closingStore
 	advertise raft.ServerAddress
 }
 
@@ -74,6 +74,7 @@ func (n *Node) startRaft() (*raftParts, error) {
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: raft log store: %w", err)
 	}
+	store := &closingStore{s: logs}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, logger)
 	if err != nil {
 		_ = logs.Close()
@@ -95,7 +96,7 @@ func (n *Node) startRaft() (*raftParts, error) {
 	rc.NoSnapshotRestoreOnStart = true
 
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(logs, logs, snaps)
+		has, err := raft.HasExistingState(store, store, snaps)
 		if err != nil {
 			_ = logs.Close()
 			_ = trans.Close()
@@ -106,20 +107,20 @@ func (n *Node) startRaft() (*raftParts, error) {
 			for _, p := range cfg.Peers {
 				servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr), Suffrage: raft.Voter})
 			}
-			if err := raft.BootstrapCluster(rc, logs, logs, snaps, trans, raft.Configuration{Servers: servers}); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			if err := raft.BootstrapCluster(rc, store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 				_ = logs.Close()
 				_ = trans.Close()
 				return nil, fmt.Errorf("node: bootstrap: %w", err)
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, logs, snaps, trans)
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
 	if err != nil {
 		_ = logs.Close()
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: raft: %w", err)
 	}
-	return &raftParts{raft: r, trans: trans, logs: logs, advertise: trans.LocalAddr()}, nil
+	return &raftParts{raft: r, trans: trans, logs: store, advertise: trans.LocalAddr()}, nil
 }
 
 func (p *raftParts) close() error {
