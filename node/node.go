@@ -53,6 +53,7 @@ type Node struct {
 	dealNow chan struct{}
 
 	rotation  rotation
+	snap      snapState
 	gossip    *membership.Gossip
 	audit     *auditSink
 	auditPath string
@@ -156,7 +157,7 @@ func (n *Node) Start(ctx context.Context) error {
 	handler := httpapi.New(httpapi.Config{
 		Audit: auditor,
 		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
-		IsPeer: n.isPeer, Admin: n,
+		IsPeer: n.isPeer, Admin: n, Snapshots: n,
 		Logger: n.log,
 	})
 	n.http = &http.Server{
@@ -322,6 +323,9 @@ func (n *Node) Status() api.SealStatus {
 		st.SealReason = n.sealer.reason
 	}
 	n.sealer.mu.Unlock()
+	if f := n.snap.failure(); f != "" && st.Sealed {
+		st.SealReason = f
+	}
 	st.HSM = n.hsmStatus(context.Background())
 	if rec, c, err := n.nodeShareCommitments(); err == nil && rec != nil {
 		if _, ok := rec.Holders[n.cfg.NodeID]; ok {

@@ -515,6 +515,10 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 // keyring, loads every key and keeps secret for future dealings. It takes
 // ownership of secret.
 func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by string) error {
+	if err := n.checkRestoreMAC(secret, rec); err != nil {
+		secret.Destroy()
+		return err
+	}
 	sb := secret.Bytes()
 	root, err := keyring.DeriveRootKey(sb)
 	clear(sb)

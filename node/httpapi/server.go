@@ -133,6 +133,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Rand is the randomness for nonces and data keys (crypto/rand by default).
 	Rand io.Reader
+
+	// Snapshots serves operator snapshot save and restore.
+	Snapshots Snapshots
 }
 
 // Server is the HTTP handler of one node.

@@ -1,0 +1,203 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/shamir"
+)
+
+// Operator snapshots: save streams the replicated state (wrapped material
+// only) from the leader after a barrier, with a digest and a MAC keyed
+// from the root secret; restore verifies a file without secrets, seals
+// the cluster, and installs the state on every replica through Raft's
+// user-snapshot restore, which sends it to followers as a Raft snapshot.
+// The MAC is checked with the root when custodians unseal the restored
+// cluster; a mismatch keeps every node sealed.
+
+// restoreTimeout bounds raft.Restore (copy, install, replication of the
+// no-op after it).
+const restoreTimeout = 5 * time.Minute
+
+// snapState is this node's snapshot bookkeeping.
+type snapState struct {
+	restoring sync.Mutex
+	mu        sync.Mutex
+	// macFailure is why the restored state was refused at unseal.
+	macFailure string
+}
+
+func (s *snapState) failure() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.macFailure
+}
+
+// Initialized reports whether the cluster holds a root record.
+func (n *Node) Initialized() bool {
+	_, err := n.fsm.InitRecord()
+	return err == nil
+}
+
+// snapshotMACKey returns the snapshot MAC key of the root held in memory,
+// or api.ErrSealed.
+func (n *Node) snapshotMACKey() ([]byte, error) {
+	n.sealer.mu.Lock()
+	defer n.sealer.mu.Unlock()
+	if n.sealer.secret == nil || !n.keys.unsealed() {
+		return nil, api.ErrSealed
+	}
+	sb := n.sealer.secret.Bytes()
+	defer clear(sb)
+	return fsm.BackupMACKey(sb)
+}
+
+// SnapshotWriter prepares an operator snapshot on the leader: it proves
+// leadership with a barrier (so every acknowledged write is in the
+// state) and returns the function that streams the file. Errors that can
+// be known in advance (not leader, sealed) are returned here, before any
+// byte is written.
+func (n *Node) SnapshotWriter(ctx context.Context) (func(io.Writer) error, error) {
+	if _, err := n.fsm.InitRecord(); err != nil {
+		return nil, api.ErrNotInitialized
+	}
+	key, err := n.snapshotMACKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.verifyLeader(ctx); err != nil {
+		clear(key)
+		return nil, err
+	}
+	return func(w io.Writer) error {
+		defer clear(key)
+		b, err := n.fsm.WriteBackup(w, fsm.BackupOptions{MACKey: key, Node: n.cfg.NodeID, Now: time.Now()})
+		if err != nil {
+			return err
+		}
+		n.log.Info("snapshot written", "index", b.Header.Index, "keys", b.Header.Counts.Keys, "cluster", b.Header.Cluster)
+		return nil
+	}, nil
+}
+
+// SaveSnapshot writes an operator snapshot to w (see SnapshotWriter).
+func (n *Node) SaveSnapshot(ctx context.Context, w io.Writer) error {
+	write, err := n.SnapshotWriter(ctx)
+	if err != nil {
+		return err
+	}
+	return write(w)
+}
+
+// RestoreSnapshot restores an operator snapshot read from r into the
+// cluster, on the leader. On an initialised cluster it needs force. The
+// whole file is verified (digest, structure, header against content)
+// before anything changes; a refused file changes nothing. A forced
+// restore seals every node first. The cluster is sealed afterwards.
+func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*api.SnapshotRestoreResponse, error) {
+	if !n.IsLeader() {
+		return nil, n.notLeader()
+	}
+	initialized := n.Initialized()
+	if initialized && !force {
+		return nil, &api.Error{Code: api.CodeAlreadyInitialized, Message: "the cluster is initialised: restoring over its state needs force (keyd operator snapshot restore -force)"}
+	}
+	if !n.snap.restoring.TryLock() {
+		return nil, &api.Error{Code: api.CodeConflict, Message: "a restore is already running"}
+	}
+	defer n.snap.restoring.Unlock()
+	dir, err := os.MkdirTemp(n.cfg.DataDir, "restore-")
+	if err != nil {
+		return nil, fmt.Errorf("node: restore: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	b, err := fsm.VerifyBackup(r, filepath.Join(dir, "state.db"))
+	if err != nil {
+		if errors.Is(err, fsm.ErrSnapshotCorrupt) {
+			return nil, &api.Error{Code: api.CodeBadRequest, Message: "snapshot refused: " + err.Error()}
+		}
+		return nil, err
+	}
+	size, err := fsm.PrepareRestore(filepath.Join(dir, "state.db"), filepath.Join(dir, "snap"), b, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(dir, "snap"))
+	if err != nil {
+		return nil, fmt.Errorf("node: restore: %w", err)
+	}
+	defer f.Close()
+	if initialized {
+		// No node may serve the old keys beside the restored state.
+		_ = n.Seal(ctx)
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: b.Header.Index, Size: size}
+	if err := n.raft.raft.Restore(meta, f, restoreTimeout); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, &api.Error{Code: api.CodeUnavailable, Message: "leadership changed during the restore; check the cluster's state and retry"}
+		}
+		return nil, fmt.Errorf("node: restore: %w", err)
+	}
+	n.snap.mu.Lock()
+	n.snap.macFailure = ""
+	n.snap.mu.Unlock()
+	n.log.Info("snapshot restored", "index", b.Header.Index, "keys", b.Header.Counts.Keys, "cluster", b.Header.Cluster, "forced", initialized)
+	c := b.Header.Counts
+	return &api.SnapshotRestoreResponse{
+		Cluster: b.Header.Cluster, Index: b.Header.Index, Time: b.Header.Time, Sealed: true,
+		Counts: api.SnapshotCounts{Keys: c.Keys, Versions: c.Versions, Policies: c.Policies, Tokens: c.Tokens, Identities: c.Identities},
+	}, nil
+}
+
+// checkRestoreMAC runs before a node opens the barrier with secret: when
+// the state was restored from an operator snapshot of the dealing rec
+// holds, the snapshot's MAC must verify with this root. Otherwise the
+// state is foreign or altered and the node refuses to serve it. A root
+// rotated since the restore (which itself needed these custodians) ends
+// the check.
+func (n *Node) checkRestoreMAC(secret *shamir.Secret, rec *fsm.InitRecord) error {
+	m, err := n.fsm.RestoreMarker()
+	if err != nil {
+		return fmt.Errorf("node: restore marker: %w", err)
+	}
+	if m == nil {
+		return nil
+	}
+	c, err := shamir.UnmarshalCommitments(rec.Commitments)
+	if err != nil {
+		return fmt.Errorf("node: stored commitments: %w", err)
+	}
+	if c.Fingerprint() != m.Cluster {
+		return nil
+	}
+	sb := secret.Bytes()
+	key, err := fsm.BackupMACKey(sb)
+	clear(sb)
+	if err != nil {
+		return err
+	}
+	ok := m.Verify(key)
+	clear(key)
+	if ok {
+		n.snap.mu.Lock()
+		n.snap.macFailure = ""
+		n.snap.mu.Unlock()
+		return nil
+	}
+	msg := "the restored snapshot's MAC does not verify with this cluster's root (a foreign or altered snapshot): the node stays sealed and will not serve it"
+	n.snap.mu.Lock()
+	n.snap.macFailure = msg
+	n.snap.mu.Unlock()
+	n.log.Error("restored snapshot refused at unseal", "cluster", m.Cluster, "snapshot_index", m.Index)
+	return &api.Error{Code: api.CodeForbidden, Message: msg}
+}
