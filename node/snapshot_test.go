@@ -152,13 +152,18 @@ func TestSnapshotRestoreIntoNewCluster(t *testing.T) {
 	if !res.Sealed || res.Counts.Keys != 4 || res.Counts.Versions != 5 || res.Counts.Policies < 1 || res.Counts.Tokens != 2 {
 		t.Fatalf("restore reply %+v", res)
 	}
-	fresh.EnsureSameState(t)
-	for i := 0; i < fresh.Size(); i++ {
-		n := fresh.Node(i)
-		if !n.Initialized() || !n.Sealed() {
-			t.Fatalf("%s after restore: initialised %v sealed %v", n.ID(), n.Initialized(), n.Sealed())
+	// Every replica receives the restored state (followers through a
+	// Raft snapshot) and stays sealed.
+	fresh.Eventually(t, 20*time.Second, func() error {
+		for i := 0; i < fresh.Size(); i++ {
+			n := fresh.Node(i)
+			if !n.Initialized() || !n.Sealed() {
+				return fmt.Errorf("%s after restore: initialised %v sealed %v", n.ID(), n.Initialized(), n.Sealed())
+			}
 		}
-	}
+		return nil
+	})
+	fresh.EnsureSameState(t)
 	// Restoring again needs force, and force needs a token.
 	_, err = anon.SnapshotRestore(ctx, data, false)
 	wantCode(t, "restore over an initialised cluster", err, api.CodeAlreadyInitialized)
