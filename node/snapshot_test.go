@@ -15,6 +15,7 @@ import (
 	"github.com/keyd/keyd/client"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/internal/testcluster"
+	"github.com/keyd/keyd/node"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -210,6 +211,16 @@ func TestSnapshotRestoreIntoNewCluster(t *testing.T) {
 	}
 	if info, err := ncl.ReadKey(ctx, "k0", true); err != nil || info.LatestVersion != 2 {
 		t.Fatalf("k0 after restore: %+v %v", info, err)
+	}
+	// The restored state is durable: a restarted node comes back with it
+	// and rejoins from the node shares dealt to the new HSMs.
+	victim := (fresh.WaitLeader(t) + 1) % fresh.Size()
+	fresh.Stop(t, victim)
+	fresh.Restart(t, victim)
+	waitUnsealedBy(t, fresh, victim, node.UnsealedByWarmRejoin)
+	vcl := fresh.ClientFor(t, fresh.Slot(victim).APIAddr)
+	if got, err := vcl.Decrypt(ctx, "k2", cts["k2"], nil); err != nil || string(got.Plaintext) != "secret of k2" {
+		t.Fatalf("decrypt on a restarted node after restore: %v", err)
 	}
 }
 
