@@ -42,6 +42,7 @@ Operator:
   operator unseal            submit one share, read from stdin
   operator seal              seal every node
   operator join ADDR -seed G ask a new node to join through gossip seeds G
+  operator snapshot save|inspect|restore FILE   disaster recovery snapshots
   operator remove NODE_ID    demote and remove a node
   peers [-json]              show the topology: regions, voters, leader, state
 

@@ -19,6 +19,7 @@ const operatorHelp = `Usage: keyd operator <subcommand> [flags]
                                     (no token needed while ADDR is a fresh node)
   remove NODE_ID                    demote and remove a node from the cluster
   rotate-root start|submit|status   custodians rotate the root secret (shares, no token)
+  snapshot save|inspect|restore     disaster recovery snapshots (keyd operator snapshot -h)
 `
 
 // maxShareLine bounds the line read by unseal; an encoded share is far
@@ -33,6 +34,7 @@ func (c *cli) operator(args []string) error {
 		"join":        c.operatorJoin,
 		"remove":      c.operatorRemove,
 		"rotate-root": c.operatorRotateRoot,
+		"snapshot":    c.operatorSnapshot,
 	}, args)
 }
 
