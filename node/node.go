@@ -183,6 +183,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.group.Go(n.runScheduler)
 	n.group.Go(n.runNodeShares)
 	n.group.Go(n.runReconcile)
+	n.group.Go(n.runSnapshots)
 	n.group.Go(func(gctx context.Context) {
 		select {
 		case <-ctx.Done():

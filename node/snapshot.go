@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +70,17 @@ func (n *Node) snapshotMACKey() ([]byte, error) {
 // be known in advance (not leader, sealed) are returned here, before any
 // byte is written.
 func (n *Node) SnapshotWriter(ctx context.Context) (func(io.Writer) error, error) {
+	write, err := n.snapshotWriter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(w io.Writer) error {
+		_, err := write(w)
+		return err
+	}, nil
+}
+
+func (n *Node) snapshotWriter(ctx context.Context) (func(io.Writer) (*fsm.Backup, error), error) {
 	if _, err := n.fsm.InitRecord(); err != nil {
 		return nil, api.ErrNotInitialized
 	}
@@ -79,14 +92,14 @@ func (n *Node) SnapshotWriter(ctx context.Context) (func(io.Writer) error, error
 		clear(key)
 		return nil, err
 	}
-	return func(w io.Writer) error {
+	return func(w io.Writer) (*fsm.Backup, error) {
 		defer clear(key)
 		b, err := n.fsm.WriteBackup(w, fsm.BackupOptions{MACKey: key, Node: n.cfg.NodeID, Now: time.Now()})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		n.log.Info("snapshot written", "index", b.Header.Index, "keys", b.Header.Counts.Keys, "cluster", b.Header.Cluster)
-		return nil
+		return b, nil
 	}, nil
 }
 
@@ -200,4 +213,132 @@ func (n *Node) checkRestoreMAC(secret *shamir.Secret, rec *fsm.InitRecord) error
 	n.snap.mu.Unlock()
 	n.log.Error("restored snapshot refused at unseal", "cluster", m.Cluster, "snapshot_index", m.Index)
 	return &api.Error{Code: api.CodeForbidden, Message: msg}
+}
+
+// Scheduled snapshots are named keyd-snapshot-<UTC time>-<index>.snap, so
+// names sort by time; a file is written as a hidden temporary and renamed
+// once complete and synced.
+const (
+	scheduledPrefix = "keyd-snapshot-"
+	scheduledSuffix = ".snap"
+	scheduledTemp   = ".keyd-snapshot-tmp-"
+)
+
+// runSnapshots writes scheduled snapshots while this node is the
+// unsealed leader. It owns no state beyond the files it writes.
+func (n *Node) runSnapshots(ctx context.Context) {
+	if n.cfg.SnapshotInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(n.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.IsLeader() || !n.keys.unsealed() || !n.Initialized() {
+			continue
+		}
+		path, err := n.writeScheduledSnapshot(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Warn("scheduled snapshot failed", "err", err)
+			}
+			continue
+		}
+		n.log.Info("scheduled snapshot written", "file", filepath.Base(path))
+		n.pruneScheduledSnapshots(time.Now())
+	}
+}
+
+// writeScheduledSnapshot writes one snapshot atomically (temporary file,
+// fsync, rename, directory fsync), mode 0600, and returns its path.
+func (n *Node) writeScheduledSnapshot(ctx context.Context) (string, error) {
+	dir := n.cfg.SnapshotDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	write, err := n.snapshotWriter(ctx)
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, scheduledTemp+"*")
+	if err != nil {
+		return "", err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return "", err
+	}
+	b, err := write(tmp)
+	if err != nil {
+		return "", err
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	name := fmt.Sprintf("%s%s-%d%s", scheduledPrefix, b.Header.Time.UTC().Format("20060102T150405.000Z"), b.Header.Index, scheduledSuffix)
+	path := filepath.Join(dir, name)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return path, nil
+}
+
+// pruneScheduledSnapshots removes scheduled snapshots beyond the count
+// and age limits (the newest is always kept) and leftover temporaries.
+func (n *Node) pruneScheduledSnapshots(now time.Time) {
+	entries, err := os.ReadDir(n.cfg.SnapshotDir)
+	if err != nil {
+		return
+	}
+	type snap struct {
+		name string
+		mod  time.Time
+	}
+	var snaps []snap
+	for _, e := range entries {
+		name := e.Name()
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(name, scheduledTemp):
+			// A temporary of a write that did not finish (crash).
+			if now.Sub(fi.ModTime()) > n.cfg.SnapshotInterval+time.Minute {
+				_ = os.Remove(filepath.Join(n.cfg.SnapshotDir, name))
+			}
+		case strings.HasPrefix(name, scheduledPrefix) && strings.HasSuffix(name, scheduledSuffix):
+			snaps = append(snaps, snap{name, fi.ModTime()})
+		}
+	}
+	// Names embed the UTC time: newest last.
+	slices.SortFunc(snaps, func(a, b snap) int { return strings.Compare(a.name, b.name) })
+	for i, s := range snaps {
+		newest := i == len(snaps)-1
+		tooMany := n.cfg.SnapshotRetain > 0 && len(snaps)-i > n.cfg.SnapshotRetain
+		tooOld := n.cfg.SnapshotMaxAge > 0 && now.Sub(s.mod) > n.cfg.SnapshotMaxAge
+		if !newest && (tooMany || tooOld) {
+			if err := os.Remove(filepath.Join(n.cfg.SnapshotDir, s.name)); err == nil {
+				n.log.Info("scheduled snapshot removed", "file", s.name)
+			}
+		}
+	}
 }

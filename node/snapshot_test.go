@@ -7,6 +7,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +309,75 @@ func TestSnapshotTamperedRefusedAtUnseal(t *testing.T) {
 	}
 	if _, err := ncl.ReadKey(ctx, "late", true); err == nil {
 		t.Fatal("key created after the snapshot survived the forced restore")
+	}
+}
+
+// TestScheduledSnapshots: with a short interval only the unsealed leader
+// writes, every file is complete (verifies), 0600, and the count stays
+// within the retention.
+func TestScheduledSnapshots(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dirs := make([]string, 3)
+	for i := range dirs {
+		dirs[i] = filepath.Join(base, fmt.Sprint(i))
+	}
+	c := testcluster.New(t, testcluster.Options{Nodes: 3, Configure: func(i int, cfg *node.Config) {
+		cfg.SnapshotInterval = 100 * time.Millisecond
+		cfg.SnapshotDir = dirs[i]
+		cfg.SnapshotRetain = 3
+	}})
+	c.Init(t, 3, 2)
+	c.Unseal(t, 2)
+	leader := c.WaitLeader(t)
+	list := func(dir string) []string {
+		m, _ := filepath.Glob(filepath.Join(dir, "keyd-snapshot-*.snap"))
+		return m
+	}
+	var first string
+	c.Eventually(t, 20*time.Second, func() error {
+		got := list(dirs[leader])
+		if len(got) == 0 {
+			return errors.New("no scheduled snapshot yet")
+		}
+		if first == "" {
+			first = got[0]
+		}
+		if len(got) > 3 {
+			return fmt.Errorf("%d snapshots kept, retention is 3", len(got))
+		}
+		if slices.Contains(got, first) {
+			return fmt.Errorf("the first snapshot %s is not pruned yet", filepath.Base(first))
+		}
+		return nil
+	})
+	if n := len(list(dirs[leader])); n > 3 {
+		t.Fatalf("%d snapshots kept, retention is 3", n)
+	}
+	for i, d := range dirs {
+		if i != leader && len(list(d)) != 0 && c.WaitLeader(t) == leader {
+			t.Fatalf("follower %d wrote scheduled snapshots", i)
+		}
+	}
+	files := list(dirs[leader])
+	last := files[len(files)-1]
+	fi, err := os.Stat(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+	f, err := os.Open(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := fsm.VerifyBackup(f, filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatalf("scheduled snapshot does not verify: %v", err)
+	}
+	if b.Header.Counts.Tokens != 1 {
+		t.Fatalf("header %+v", b.Header)
 	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyd/keyd/api"
 )
@@ -79,5 +81,40 @@ func TestOperatorSnapshotCLI(t *testing.T) {
 	got, err := runCmd(t, env, ct, "key", "decrypt", "k1")
 	if err != nil || got != "kept across clusters" {
 		t.Fatalf("decrypt after restore: %q %v", got, err)
+	}
+}
+
+func TestSnapshotConfig(t *testing.T) {
+	t.Parallel()
+	fc, err := parseConfig(strings.NewReader(editConfig("", "snapshot_interval: 1h", "snapshot_dir: /var/lib/keyd/snapshots", "snapshot_retain: 5", "snapshot_max_age: 168h")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := fc.nodeConfig(fakeLoader(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SnapshotInterval != time.Hour || cfg.SnapshotDir != "/var/lib/keyd/snapshots" || cfg.SnapshotRetain != 5 || cfg.SnapshotMaxAge != 168*time.Hour {
+		t.Fatalf("got %s %q %d %s", cfg.SnapshotInterval, cfg.SnapshotDir, cfg.SnapshotRetain, cfg.SnapshotMaxAge)
+	}
+	fc, _ = parseConfig(strings.NewReader(editConfig("")))
+	if cfg, err := fc.nodeConfig(fakeLoader(t), io.Discard); err != nil || cfg.SnapshotInterval != 0 || cfg.SnapshotRetain != 24 {
+		t.Fatalf("defaults: %+v %v", cfg.SnapshotRetain, err)
+	}
+	for name, tc := range map[string]struct {
+		extra []string
+		want  string
+	}{
+		"interval without dir": {[]string{"snapshot_interval: 1h"}, "SnapshotDir"},
+		"negative retain":      {[]string{"snapshot_retain: -1"}, "SnapshotRetain"},
+		"negative max age":     {[]string{"snapshot_max_age: -1h"}, "SnapshotMaxAge"},
+	} {
+		fc, err := parseConfig(strings.NewReader(editConfig("", tc.extra...)))
+		if err == nil {
+			_, err = fc.nodeConfig(fakeLoader(t), io.Discard)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: err %v, want it to name %s", name, err, tc.want)
+		}
 	}
 }

@@ -46,6 +46,8 @@ type Options struct {
 	Gossip bool
 	// DeadVoterTimeout for every node (default 2s with gossip).
 	DeadVoterTimeout time.Duration
+	// Configure, when set, adjusts each node's config before it starts.
+	Configure func(slot int, cfg *node.Config)
 }
 
 // Slot is one node position; it survives restarts.
@@ -207,6 +209,9 @@ func (c *Cluster) start(s *Slot, apiLn, raftLn net.Listener, i int) error {
 	cfg.WrapStreamLayer = func(l raft.StreamLayer) raft.StreamLayer {
 		s.Faults = transport.NewFaultLayer(l)
 		return s.Faults
+	}
+	if c.opts.Configure != nil {
+		c.opts.Configure(i, &cfg)
 	}
 	n, err := node.New(cfg)
 	if err != nil {
