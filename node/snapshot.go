@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -164,12 +166,68 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 	n.snap.mu.Lock()
 	n.snap.macFailure = ""
 	n.snap.mu.Unlock()
+	n.waitPeersInitialized(ctx)
 	n.log.Info("snapshot restored", "index", b.Header.Index, "keys", b.Header.Counts.Keys, "cluster", b.Header.Cluster, "forced", initialized)
 	c := b.Header.Counts
 	return &api.SnapshotRestoreResponse{
 		Cluster: b.Header.Cluster, Index: b.Header.Index, Time: b.Header.Time, Sealed: true,
 		Counts: api.SnapshotCounts{Keys: c.Keys, Versions: c.Versions, Policies: c.Policies, Tokens: c.Tokens, Identities: c.Identities},
 	}, nil
+}
+
+// restorePeerWait bounds how long a restore waits for the other members
+// to install the restored state, so custodians can unseal any node once
+// the restore returns.
+const restorePeerWait = 30 * time.Second
+
+// waitPeersInitialized waits, at most restorePeerWait, until every other
+// member of the Raft configuration reports an initialised state. A member
+// that does not answer is skipped at the deadline: it catches up later.
+func (n *Node) waitPeersInitialized(ctx context.Context) {
+	fut := n.raft.raft.GetConfiguration()
+	if fut.Error() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, restorePeerWait)
+	defer cancel()
+	for _, s := range fut.Configuration().Servers {
+		id := string(s.ID)
+		if id == n.cfg.NodeID {
+			continue
+		}
+		for ctx.Err() == nil {
+			if n.peerInitialized(ctx, id) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (n *Node) peerInitialized(ctx context.Context, id string) bool {
+	addr := n.peers.apiAddr(id)
+	if addr == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+api.PathHealth, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := n.peerHTTP.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var h api.Health
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&h); err != nil {
+		return false
+	}
+	return h.Initialized
 }
 
 // checkRestoreMAC runs before a node opens the barrier with secret: when
