@@ -167,6 +167,10 @@ func (n *Node) rotateRoot(ctx context.Context, rec *fsm.InitRecord, commits *sha
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeInvalidShare, Message: shortErr(err)}
 	}
+	if err := n.checkRestoreMAC(old, rec); err != nil {
+		old.Destroy()
+		return nil, err
+	}
 	ob := old.Bytes()
 	old.Destroy()
 	oldRoot, err := keyring.DeriveRootKey(ob)

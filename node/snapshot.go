@@ -230,12 +230,12 @@ func (n *Node) peerInitialized(ctx context.Context, id string) bool {
 	return h.Initialized
 }
 
-// checkRestoreMAC runs before a node opens the barrier with secret: when
-// the state was restored from an operator snapshot of the dealing rec
-// holds, the snapshot's MAC must verify with this root. Otherwise the
-// state is foreign or altered and the node refuses to serve it. A root
-// rotated since the restore (which itself needed these custodians) ends
-// the check.
+// checkRestoreMAC runs before a node opens the barrier with secret, and
+// before a root rotation re-roots the state: when the state was restored
+// from an operator snapshot of the dealing rec holds, the snapshot's MAC
+// must verify with this root. Otherwise the state is foreign or altered
+// and the node refuses to serve it. A root rotated since the restore
+// (which passed this check) ends it.
 func (n *Node) checkRestoreMAC(secret *shamir.Secret, rec *fsm.InitRecord) error {
 	m, err := n.fsm.RestoreMarker()
 	if err != nil {

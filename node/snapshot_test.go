@@ -297,6 +297,17 @@ func TestSnapshotTamperedRefusedAtUnseal(t *testing.T) {
 		return nil
 	})
 
+	// Nor can the custodians rotate the root of the tampered state (which
+	// would end the MAC check with the old root).
+	st, err := anon.StartRootRotation(ctx, 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range c.Shares[:2] {
+		_, lastErr = anon.SubmitRotationShare(ctx, st.Nonce, sh)
+	}
+	wantCode(t, "root rotation of a tampered restore", lastErr, api.CodeForbidden)
+
 	// The genuine file restores (forced; the admin token of the
 	// restored state is the same) and unseals.
 	if _, err := cl.SnapshotRestore(ctx, file.Bytes(), true); err != nil {
