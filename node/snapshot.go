@@ -152,6 +152,10 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 		return nil, fmt.Errorf("node: restore: %w", err)
 	}
 	defer f.Close()
+	if !initialized && n.Initialized() {
+		// An init committed while the file was checked.
+		return nil, &api.Error{Code: api.CodeAlreadyInitialized, Message: "the cluster was initialised during the restore; nothing was restored"}
+	}
 	if initialized {
 		// No node may serve the old keys beside the restored state.
 		_ = n.Seal(ctx)

@@ -47,19 +47,22 @@ func (s *Server) snapshotRestore(c *call) (any, error) {
 		}
 		force = b
 	}
-	if s.cfg.Snapshots.Initialized() {
-		if !force {
-			// Whether the cluster is initialised is public (health).
-			return s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), bytes.NewReader(nil), false)
-		}
-		p, err := s.cfg.Auth.Authenticate(c.r)
-		if err != nil {
-			return nil, err
-		}
-		c.p = p
-		if err := c.authorize(policy.Snapshot, ""); err != nil {
-			return nil, err
-		}
+	if !s.cfg.Snapshots.Initialized() {
+		// Open, as init is. force is dropped: an init that commits
+		// meanwhile is never overwritten by an unauthenticated caller.
+		return s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), bytes.NewReader(c.body), false)
 	}
-	return s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), bytes.NewReader(c.body), force)
+	if !force {
+		// Whether the cluster is initialised is public (health).
+		return s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), bytes.NewReader(nil), false)
+	}
+	p, err := s.cfg.Auth.Authenticate(c.r)
+	if err != nil {
+		return nil, err
+	}
+	c.p = p
+	if err := c.authorize(policy.Snapshot, ""); err != nil {
+		return nil, err
+	}
+	return s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), bytes.NewReader(c.body), true)
 }
