@@ -82,6 +82,15 @@ func TestDRDrill(t *testing.T) {
 		if _, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: name(i)}); err != nil && !errors.Is(err, api.ErrExists) {
 			return fmt.Errorf("create %s: %w", name(i), err)
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every node has every key before the ciphertexts are made (a
+	// retried create answered key_exists carries no index to wait for).
+	old.WaitApplied(t, old.Node(old.WaitLeader(t)).AppliedIndex())
+	err = parallel(n, workers, func(i int) error {
 		res, err := cl.Encrypt(ctx, name(i), []byte(plain(i)), nil)
 		if err != nil {
 			return fmt.Errorf("encrypt %s: %w", name(i), err)

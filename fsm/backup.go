@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,7 +24,7 @@ import (
 //
 //	magic "KEYDBKUP" | format version (1 byte) | header length (4 bytes, BE)
 //	| header (JSON, BackupHeader) | body length (8 bytes, BE)
-//	| body: an FSM snapshot (the Raft snapshot format above)
+//	| body: a logical export of the database (see backupbody.go)
 //	| digest: SHA-256 over every byte before it (32 bytes)
 //	| MAC: HMAC-SHA256(K, "keyd snapshot v1\x00" || digest) (32 bytes)
 //
@@ -109,7 +110,8 @@ type BackupOptions struct {
 }
 
 // WriteBackup writes a consistent operator snapshot of the state to w. It
-// streams: the database is copied from one read transaction.
+// streams the body from one read transaction (two passes: its length,
+// then its records).
 func (f *FSM) WriteBackup(w io.Writer, o BackupOptions) (*Backup, error) {
 	if len(o.MACKey) == 0 {
 		return nil, errors.New("fsm: snapshot needs a MAC key")
@@ -133,11 +135,15 @@ func (f *FSM) WriteBackup(w io.Writer, o BackupOptions) (*Backup, error) {
 		pre = append(pre, backupVersion)
 		pre = binary.BigEndian.AppendUint32(pre, uint32(len(hj)))
 		pre = append(pre, hj...)
-		pre = binary.BigEndian.AppendUint64(pre, uint64(snapHeaderLen+tx.Size()+sha256.Size))
+		size, err := bodySize(tx)
+		if err != nil {
+			return err
+		}
+		pre = binary.BigEndian.AppendUint64(pre, size)
 		if _, err := mw.Write(pre); err != nil {
 			return fmt.Errorf("fsm: write snapshot header: %w", err)
 		}
-		if err := WriteSnapshot(mw, tx); err != nil {
+		if err := writeBody(mw, tx); err != nil {
 			return err
 		}
 		b := &Backup{Header: *hdr}
@@ -193,10 +199,10 @@ func backupHeaderOf(tx *bolt.Tx) (*BackupHeader, error) {
 	return hdr, nil
 }
 
-// readBackup parses a snapshot file from r, writes the bbolt database it
-// carries to db, and checks the inner checksum and the file's digest. It
-// reads nothing past the MAC and requires r to end there.
-func readBackup(r io.Reader, db io.Writer) (*Backup, error) {
+// readBackup parses a snapshot file from r, builds the database it
+// carries into the empty db, and checks the file's digest. It reads
+// nothing past the MAC and requires r to end there.
+func readBackup(r io.Reader, db *bolt.DB) (*Backup, error) {
 	h := sha256.New()
 	tr := io.TeeReader(r, h)
 	var pre [8 + 1 + 4]byte
@@ -228,19 +234,11 @@ func readBackup(r io.Reader, db io.Writer) (*Backup, error) {
 		return nil, fmt.Errorf("%w: truncated before the body", ErrSnapshotCorrupt)
 	}
 	bodyLen := binary.BigEndian.Uint64(bl[:])
-	if bodyLen < snapHeaderLen+sha256.Size || bodyLen > maxSnapshotDB {
+	if bodyLen == 0 || bodyLen > maxSnapshotDB {
 		return nil, fmt.Errorf("%w: body length %d", ErrSnapshotCorrupt, bodyLen)
 	}
-	body := io.LimitReader(tr, int64(bodyLen))
-	n, err := copySnapshot(body, db)
-	if err != nil {
-		if errors.Is(err, ErrSnapshotCorrupt) {
-			return nil, fmt.Errorf("%w (body)", err)
-		}
+	if err := buildFromBody(tr, bodyLen, db); err != nil {
 		return nil, err
-	}
-	if uint64(n)+snapHeaderLen+sha256.Size != bodyLen {
-		return nil, fmt.Errorf("%w: body length does not match its content", ErrSnapshotCorrupt)
 	}
 	want := h.Sum(nil)
 	if _, err := io.ReadFull(r, b.Digest[:]); err != nil {
@@ -259,10 +257,10 @@ func readBackup(r io.Reader, db io.Writer) (*Backup, error) {
 	return &b, nil
 }
 
-// VerifyBackup reads a whole snapshot file from r, writes its database to
-// dbPath (created, 0600) and checks everything that needs no secret: the
-// digest, the inner checksum, the database's structure, and that the
-// header's cluster fingerprint, index and counts match the database. On
+// VerifyBackup reads a whole snapshot file from r, builds the database it
+// describes at dbPath (created, 0600) and checks everything that needs no
+// secret: the body's encoding, the digest, the buckets, and that the
+// header's cluster fingerprint, index and counts match the content. On
 // error dbPath is removed.
 func VerifyBackup(r io.Reader, dbPath string) (*Backup, error) {
 	b, err := verifyBackup(r, dbPath)
@@ -273,26 +271,48 @@ func VerifyBackup(r io.Reader, dbPath string) (*Backup, error) {
 }
 
 func verifyBackup(r io.Reader, dbPath string) (*Backup, error) {
-	out, err := os.OpenFile(dbPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(dbPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: snapshot: %w", err)
 	}
-	b, err := readBackup(r, out)
-	if err == nil {
-		err = out.Sync()
+	_ = f.Close()
+	db, err := openBuildDB(dbPath)
+	if err != nil {
+		return nil, err
 	}
-	if cerr := out.Close(); err == nil {
+	b, err := readBackup(r, db)
+	if err == nil {
+		err = db.Sync()
+	}
+	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return nil, err
 	}
+	if err := checkBackupDB(dbPath, &b.Header); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// checkBackupDB opens the database a restore built and compares it with
+// the header. The database was written by this package, but its records
+// came from the caller: decoding failures are errors, and any panic is
+// turned into one rather than crash the node.
+func checkBackupDB(dbPath string, hdr *BackupHeader) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: damaged database", ErrSnapshotCorrupt)
+		}
+	}()
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("%w: database: %v", ErrSnapshotCorrupt, err)
+		return fmt.Errorf("%w: database: %v", ErrSnapshotCorrupt, err)
 	}
 	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
+	return db.View(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketKeys, bucketTokens, bucketPolicies, bucketIdentities} {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("%w: missing bucket %s", ErrSnapshotCorrupt, name)
@@ -305,15 +325,11 @@ func verifyBackup(r io.Reader, dbPath string) (*Backup, error) {
 		if err != nil {
 			return err
 		}
-		if got.Cluster != b.Header.Cluster || got.Index != b.Header.Index || got.Counts != b.Header.Counts {
+		if got.Cluster != hdr.Cluster || got.Index != hdr.Index || got.Counts != hdr.Counts {
 			return fmt.Errorf("%w: header does not match the state it describes", ErrSnapshotCorrupt)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
 }
 
 // RestoreMarker is recorded in a restored state: the restored file's
