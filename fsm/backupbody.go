@@ -257,4 +257,3 @@ func openBuildDB(path string) (*bolt.DB, error) {
 	}
 	return db, nil
 }
-
