@@ -32,9 +32,12 @@ type SnapshotCounts struct {
 // cluster (commitments Cluster) unseals it, which also checks the
 // snapshot's MAC with the root.
 type SnapshotRestoreResponse struct {
-	Cluster string         `json:"cluster"`
-	Index   uint64         `json:"index"`
-	Time    time.Time      `json:"time"`
-	Counts  SnapshotCounts `json:"counts"`
-	Sealed  bool           `json:"sealed"`
+	Cluster string `json:"cluster"`
+	// Index is the snapshot's index in the cluster it was taken from;
+	// RestoredAt is the Raft index of the restore in this cluster.
+	Index      uint64         `json:"index"`
+	RestoredAt uint64         `json:"restored_at"`
+	Time       time.Time      `json:"time"`
+	Counts     SnapshotCounts `json:"counts"`
+	Sealed     bool           `json:"sealed"`
 }

@@ -352,9 +352,12 @@ func (m *RestoreMarker) Verify(macKey []byte) bool {
 // into the state a restored cluster starts from: it drops what belongs to
 // the old cluster's hardware and topology (the node-share dealing, whose
 // shares sit in the old nodes' HSMs, and the removed-node list) and
-// records the restore marker. It then writes the state in the FSM
-// snapshot format to snapPath and returns its size.
-func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time) (int64, error) {
+// records the restore marker. The state counts as applied at index
+// applied: the Raft index the restore will have, so a read that waits for
+// any index the cluster acknowledged before does not wait for a write.
+// It then writes the state in the FSM snapshot format to snapPath and
+// returns its size.
+func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied uint64) (int64, error) {
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return 0, fmt.Errorf("fsm: prepare restore: %w", err)
@@ -384,6 +387,11 @@ func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time) (int64, e
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
+		}
+		var buf [16]byte
+		binary.BigEndian.PutUint64(buf[:8], applied)
+		if err := meta.Put(keyApplied, buf[:]); err != nil {
+			return err
 		}
 		return meta.Put(keyRestored, m)
 	})

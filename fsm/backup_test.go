@@ -104,7 +104,7 @@ func TestBackupRoundTrip(t *testing.T) {
 
 	// Prepare and restore into a fresh FSM: same keys, tokens, policies;
 	// no node shares, no removed nodes, a marker that verifies.
-	size, err := PrepareRestore(filepath.Join(dir, "db"), filepath.Join(dir, "snap"), b, t0)
+	size, err := PrepareRestore(filepath.Join(dir, "db"), filepath.Join(dir, "snap"), b, t0, 5000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +130,9 @@ func TestBackupRoundTrip(t *testing.T) {
 	}
 	if ns, _ := g.NodeShares(); ns != nil {
 		t.Fatal("old node-share dealing survived the restore")
+	}
+	if g.AppliedIndex() != 5000 {
+		t.Fatalf("restored applied index %d, want 5000", g.AppliedIndex())
 	}
 	if g.Removed("n9") {
 		t.Fatal("old removed-node list survived the restore")

@@ -143,7 +143,15 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 		}
 		return nil, err
 	}
-	size, err := fsm.PrepareRestore(filepath.Join(dir, "state.db"), filepath.Join(dir, "snap"), b, time.Now())
+	// Raft installs the restore at max(its last index, meta.Index)+1.
+	// Asking for an index well above the last one makes that index known
+	// in advance, so the state records it as applied: reads waiting for
+	// any index acknowledged before the restore are served, and members
+	// that report it have the restored state. Should writes still pass
+	// the margin, Raft's index is higher, which is safe (applied only
+	// ever lags).
+	target := max(n.raft.raft.LastIndex(), b.Header.Index) + restoreIndexMargin
+	size, err := fsm.PrepareRestore(filepath.Join(dir, "state.db"), filepath.Join(dir, "snap"), b, time.Now(), target+1)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +168,7 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 		// No node may serve the old keys beside the restored state.
 		_ = n.Seal(ctx)
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: b.Header.Index, Size: size}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: target, Size: size}
 	if err := n.raft.raft.Restore(meta, f, restoreTimeout); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return nil, &api.Error{Code: api.CodeUnavailable, Message: "leadership changed during the restore; check the cluster's state and retry"}
@@ -170,11 +178,11 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 	n.snap.mu.Lock()
 	n.snap.macFailure = ""
 	n.snap.mu.Unlock()
-	n.waitPeersInitialized(ctx)
+	n.waitPeersApplied(ctx, target+1)
 	n.log.Info("snapshot restored", "index", b.Header.Index, "keys", b.Header.Counts.Keys, "cluster", b.Header.Cluster, "forced", initialized)
 	c := b.Header.Counts
 	return &api.SnapshotRestoreResponse{
-		Cluster: b.Header.Cluster, Index: b.Header.Index, Time: b.Header.Time, Sealed: true,
+		Cluster: b.Header.Cluster, Index: b.Header.Index, RestoredAt: target + 1, Time: b.Header.Time, Sealed: true,
 		Counts: api.SnapshotCounts{Keys: c.Keys, Versions: c.Versions, Policies: c.Policies, Tokens: c.Tokens, Identities: c.Identities},
 	}, nil
 }
@@ -184,10 +192,15 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 // the restore returns.
 const restorePeerWait = 30 * time.Second
 
-// waitPeersInitialized waits, at most restorePeerWait, until every other
-// member of the Raft configuration reports an initialised state. A member
-// that does not answer is skipped at the deadline: it catches up later.
-func (n *Node) waitPeersInitialized(ctx context.Context) {
+// restoreIndexMargin is added to the leader's last index to choose the
+// restore's Raft index (see RestoreSnapshot).
+const restoreIndexMargin = 1 << 16
+
+// waitPeersApplied waits, at most restorePeerWait, until every other
+// member of the Raft configuration reports index applied (the restored
+// state installed). A member that does not answer is skipped at the
+// deadline: it catches up later.
+func (n *Node) waitPeersApplied(ctx context.Context, index uint64) {
 	fut := n.raft.raft.GetConfiguration()
 	if fut.Error() != nil {
 		return
@@ -200,7 +213,7 @@ func (n *Node) waitPeersInitialized(ctx context.Context) {
 			continue
 		}
 		for ctx.Err() == nil {
-			if n.peerInitialized(ctx, id) {
+			if n.peerApplied(ctx, id) >= index {
 				break
 			}
 			select {
@@ -211,27 +224,29 @@ func (n *Node) waitPeersInitialized(ctx context.Context) {
 	}
 }
 
-func (n *Node) peerInitialized(ctx context.Context, id string) bool {
+// peerApplied returns the applied index a member reports (0 when it
+// does not answer).
+func (n *Node) peerApplied(ctx context.Context, id string) uint64 {
 	addr := n.peers.apiAddr(id)
 	if addr == "" {
-		return false
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+api.PathHealth, nil)
 	if err != nil {
-		return false
+		return 0
 	}
 	resp, err := n.peerHTTP.Do(req)
 	if err != nil {
-		return false
+		return 0
 	}
 	defer resp.Body.Close()
 	var h api.Health
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&h); err != nil {
-		return false
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&h); err != nil || !h.Initialized {
+		return 0
 	}
-	return h.Initialized
+	return h.Applied
 }
 
 // checkRestoreMAC runs before a node opens the barrier with secret, and

@@ -318,6 +318,15 @@ func TestSnapshotTamperedRefusedAtUnseal(t *testing.T) {
 	if got, err := ncl.Decrypt(ctx, "a", ct.Ciphertext, nil); err != nil || string(got.Plaintext) != "pt" {
 		t.Fatalf("decrypt after forced restore: %v", err)
 	}
+	// A client that saw the live cluster's later index still reads: the
+	// restored state counts as applied at the restore's index, which is
+	// above anything the cluster acknowledged before.
+	before := cl.LastIndex()
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	if got, err := cl.Decrypt(rctx, "a", ct.Ciphertext, nil); err != nil || string(got.Plaintext) != "pt" {
+		t.Fatalf("decrypt by a client that saw index %d before the restore: %v", before, err)
+	}
 	if _, err := ncl.ReadKey(ctx, "late", true); err == nil {
 		t.Fatal("key created after the snapshot survived the forced restore")
 	}
