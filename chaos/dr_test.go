@@ -87,6 +87,7 @@ func TestDRDrill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("DR drill: %d keys created in %s", n, time.Since(loadStart).Round(time.Millisecond))
 	// Every node has every key before the ciphertexts are made (a
 	// retried create answered key_exists carries no index to wait for).
 	old.WaitApplied(t, old.Node(old.WaitLeader(t)).AppliedIndex())
