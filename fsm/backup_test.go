@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -277,5 +279,55 @@ func TestBackupCraftedBody(t *testing.T) {
 	rehash(c)
 	if _, err := VerifyBackup(bytes.NewReader(c), filepath.Join(dir, "huge")); !errors.Is(err, ErrSnapshotCorrupt) {
 		t.Fatalf("huge body length: %v", err)
+	}
+}
+
+// TestBackupKeepsEveryBucket: buckets this file does not know (added by
+// later features), nested ones included, survive a save and restore.
+func TestBackupKeepsEveryBucket(t *testing.T) {
+	t.Parallel()
+	f, secret := backupState(t)
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("zz_future"))
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte("a"), []byte("1")); err != nil {
+			return err
+		}
+		in, err := b.CreateBucket([]byte("inner"))
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte("z"), []byte("2")); err != nil {
+			return err
+		}
+		return in.Put([]byte("k"), []byte("v"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := writeBackup(t, f, macKey(t, secret))
+	p := filepath.Join(t.TempDir(), "db")
+	if _, err := VerifyBackup(bytes.NewReader(file), p); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("zz_future"))
+		if b == nil || string(b.Get([]byte("a"))) != "1" || string(b.Get([]byte("z"))) != "2" {
+			return errors.New("top-level bucket lost")
+		}
+		if in := b.Bucket([]byte("inner")); in == nil || string(in.Get([]byte("k"))) != "v" {
+			return errors.New("nested bucket lost")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

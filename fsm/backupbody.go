@@ -16,19 +16,21 @@ import (
 // bounded reader and builds a fresh database, so a crafted file can never
 // reach bbolt's page parser (which trusts its input).
 //
-//	'B' | name length (1 byte) | name                      a top-level bucket
+//	'B' | depth (1 byte) | depth × (name length (1 byte) | name)
+//	                       a bucket, by its path from the top level
 //	'K' | key length (4 bytes BE) | key | value length (4 bytes BE) | value
-//	'E'                                                    end of the body
+//	                       a key in the bucket last named
+//	'E'                    end of the body
 //
-// Buckets come in strictly increasing name order, each once; keys in
-// strictly increasing order within their bucket (bbolt's own order), so
-// one state has one encoding.
+// A bucket's keys follow it in strictly increasing order (bbolt's own);
+// its nested buckets follow after them, each once, after their parent.
 const (
 	recBucket = 'B'
 	recKV     = 'K'
 	recEnd    = 'E'
 
-	maxBucketName  = 64
+	maxBucketName  = 255
+	maxBucketDepth = 8
 	maxRecordKey   = bolt.MaxKeySize
 	maxRecordValue = 16 << 20
 	// buildBatch is how many records go into one bbolt transaction while
@@ -37,28 +39,60 @@ const (
 )
 
 // walkBody calls emit for each record of the body of tx's state, in order.
+// A bucket record carries the encoded path.
 func walkBody(tx *bolt.Tx, emit func(kind byte, a, b []byte) error) error {
-	err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-		if len(name) == 0 || len(name) > maxBucketName {
-			return fmt.Errorf("fsm: snapshot: bucket name of %d bytes", len(name))
-		}
-		if err := emit(recBucket, name, nil); err != nil {
+	var walk func(path [][]byte, b *bolt.Bucket) error
+	walk = func(path [][]byte, b *bolt.Bucket) error {
+		enc, err := encodeBucketPath(path)
+		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
+		if err := emit(recBucket, enc, nil); err != nil {
+			return err
+		}
+		var nested [][]byte
+		err = b.ForEach(func(k, v []byte) error {
 			if v == nil {
-				return fmt.Errorf("fsm: snapshot: nested bucket in %s is not supported", name)
+				nested = append(nested, bytes.Clone(k))
+				return nil
 			}
 			if len(v) > maxRecordValue {
-				return fmt.Errorf("fsm: snapshot: value of %d bytes in %s", len(v), name)
+				return fmt.Errorf("fsm: snapshot: value of %d bytes in %s", len(v), path[len(path)-1])
 			}
 			return emit(recKV, k, v)
 		})
+		if err != nil {
+			return err
+		}
+		for _, name := range nested {
+			if err := walk(append(path[:len(path):len(path)], name), b.Bucket(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		return walk([][]byte{name}, b)
 	})
 	if err != nil {
 		return err
 	}
 	return emit(recEnd, nil, nil)
+}
+
+func encodeBucketPath(path [][]byte) ([]byte, error) {
+	if len(path) == 0 || len(path) > maxBucketDepth {
+		return nil, fmt.Errorf("fsm: snapshot: buckets nested %d deep", len(path))
+	}
+	out := []byte{byte(len(path))}
+	for _, seg := range path {
+		if len(seg) == 0 || len(seg) > maxBucketName {
+			return nil, fmt.Errorf("fsm: snapshot: bucket name of %d bytes", len(seg))
+		}
+		out = append(out, byte(len(seg)))
+		out = append(out, seg...)
+	}
+	return out, nil
 }
 
 // bodySize returns the encoded length of tx's body.
@@ -67,7 +101,7 @@ func bodySize(tx *bolt.Tx) (uint64, error) {
 	err := walkBody(tx, func(kind byte, a, b []byte) error {
 		switch kind {
 		case recBucket:
-			n += 2 + uint64(len(a))
+			n += 1 + uint64(len(a))
 		case recKV:
 			n += 1 + 4 + uint64(len(a)) + 4 + uint64(len(b))
 		case recEnd:
@@ -86,8 +120,7 @@ func writeBody(w io.Writer, tx *bolt.Tx) error {
 		var err error
 		switch kind {
 		case recBucket:
-			hdr[0], hdr[1] = recBucket, byte(len(a))
-			if _, err = bw.Write(hdr[:2]); err == nil {
+			if err = bw.WriteByte(recBucket); err == nil {
 				_, err = bw.Write(a)
 			}
 		case recKV:
@@ -152,12 +185,24 @@ func buildFromBody(r io.Reader, n uint64, db *bolt.DB) error {
 		}
 	}()
 	var (
-		bucket   *bolt.Bucket
-		name     []byte
-		lastName []byte
-		lastKey  []byte
-		inBatch  int
+		bucket  *bolt.Bucket
+		path    [][]byte
+		name    []byte
+		lastKey []byte
+		inBatch int
+		seen    = map[string]bool{}
 	)
+	// resolve finds the bucket at p in the current transaction.
+	resolve := func(p [][]byte) *bolt.Bucket {
+		b := tx.Bucket(p[0])
+		for _, seg := range p[1:] {
+			if b == nil {
+				return nil
+			}
+			b = b.Bucket(seg)
+		}
+		return b
+	}
 	flush := func() error {
 		if err := tx.Commit(); err != nil {
 			tx = nil
@@ -168,8 +213,8 @@ func buildFromBody(r io.Reader, n uint64, db *bolt.DB) error {
 			return err
 		}
 		inBatch = 0
-		if name != nil {
-			bucket = tx.Bucket(name)
+		if path != nil {
+			bucket = resolve(path)
 		}
 		return nil
 	}
@@ -180,24 +225,44 @@ func buildFromBody(r io.Reader, n uint64, db *bolt.DB) error {
 		}
 		switch kind {
 		case recBucket:
-			l, err := br.ReadByte()
+			depth, err := br.ReadByte()
 			if err != nil {
 				return truncated()
 			}
-			if l == 0 || l > maxBucketName {
-				return fmt.Errorf("%w: bucket name of %d bytes", errBody, l)
+			if depth == 0 || depth > maxBucketDepth {
+				return fmt.Errorf("%w: bucket depth %d", errBody, depth)
 			}
-			nm, err := readN(int(l))
+			p := make([][]byte, 0, depth)
+			for range int(depth) {
+				l, err := br.ReadByte()
+				if err != nil {
+					return truncated()
+				}
+				if l == 0 {
+					return fmt.Errorf("%w: empty bucket name", errBody)
+				}
+				seg, err := readN(int(l))
+				if err != nil {
+					return err
+				}
+				p = append(p, seg)
+			}
+			enc, _ := encodeBucketPath(p)
+			if seen[string(enc)] {
+				return fmt.Errorf("%w: bucket declared twice", errBody)
+			}
+			seen[string(enc)] = true
+			if len(p) == 1 {
+				bucket, err = tx.CreateBucket(p[0])
+			} else if parent := resolve(p[:len(p)-1]); parent == nil {
+				return fmt.Errorf("%w: nested bucket before its parent", errBody)
+			} else {
+				bucket, err = parent.CreateBucket(p[len(p)-1])
+			}
 			if err != nil {
-				return err
-			}
-			if lastName != nil && bytes.Compare(nm, lastName) <= 0 {
-				return fmt.Errorf("%w: buckets out of order", errBody)
-			}
-			if bucket, err = tx.CreateBucket(nm); err != nil {
 				return fmt.Errorf("%w: bucket: %v", errBody, err)
 			}
-			name, lastName, lastKey = nm, nm, nil
+			path, name, lastKey = p, p[len(p)-1], nil
 		case recKV:
 			if bucket == nil {
 				return fmt.Errorf("%w: record outside a bucket", errBody)
