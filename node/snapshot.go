@@ -131,6 +131,13 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 		return nil, &api.Error{Code: api.CodeConflict, Message: "a restore is already running"}
 	}
 	defer n.snap.restoring.Unlock()
+	// Work directories of a restore cut short by a crash (one restore
+	// runs at a time, so none is in use).
+	if old, err := filepath.Glob(filepath.Join(n.cfg.DataDir, "restore-*")); err == nil {
+		for _, d := range old {
+			_ = os.RemoveAll(d)
+		}
+	}
 	dir, err := os.MkdirTemp(n.cfg.DataDir, "restore-")
 	if err != nil {
 		return nil, fmt.Errorf("node: restore: %w", err)
