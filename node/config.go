@@ -163,6 +163,17 @@ type Config struct {
 	// SnapshotThreshold is the number of log entries between snapshots.
 	SnapshotThreshold uint64
 
+	// SnapshotInterval, when positive, makes the leader write an operator
+	// snapshot (the `keyd operator snapshot save` file) to SnapshotDir
+	// every interval, so a DR plan has an RPO by configuration. Only the
+	// unsealed leader writes. SnapshotRetain keeps the newest that many
+	// (0: no count limit); SnapshotMaxAge removes older ones (0: no age
+	// limit).
+	SnapshotInterval time.Duration
+	SnapshotDir      string
+	SnapshotRetain   int
+	SnapshotMaxAge   time.Duration
+
 	// Logger receives structured logs; never key material.
 	Logger *slog.Logger
 	// RaftLogOutput is no longer used: Raft's records (and memberlist's)
@@ -197,6 +208,7 @@ func DefaultConfig() Config {
 		IndexWait:             5 * time.Second,
 		ApplyTimeout:          10 * time.Second,
 		SnapshotThreshold:     8192,
+		SnapshotRetain:        24,
 		Logger:                slog.Default(),
 	}
 }
@@ -255,6 +267,12 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeShareInterval <= 0 {
 		bad("NodeShareInterval must be positive")
+	}
+	if c.SnapshotInterval < 0 || c.SnapshotRetain < 0 || c.SnapshotMaxAge < 0 {
+		bad("SnapshotInterval, SnapshotRetain and SnapshotMaxAge must not be negative")
+	}
+	if c.SnapshotInterval > 0 && c.SnapshotDir == "" {
+		bad("SnapshotInterval needs SnapshotDir")
 	}
 	if c.Logger == nil {
 		bad("Logger is required")

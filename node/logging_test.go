@@ -66,7 +66,7 @@ func TestQuietStartAndStop(t *testing.T) {
 	// hundred milliseconds steps down, and says so): the records a normal
 	// start and stop produce are the same under either profile.
 	c := testcluster.New(t, testcluster.Options{Nodes: 3, Gossip: true, HSM: testcluster.HSMSoft, Log: &logs,
-		Configure: func(cfg *node.Config) { cfg.Timing = node.TimingWAN }})
+		Configure: func(_ int, cfg *node.Config) { cfg.Timing = node.TimingWAN }})
 	c.Init(t, 1, 1)
 	c.Unseal(t, 1)
 	if _, err := c.Client(t).CreateKey(ctxT(t), api.CreateKeyRequest{Name: "k"}); err != nil {

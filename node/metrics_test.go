@@ -236,7 +236,7 @@ func TestMetricsEndpoint(t *testing.T) {
 // answers without a token, even on a sealed node.
 func TestMetricsUnauthenticated(t *testing.T) {
 	t.Parallel()
-	c := testcluster.New(t, testcluster.Options{Nodes: 1, Configure: func(cfg *node.Config) { cfg.UnauthenticatedMetrics = true }})
+	c := testcluster.New(t, testcluster.Options{Nodes: 1, Configure: func(_ int, cfg *node.Config) { cfg.UnauthenticatedMetrics = true }})
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS()}}
 	t.Cleanup(hc.CloseIdleConnections)
 	c.WaitLeader(t)

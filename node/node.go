@@ -56,6 +56,7 @@ type Node struct {
 	dealing dealState   // the leader's node-share dealing state (nodeshare.go)
 	metrics *metrics.Metrics
 
+	snap      snapState
 	gossip    *membership.Gossip
 	audit     *auditSink
 	auditPath string
@@ -160,7 +161,7 @@ func (n *Node) Start(ctx context.Context) error {
 	handler := httpapi.New(httpapi.Config{
 		Audit: auditor,
 		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
-		IsPeer: n.isPeer, Admin: n,
+		IsPeer: n.isPeer, Admin: n, Snapshots: n,
 		Logger:     n.log,
 		AuditTrail: n,
 		Metrics:    n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
@@ -189,6 +190,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.group.Go(n.runNodeShares)
 	n.group.Go(n.runReconcile)
 	n.group.Go(n.runAudit)
+	n.group.Go(n.runSnapshots)
 	n.group.Go(func(gctx context.Context) {
 		select {
 		case <-ctx.Done():
@@ -330,6 +332,9 @@ func (n *Node) Status() api.SealStatus {
 		st.SealReason = n.sealer.reason
 	}
 	n.sealer.mu.Unlock()
+	if f := n.snap.failure(); f != "" && st.Sealed {
+		st.SealReason = f
+	}
 	st.HSM = n.hsmStatus(context.Background())
 	st.NodeShares = n.nodeSharesStatus()
 	if rec, c, err := n.nodeShareCommitments(); err == nil && rec != nil {

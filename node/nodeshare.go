@@ -404,6 +404,10 @@ func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by str
 		secret.Destroy()
 		return errRemoved
 	}
+	if err := n.checkRestoreMAC(secret, rec); err != nil {
+		secret.Destroy()
+		return err
+	}
 	sb := secret.Bytes()
 	root, err := keyring.DeriveRootKey(sb)
 	clear(sb)

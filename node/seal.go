@@ -85,6 +85,10 @@ func (h sealHost) RootRotated(secret *shamir.Secret) {
 
 func (h sealHost) RelayShare(share string) { h.n.relayShare(share) }
 
+func (h sealHost) CheckRoot(secret *shamir.Secret, rec *fsm.InitRecord) error {
+	return h.n.checkRestoreMAC(secret, rec)
+}
+
 // Removed refuses custodian shares on a node that knows it was removed.
 func (h sealHost) Removed() error {
 	if h.n.removedSelf() {

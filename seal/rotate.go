@@ -353,6 +353,12 @@ func (c *Custodians) rotateRoot(ctx context.Context, rec *fsm.InitRecord, commit
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeInvalidShare, Message: err.Error()}
 	}
+	// A restored snapshot is bound to its root by a MAC: re-rooting an
+	// unverified (possibly tampered) state would skip that check for good.
+	if err := c.host.CheckRoot(old, rec); err != nil {
+		old.Destroy()
+		return nil, err
+	}
 	ob := old.Bytes()
 	old.Destroy()
 	oldRoot, err := keyring.DeriveRootKey(ob)

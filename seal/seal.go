@@ -61,6 +61,10 @@ type Host interface {
 	// RootRotated hands the new root secret (ownership included) to
 	// node-share dealing, which re-deals at once.
 	RootRotated(secret *shamir.Secret)
+	// CheckRoot reports whether secret may open or re-root the state rec
+	// belongs to (a restored snapshot's MAC must verify under it). It
+	// does not take ownership of secret.
+	CheckRoot(secret *shamir.Secret, rec *fsm.InitRecord) error
 	// RelayShare sends a verified custodian share to every peer.
 	RelayShare(share string)
 	// Removed is nil while the node may unseal, and the error to refuse

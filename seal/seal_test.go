@@ -102,6 +102,8 @@ func (f *fakeNode) RelayShare(string) {
 
 func (f *fakeNode) Removed() error { return nil }
 
+func (f *fakeNode) CheckRoot(*shamir.Secret, *fsm.InitRecord) error { return nil }
+
 func newFake(t *testing.T) (*Custodians, *fakeNode) {
 	f := &fakeNode{}
 	c := New(Config{Store: f, Proposer: f, Host: f, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})

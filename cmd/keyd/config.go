@@ -71,6 +71,12 @@ type fileConfig struct {
 	ApplyTimeout      time.Duration `yaml:"apply_timeout"`
 	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
 
+	// Scheduled operator snapshots (disaster recovery).
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	SnapshotDir      string        `yaml:"snapshot_dir"`
+	SnapshotRetain   *int          `yaml:"snapshot_retain"`
+	SnapshotMaxAge   time.Duration `yaml:"snapshot_max_age"`
+
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is json (default) or text; Raft's and memberlist's records
 	// come out in the same format, through the same handler.
@@ -317,6 +323,10 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 	}
 	if fc.SnapshotThreshold > 0 {
 		cfg.SnapshotThreshold = fc.SnapshotThreshold
+	}
+	cfg.SnapshotInterval, cfg.SnapshotDir, cfg.SnapshotMaxAge = fc.SnapshotInterval, fc.SnapshotDir, fc.SnapshotMaxAge
+	if fc.SnapshotRetain != nil {
+		cfg.SnapshotRetain = *fc.SnapshotRetain
 	}
 	cfg.UnauthenticatedMetrics = fc.UnauthenticatedMetrics
 	switch fc.LogFormat {

@@ -49,6 +49,7 @@ Operator:
   operator rotate-root       custodians rotate the root secret
   operator seal              seal every node
   operator join ADDR -seed G ask a new node to join through gossip seeds G
+  operator snapshot save|inspect|restore FILE   disaster recovery snapshots
   operator remove NODE_ID    demote and remove a node
   peers [-json]              show the topology: regions, voters, leader, state
 

@@ -35,6 +35,7 @@ const operatorHelp = `Usage: keyd operator <subcommand> [flags]
   remove NODE_ID                    demote and remove a node from the cluster
   rotate-root start|submit|cancel|status
                                     custodians rotate the root secret (shares, no token)
+  snapshot save|inspect|restore     disaster recovery snapshots (keyd operator snapshot -h)
 `
 
 // maxShareLine bounds the line read by unseal; an encoded share is far
@@ -49,6 +50,7 @@ func (c *cli) operator(args []string) error {
 		"join":        c.operatorJoin,
 		"remove":      c.operatorRemove,
 		"rotate-root": c.operatorRotateRoot,
+		"snapshot":    c.operatorSnapshot,
 	}, args)
 }
 

@@ -48,9 +48,8 @@ type Options struct {
 	Gossip bool
 	// DeadVoterTimeout for every node (default 2s with gossip).
 	DeadVoterTimeout time.Duration
-	// Configure, when set, adjusts each node's config last, before it
-	// starts.
-	Configure func(*node.Config)
+	// Configure, when set, adjusts each node's config before it starts.
+	Configure func(slot int, cfg *node.Config)
 }
 
 // Slot is one node position; it survives restarts.
@@ -214,7 +213,7 @@ func (c *Cluster) start(s *Slot, apiLn, raftLn net.Listener, i int) error {
 		return s.Faults
 	}
 	if c.opts.Configure != nil {
-		c.opts.Configure(&cfg)
+		c.opts.Configure(i, &cfg)
 	}
 	n, err := node.New(cfg)
 	if err != nil {

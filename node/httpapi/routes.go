@@ -36,6 +36,8 @@ func (s *Server) routes() []route {
 		{pattern: "POST " + api.PathRotateRootCancel, access: open, maxBody: small, leader: true, op: "sys.rotate_root_cancel", handle: s.rotateCancel},
 		{pattern: "GET " + api.PathWhoAmI, access: token, maxBody: 0, handle: s.whoami},
 		{pattern: "GET " + api.PathAuditKey, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.public_key", handle: s.auditKey},
+		{pattern: "GET " + api.PathSnapshot, access: token, maxBody: 0, capability: policy.Snapshot, op: "sys.snapshot_save", handle: s.snapshotSave},
+		{pattern: "POST " + api.PathSnapshotRestore, access: open, maxBody: api.MaxSnapshotBytes, op: "sys.snapshot_restore", handle: s.snapshotRestore},
 		{pattern: "GET " + api.PathAuditLog, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.read", handle: s.auditLog},
 		{pattern: "GET " + api.PathAuditAnchors, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.anchors", handle: s.auditAnchors},
 

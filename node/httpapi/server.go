@@ -145,6 +145,8 @@ type Config struct {
 
 	// AuditTrail serves the audit anchors and keys of every node.
 	AuditTrail AuditTrail
+	// Snapshots serves operator snapshot save and restore.
+	Snapshots Snapshots
 }
 
 // Server is the HTTP handler of one node.
