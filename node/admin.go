@@ -43,7 +43,7 @@ func (n *Node) PutPolicy(ctx context.Context, rid string, p *policy.Policy) (*ap
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.apply(ctx, &fsm.PutPolicy{Meta: n.meta(rid), Name: p.Name, Doc: doc})
+	res, err := n.propose(ctx, &fsm.PutPolicy{Meta: n.meta(rid), Name: p.Name, Doc: doc})
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func (n *Node) DeletePolicy(ctx context.Context, rid, name string) error {
 	if _, ok := policy.Builtin(name); ok {
 		return &api.Error{Code: api.CodeBadRequest, Message: "built-in policies cannot be deleted"}
 	}
-	_, err := n.apply(ctx, &fsm.DeletePolicy{Meta: n.meta(rid), Name: name})
+	_, err := n.propose(ctx, &fsm.DeletePolicy{Meta: n.meta(rid), Name: name})
 	if errors.Is(err, fsm.ErrNotFound) {
 		return &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
 	}
@@ -122,7 +122,7 @@ func (n *Node) CreateToken(ctx context.Context, rid string, req api.CreateTokenR
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.apply(ctx, &fsm.PutToken{Meta: m, Hash: hash[:], Name: req.Name, Policies: req.Policies, ExpiresAt: exp})
+	res, err := n.propose(ctx, &fsm.PutToken{Meta: m, Hash: hash[:], Name: req.Name, Policies: req.Policies, ExpiresAt: exp})
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) error {
 	}
 	for _, r := range recs {
 		if Accessor(r.Hash) == strings.ToLower(accessor) {
-			_, err := n.apply(ctx, &fsm.RevokeToken{Meta: n.meta(rid), Hash: r.Hash})
+			_, err := n.propose(ctx, &fsm.RevokeToken{Meta: n.meta(rid), Hash: r.Hash})
 			return err
 		}
 	}
@@ -189,7 +189,7 @@ func (n *Node) CreateIdentity(ctx context.Context, rid string, req api.CreateIde
 		return nil, badRequest("give a certificate or a 64-hex-digit public-key hash as id")
 	}
 	m := n.meta(rid)
-	res, err := n.apply(ctx, &fsm.PutIdentity{Meta: m, ID: id, Name: req.Name, Policies: req.Policies})
+	res, err := n.propose(ctx, &fsm.PutIdentity{Meta: m, ID: id, Name: req.Name, Policies: req.Policies})
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func (n *Node) ListIdentities() (*api.IdentityList, error) {
 
 // DeleteIdentity removes a certificate identity.
 func (n *Node) DeleteIdentity(ctx context.Context, rid, id string) error {
-	_, err := n.apply(ctx, &fsm.DeleteIdentity{Meta: n.meta(rid), ID: strings.ToLower(id)})
+	_, err := n.propose(ctx, &fsm.DeleteIdentity{Meta: n.meta(rid), ID: strings.ToLower(id)})
 	if errors.Is(err, fsm.ErrNotFound) {
 		return &api.Error{Code: api.CodeNotFound, Message: "no such identity"}
 	}

@@ -71,7 +71,7 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.apply(ctx, &fsm.CreateKey{
+	res, err := n.propose(ctx, &fsm.CreateKey{
 		Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()},
 		Name: req.Name, Type: string(t), RotationPeriod: period, First: first,
 	})
@@ -119,7 +119,7 @@ func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.apply(ctx, &fsm.RotateKey{
+	res, err := n.propose(ctx, &fsm.RotateKey{
 		Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()},
 		Name: name, FromVersion: from, New: nv,
 	})
@@ -175,7 +175,7 @@ func (n *Node) simpleWrite(ctx context.Context, name string, c fsm.Command) (*ap
 	if !api.ValidKeyName(name) {
 		return nil, api.ErrNotFound
 	}
-	res, err := n.apply(ctx, c)
+	res, err := n.propose(ctx, c)
 	if err != nil {
 		return nil, err
 	}

@@ -20,13 +20,13 @@ func (s *Server) routes() []route {
 			capability: capability, keyed: true, op: op, handle: h}
 	}
 	return []route{
-		{pattern: "GET " + api.PathHealth, access: open, maxBody: 0, handle: s.health},
-		{pattern: "GET " + api.PathStatus, access: open, maxBody: 0, handle: s.status},
-		{pattern: "POST " + api.PathInit, access: open, maxBody: small, leader: true, op: "sys.init", handle: s.init},
-		{pattern: "POST " + api.PathUnseal, access: open, maxBody: small, op: "sys.unseal", handle: s.unseal},
-		{pattern: "POST " + api.PathSeal, access: token, maxBody: small, capability: policy.Cluster, op: "sys.seal", handle: s.seal},
+		{pattern: "GET " + api.PathHealth, access: open, sealedOK: true, maxBody: 0, handle: s.health},
+		{pattern: "GET " + api.PathStatus, access: open, sealedOK: true, maxBody: 0, handle: s.status},
+		{pattern: "POST " + api.PathInit, access: open, sealedOK: true, maxBody: small, leader: true, op: "sys.init", handle: s.init},
+		{pattern: "POST " + api.PathUnseal, access: open, sealedOK: true, maxBody: small, op: "sys.unseal", handle: s.unseal},
+		{pattern: "POST " + api.PathSeal, access: token, sealedOK: true, maxBody: small, capability: policy.Cluster, op: "sys.seal", handle: s.seal},
 		{pattern: "GET " + api.PathCluster, access: token, maxBody: 0, capability: policy.Cluster, op: "sys.cluster", handle: s.cluster},
-		{pattern: "POST " + api.PathJoin, access: open, maxBody: small, op: "sys.join", handle: s.join},
+		{pattern: "POST " + api.PathJoin, access: open, sealedOK: true, maxBody: small, op: "sys.join", handle: s.join},
 		{pattern: "POST " + api.PathRemove, access: token, maxBody: small, leader: true, capability: policy.Cluster, op: "sys.remove", handle: s.remove},
 		// Root rotation needs custodian shares, never a token.
 		{pattern: "GET " + api.PathRotateRoot, access: open, maxBody: 0, leader: true, handle: s.rotateStatus},
@@ -67,10 +67,10 @@ func (s *Server) routes() []route {
 		keyRoute("POST", "/verify-hmac", policy.Verify, "key.verify_hmac", false, s.verifyHMAC),
 		{pattern: "POST " + k + "/batch/{op}", access: token, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
 
-		{pattern: "POST /v1/internal/unseal-share", access: internal, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
-		{pattern: "POST /v1/internal/seal", access: internal, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
-		{pattern: "POST /v1/internal/node-share", access: internal, maxBody: small, op: "sys.node_share", handle: s.nodeShare},
-		{pattern: "POST /v1/internal/share-request", access: internal, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
+		{pattern: "POST /v1/internal/unseal-share", access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
+		{pattern: "POST /v1/internal/seal", access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
+		{pattern: "POST /v1/internal/node-share", access: internal, sealedOK: true, maxBody: small, op: "sys.node_share", handle: s.nodeShare},
+		{pattern: "POST /v1/internal/share-request", access: internal, sealedOK: true, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
 	}
 }
 
@@ -257,6 +257,10 @@ func (s *Server) cluster(c *call) (any, error) {
 // tokens yet and learns them by replication once it has joined.
 func (s *Server) join(c *call) (any, error) {
 	if !s.cfg.Membership.Fresh() {
+		// Only a fresh node (always sealed) joins while sealed.
+		if s.cfg.Sys.Sealed() {
+			return nil, api.ErrSealed
+		}
 		p, err := s.cfg.Auth.Authenticate(c.r)
 		if err != nil {
 			return nil, err

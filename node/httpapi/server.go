@@ -34,6 +34,9 @@ type Sys interface {
 	SubmitShare(ctx context.Context, share string, relayed bool) (api.SealStatus, error)
 	Seal(ctx context.Context) error
 	SealLocal()
+	// Sealed reports whether this node is sealed (an uninitialised node
+	// is sealed too).
+	Sealed() bool
 }
 
 // Keys is key lifecycle: writes go through Raft on the leader.
@@ -156,6 +159,10 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// sealed reports whether the node is sealed. A Server without Sys (tests
+// of the HTTP layer alone) has no seal.
+func (s *Server) sealed() bool { return s.cfg.Sys != nil && s.cfg.Sys.Sealed() }
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // access classes of routes.
@@ -180,6 +187,11 @@ type route struct {
 	// as a system capability otherwise. Empty: the handler checks.
 	capability policy.Capability
 	keyed      bool
+	// sealedOK routes are served while this node is sealed: health,
+	// status, init, unseal, seal, a fresh node's join and the node-to-node
+	// routes that unsealing and warm rejoin use. Every other route answers
+	// `sealed` and does nothing.
+	sealedOK bool
 	// op names the request in the audit log; empty: not audited.
 	op     string
 	handle func(c *call) (any, error)
@@ -255,6 +267,14 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		c := &call{r: r, w: w, rid: rid}
+		if !rt.sealedOK && s.sealed() {
+			// Refused before authentication, forwarding or any work: a
+			// sealed node proposes nothing and serves nothing but the
+			// seal routes. Not audited: the audit sink may itself be
+			// sealed, and the reply must stay the stable `sealed`.
+			writeError(w, api.ErrSealed, rid, s.cfg.Logger)
+			return
+		}
 		switch rt.access {
 		case token:
 			p, err := s.cfg.Auth.Authenticate(r)
