@@ -119,8 +119,14 @@ func (a *applier) dispatch(cmd Command) error {
 		if c.Name == "" || len(c.Doc) == 0 {
 			return fmt.Errorf("%w: policy name and document required", ErrInvalidCommand)
 		}
+		if err := a.checkPolicyCAS(c.Name, &c.PolicyCAS); err != nil {
+			return err
+		}
 		return a.putJSON(bucketPolicies, c.Name, &PolicyRecord{Name: c.Name, Doc: c.Doc, UpdatedAt: c.At})
 	case *DeletePolicy:
+		if err := a.checkPolicyCAS(c.Name, &c.PolicyCAS); err != nil {
+			return err
+		}
 		return a.deleteEntry(bucketPolicies, c.Name)
 	case *PutIdentity:
 		if len(c.ID) != 64 || len(c.Policies) == 0 {
@@ -373,6 +379,28 @@ func (a *applier) putJSON(bucket []byte, key string, v any) error {
 		return errStorage{err}
 	}
 	a.ev.Tokens = true
+	return nil
+}
+
+// checkPolicyCAS enforces a PolicyCAS condition on the stored policy name.
+func (a *applier) checkPolicyCAS(name string, c *PolicyCAS) error {
+	if !c.Check {
+		return nil
+	}
+	var cur []byte
+	if v := a.tx.Bucket(bucketPolicies).Get([]byte(name)); v != nil {
+		var rec PolicyRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("fsm: decode policy record %q: %w", name, err)
+		}
+		cur = rec.Doc
+		if cur == nil {
+			cur = []byte{}
+		}
+	}
+	if (cur == nil) != (c.Prev == nil) || !bytes.Equal(cur, c.Prev) {
+		return fmt.Errorf("%w: policy %s changed since the write was authorized; retry", ErrConflict, name)
+	}
 	return nil
 }
 

@@ -182,12 +182,27 @@ type PutPolicy struct {
 	Meta
 	Name string `json:"name"`
 	Doc  []byte `json:"doc"`
+	// PolicyCAS, when Check is set, makes the write conditional on the
+	// stored document the proposer authorized against.
+	PolicyCAS
 }
 
 // DeletePolicy removes a policy.
 type DeletePolicy struct {
 	Meta
 	Name string `json:"name"`
+	PolicyCAS
+}
+
+// PolicyCAS is a compare-and-set condition on a stored policy: with
+// Check set, the command applies only if the stored document is exactly
+// Prev (nil: no policy of that name is stored), and fails with
+// ErrConflict otherwise. The proposer authorizes a policy change against
+// the old document; the condition makes sure that is the document
+// replaced.
+type PolicyCAS struct {
+	Check bool   `json:"check,omitempty"`
+	Prev  []byte `json:"prev,omitempty"`
 }
 
 // PutIdentity binds a client-certificate identity (the SHA-256 of the

@@ -37,13 +37,63 @@ func (n *Node) policyInfo(name string, index uint64) (*api.PolicyInfo, error) {
 	return nil, &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
 }
 
-// PutPolicy stores a parsed policy through Raft.
-func (n *Node) PutPolicy(ctx context.Context, rid string, p *policy.Policy) (*api.PolicyInfo, error) {
+// PolicyCheck authorizes one policy document involved in a change: the
+// new and the replaced document of a policy write, the deleted document,
+// each policy bound to a new token or identity. It returns the error to
+// answer with. A nil PolicyCheck refuses every change.
+type PolicyCheck = func(*policy.Policy) error
+
+var errNoPolicyCheck = &api.Error{Code: api.CodeForbidden, Message: "policy change without an authorization check"}
+
+// storedPolicy returns the stored policy called name and its document,
+// or nil, nil when none is stored. A stored document that no longer
+// parses is returned as the admin policy: only a caller with every right
+// may replace or delete it.
+func (n *Node) storedPolicy(name string) (*policy.Policy, []byte, error) {
+	recs, err := n.fsm.Policies()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range recs {
+		if r.Name != name {
+			continue
+		}
+		p, err := policy.Parse(name, r.Doc)
+		if err != nil {
+			p, _ = policy.Builtin(policy.RoleAdmin)
+		}
+		return p, r.Doc, nil
+	}
+	return nil, nil, nil
+}
+
+// PutPolicy stores a parsed policy through Raft. check must allow both
+// the new document and the one it replaces; the write applies only over
+// the document that was checked.
+func (n *Node) PutPolicy(ctx context.Context, rid string, p *policy.Policy, check PolicyCheck) (*api.PolicyInfo, error) {
+	if check == nil {
+		return nil, errNoPolicyCheck
+	}
 	doc, err := p.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.propose(ctx, &fsm.PutPolicy{Meta: n.meta(rid), Name: p.Name, Doc: doc})
+	if err := n.notLeaderOrSealed(); err != nil {
+		return nil, err
+	}
+	old, prev, err := n.storedPolicy(p.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(p); err != nil {
+		return nil, err
+	}
+	if old != nil {
+		if err := check(old); err != nil {
+			return nil, err
+		}
+	}
+	res, err := n.propose(ctx, &fsm.PutPolicy{Meta: n.meta(rid), Name: p.Name, Doc: doc, PolicyCAS: fsm.PolicyCAS{Check: true, Prev: prev}})
 	if err != nil {
 		return nil, err
 	}
@@ -70,31 +120,56 @@ func (n *Node) ListPolicies() (*api.PolicyList, error) {
 }
 
 // DeletePolicy removes a stored policy; built-ins cannot be deleted.
-func (n *Node) DeletePolicy(ctx context.Context, rid, name string) error {
+// check must allow the stored document.
+func (n *Node) DeletePolicy(ctx context.Context, rid, name string, check PolicyCheck) error {
+	if check == nil {
+		return errNoPolicyCheck
+	}
 	if _, ok := policy.Builtin(name); ok {
 		return &api.Error{Code: api.CodeBadRequest, Message: "built-in policies cannot be deleted"}
 	}
-	_, err := n.propose(ctx, &fsm.DeletePolicy{Meta: n.meta(rid), Name: name})
+	if err := n.notLeaderOrSealed(); err != nil {
+		return err
+	}
+	old, prev, err := n.storedPolicy(name)
+	if err != nil {
+		return err
+	}
+	if old == nil {
+		return &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
+	}
+	if err := check(old); err != nil {
+		return err
+	}
+	_, err = n.propose(ctx, &fsm.DeletePolicy{Meta: n.meta(rid), Name: name, PolicyCAS: fsm.PolicyCAS{Check: true, Prev: prev}})
 	if errors.Is(err, fsm.ErrNotFound) {
 		return &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
 	}
 	return err
 }
 
-func (n *Node) checkPolicyNames(names []string) error {
+// checkPolicyNames checks that every named policy exists and that check
+// allows binding it.
+func (n *Node) checkPolicyNames(names []string, check PolicyCheck) error {
+	if check == nil {
+		return errNoPolicyCheck
+	}
 	if len(names) == 0 {
 		return &api.Error{Code: api.CodeBadRequest, Message: "at least one policy is required"}
 	}
-	stored, err := storedPolicies(n.fsm)
-	if err != nil {
-		return err
-	}
 	for _, name := range names {
-		if _, ok := policy.Builtin(name); ok {
-			continue
+		p, ok := policy.Builtin(name)
+		if !ok {
+			var err error
+			if p, _, err = n.storedPolicy(name); err != nil {
+				return err
+			}
+			if p == nil {
+				return &api.Error{Code: api.CodeBadRequest, Message: "unknown policy " + name}
+			}
 		}
-		if _, ok := stored[name]; !ok {
-			return &api.Error{Code: api.CodeBadRequest, Message: "unknown policy " + name}
+		if err := check(p); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -102,8 +177,9 @@ func (n *Node) checkPolicyNames(names []string) error {
 
 // CreateToken creates a token bound to policies. The token is returned
 // once; only its hash is replicated.
-func (n *Node) CreateToken(ctx context.Context, rid string, req api.CreateTokenRequest) (*api.TokenInfo, error) {
-	if err := n.checkPolicyNames(req.Policies); err != nil {
+// check must allow every policy the token carries.
+func (n *Node) CreateToken(ctx context.Context, rid string, req api.CreateTokenRequest, check PolicyCheck) (*api.TokenInfo, error) {
+	if err := n.checkPolicyNames(req.Policies, check); err != nil {
 		return nil, err
 	}
 	if len(req.Name) > 128 {
@@ -168,8 +244,9 @@ func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) error {
 }
 
 // CreateIdentity binds a client certificate's public key to policies.
-func (n *Node) CreateIdentity(ctx context.Context, rid string, req api.CreateIdentityRequest) (*api.IdentityInfo, error) {
-	if err := n.checkPolicyNames(req.Policies); err != nil {
+// check must allow every policy the identity carries.
+func (n *Node) CreateIdentity(ctx context.Context, rid string, req api.CreateIdentityRequest, check PolicyCheck) (*api.IdentityInfo, error) {
+	if err := n.checkPolicyNames(req.Policies, check); err != nil {
 		return nil, err
 	}
 	id := strings.ToLower(req.ID)

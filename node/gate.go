@@ -20,3 +20,15 @@ func (n *Node) propose(ctx context.Context, c fsm.Command) (*fsm.Result, error) 
 	}
 	return n.apply(ctx, c)
 }
+
+// notLeaderOrSealed is the leader's precheck before it reads the state a
+// write is decided on.
+func (n *Node) notLeaderOrSealed() error {
+	if n.Sealed() {
+		return api.ErrSealed
+	}
+	if !n.IsLeader() {
+		return n.notLeader()
+	}
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/internal/testcluster"
+	"github.com/keyd/keyd/policy"
 )
 
 // sealedWrite is one admin write an attacker (or a careless operator)
@@ -148,7 +149,7 @@ func TestSealedLeaderRefusesForwardedWrites(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.Node(leader).CreateToken(ctx, "", api.CreateTokenRequest{Policies: []string{"admin"}}); !errors.Is(err, api.ErrSealed) {
+	if _, err := c.Node(leader).CreateToken(ctx, "", api.CreateTokenRequest{Policies: []string{"admin"}}, func(*policy.Policy) error { return nil }); !errors.Is(err, api.ErrSealed) {
 		t.Fatalf("CreateToken on a sealed leader: %v, want sealed", err)
 	}
 	if err := c.Node(leader).DeleteIdentity(ctx, "", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"); !errors.Is(err, api.ErrSealed) {

@@ -39,7 +39,7 @@ func (s *Server) routes() []route {
 		{pattern: "GET " + api.PathPolicies, access: token, maxBody: 0, op: "policy.list", handle: s.listPolicies},
 		{pattern: "GET " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, op: "policy.read", handle: s.readPolicy},
 		{pattern: "PUT " + api.PathPolicies + "/{policy}", access: token, maxBody: small, leader: true, op: "policy.write", handle: s.writePolicy},
-		{pattern: "DELETE " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, leader: true, capability: policy.TokenAdmin, op: "policy.delete", handle: s.deletePolicy},
+		{pattern: "DELETE " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, leader: true, op: "policy.delete", handle: s.deletePolicy},
 		{pattern: "POST " + api.PathTokens, access: token, maxBody: small, leader: true, capability: policy.TokenAdmin, op: "token.create", handle: s.createToken},
 		{pattern: "GET " + api.PathTokens, access: token, maxBody: 0, capability: policy.TokenAdmin, op: "token.list", handle: s.listTokens},
 		{pattern: "POST " + api.PathTokenRevoke, access: token, maxBody: small, leader: true, capability: policy.TokenAdmin, op: "token.revoke", handle: s.revokeToken},
