@@ -230,6 +230,15 @@ func (f *FSM) Key(name string) (*KeyRecord, error) {
 // ListKeys returns up to limit key names after the given name, in order,
 // and whether more follow.
 func (f *FSM) ListKeys(after string, limit int) ([]string, bool, error) {
+	return f.ListKeysFunc(after, limit, nil)
+}
+
+// ListKeysFunc is ListKeys over the names keep accepts (every name when
+// keep is nil): up to limit accepted names after `after`, and whether
+// another accepted name follows. Names keep refuses neither count towards
+// limit nor make `more` true, so a filtered page is as full as the
+// accepted names allow.
+func (f *FSM) ListKeysFunc(after string, limit int, keep func(name string) bool) ([]string, bool, error) {
 	var names []string
 	more := false
 	err := f.view(func(tx *bolt.Tx) error {
@@ -244,6 +253,9 @@ func (f *FSM) ListKeys(after string, limit int) ([]string, bool, error) {
 			}
 		}
 		for ; k != nil; k, _ = c.Next() {
+			if keep != nil && !keep(string(k)) {
+				continue
+			}
 			if len(names) == limit {
 				more = true
 				break

@@ -193,13 +193,20 @@ func (n *Node) ReadKey(ctx context.Context, name string, consistent bool) (*api.
 	return n.keyInfo(name, n.fsm.AppliedIndex())
 }
 
-// ListKeys returns a page of key names.
-func (n *Node) ListKeys(ctx context.Context, after string, limit int) (*api.KeyList, error) {
+// ListKeys returns a page of the key names visible accepts: up to limit
+// of them, with Next set (to the last name of the page) only when another
+// visible name follows. Hidden names are skipped before the page is cut,
+// so neither the names, the cursor nor the page size say anything about
+// them. A nil visible refuses every name.
+func (n *Node) ListKeys(ctx context.Context, after string, limit int, visible func(name string) bool) (*api.KeyList, error) {
 	if limit <= 0 || limit > api.MaxListLimit {
 		limit = api.MaxListLimit
 	}
+	if visible == nil {
+		visible = func(string) bool { return false }
+	}
 	idx := n.fsm.AppliedIndex()
-	names, more, err := n.fsm.ListKeys(after, limit)
+	names, more, err := n.fsm.ListKeysFunc(after, limit, visible)
 	if err != nil {
 		return nil, err
 	}

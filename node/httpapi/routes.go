@@ -149,19 +149,11 @@ func (s *Server) listKeys(c *call) (any, error) {
 		}
 		limit = n
 	}
-	list, err := s.cfg.Keys.ListKeys(c.r.Context(), q.Get("after"), limit)
-	if err != nil {
-		return nil, err
-	}
-	// Only names the caller may read are listed.
-	kept := list.Keys[:0]
-	for _, name := range list.Keys {
-		if c.p.Allowed(policy.Read, name) {
-			kept = append(kept, name)
-		}
-	}
-	list.Keys = kept
-	return list, nil
+	// Only names the caller may read are listed, and only they shape the
+	// page and its next cursor.
+	return s.cfg.Keys.ListKeys(c.r.Context(), q.Get("after"), limit, func(name string) bool {
+		return c.p.Allowed(policy.Read, name)
+	})
 }
 
 func (s *Server) readKey(c *call) (any, error) {

@@ -48,7 +48,9 @@ type Keys interface {
 	ScheduleDeletion(ctx context.Context, rid, name string, window time.Duration) (*api.KeyInfo, error)
 	CancelDeletion(ctx context.Context, rid, name string) (*api.KeyInfo, error)
 	ReadKey(ctx context.Context, name string, consistent bool) (*api.KeyInfo, error)
-	ListKeys(ctx context.Context, after string, limit int) (*api.KeyList, error)
+	// ListKeys pages through the names visible accepts; hidden names
+	// shape neither the page nor its cursor.
+	ListKeys(ctx context.Context, after string, limit int, visible func(name string) bool) (*api.KeyList, error)
 }
 
 // Crypto hands out unwrapped keys for crypto calls, from memory.
