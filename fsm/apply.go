@@ -32,7 +32,10 @@ func (a *applier) apply(index uint64, data []byte) (res *Result) {
 	}
 	m := cmd.meta()
 	if m.RequestID != "" {
-		if v := a.tx.Bucket(bucketRequests).Get([]byte(m.RequestID)); len(v) == 8 {
+		if v := a.tx.Bucket(bucketRequests).Get(m.requestKey()); len(v) >= 8 {
+			if m.Scope != "" && !bytes.Equal(v[8:], m.Digest) {
+				return &Result{Index: index, Err: ErrRequestReused}
+			}
 			return &Result{Index: binary.BigEndian.Uint64(v), Duplicate: true}
 		}
 	}
@@ -320,12 +323,16 @@ func removeName(names []string, name string) []string {
 func (a *applier) rememberRequest(m *Meta, index uint64) {
 	reqs := a.tx.Bucket(bucketRequests)
 	byTime := a.tx.Bucket(bucketReqByTime)
-	var idx [8]byte
-	binary.BigEndian.PutUint64(idx[:], index)
-	tkey := make([]byte, 8+len(m.RequestID))
+	rkey := m.requestKey()
+	idx := make([]byte, 8, 8+len(m.Digest))
+	binary.BigEndian.PutUint64(idx, index)
+	if m.Scope != "" {
+		idx = append(idx, m.Digest...)
+	}
+	tkey := make([]byte, 8+len(rkey))
 	binary.BigEndian.PutUint64(tkey, uint64(m.At.UnixNano()))
-	copy(tkey[8:], m.RequestID)
-	if err := reqs.Put([]byte(m.RequestID), idx[:]); err != nil {
+	copy(tkey[8:], rkey)
+	if err := reqs.Put(rkey, idx); err != nil {
 		panic(fmt.Sprintf("fsm: bbolt write failed, halting replica: %v", err))
 	}
 	if err := byTime.Put(tkey, nil); err != nil {

@@ -9,6 +9,7 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -369,13 +370,40 @@ func (f *FSM) Tokens() ([]*TokenRecord, error) {
 	return out, err
 }
 
+// Request looks up m's request id in its scope: the index the request
+// was applied at and true when it is remembered, or ErrRequestReused when
+// the same caller used the id for a request with another digest. A Meta
+// without a request id was never seen.
+func (f *FSM) Request(m Meta) (uint64, bool, error) {
+	if m.RequestID == "" {
+		return 0, false, nil
+	}
+	var (
+		idx uint64
+		err error
+	)
+	_ = f.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRequests).Get(m.requestKey())
+		if len(v) < 8 {
+			return nil
+		}
+		if m.Scope != "" && !bytes.Equal(v[8:], m.Digest) {
+			err = ErrRequestReused
+			return nil
+		}
+		idx = binary.BigEndian.Uint64(v[:8])
+		return nil
+	})
+	return idx, idx != 0, err
+}
+
 // RequestIndex returns the index a request id was applied at, if it is
 // still remembered.
 func (f *FSM) RequestIndex(rid string) (uint64, bool) {
 	var idx uint64
 	_ = f.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketRequests).Get([]byte(rid)); len(v) == 8 {
-			idx = binary.BigEndian.Uint64(v)
+		if v := tx.Bucket(bucketRequests).Get([]byte(rid)); len(v) >= 8 {
+			idx = binary.BigEndian.Uint64(v[:8])
 		}
 		return nil
 	})

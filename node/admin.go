@@ -128,7 +128,7 @@ func (n *Node) DeletePolicy(ctx context.Context, rid, name string, check PolicyC
 	if _, ok := policy.Builtin(name); ok {
 		return &api.Error{Code: api.CodeBadRequest, Message: "built-in policies cannot be deleted"}
 	}
-	if err := n.notLeaderOrSealed(); err != nil {
+	if _, ok, err := n.retried(ctx, rid); err != nil || ok {
 		return err
 	}
 	old, prev, err := n.storedPolicy(name)
@@ -230,6 +230,9 @@ func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) error {
 	if len(accessor) != 16 {
 		return badRequest("accessor must be 16 hex digits")
 	}
+	if _, ok, err := n.retried(ctx, rid); err != nil || ok {
+		return err
+	}
 	recs, err := n.fsm.Tokens()
 	if err != nil {
 		return err
@@ -284,6 +287,18 @@ func (n *Node) ListIdentities() (*api.IdentityList, error) {
 		out.Identities = append(out.Identities, api.IdentityInfo{ID: r.ID, Name: r.Name, Policies: r.Policies, CreatedAt: r.CreatedAt})
 	}
 	return out, nil
+}
+
+// retried reports, on the leader, whether this caller's request id
+// already applied this request (its index), or the conflict of the id
+// reused for another request. Writes whose preconditions a successful
+// first attempt changes (deletes, revocations) call it before checking
+// them, so a retry gets the first answer rather than not_found.
+func (n *Node) retried(ctx context.Context, rid string) (uint64, bool, error) {
+	if err := n.notLeaderOrSealed(); err != nil {
+		return 0, false, err
+	}
+	return n.fsm.Request(n.scopedMeta(ctx, rid))
 }
 
 // DeleteIdentity removes a certificate identity.

@@ -58,21 +58,30 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	if !n.IsLeader() {
-		return nil, n.notLeader()
+	if err := n.notLeaderOrSealed(); err != nil {
+		return nil, err
 	}
-	// A retried request id answers with the original write.
-	if rid != "" {
-		if idx, ok := n.fsm.RequestIndex(rid); ok {
-			return n.keyInfo(req.Name, idx)
-		}
+	// A retried request id answers with the original write; the id
+	// reused for another request is a conflict.
+	m := n.scopedMeta(ctx, rid)
+	if idx, ok, err := n.fsm.Request(m); err != nil {
+		return nil, err
+	} else if ok {
+		return n.keyInfo(req.Name, idx)
+	}
+	// An existing name is refused before material is generated or
+	// anything is proposed.
+	if _, err := n.fsm.Key(req.Name); err == nil {
+		return nil, fsm.ErrKeyExists
+	} else if !errors.Is(err, fsm.ErrKeyNotFound) {
+		return nil, err
 	}
 	first, err := n.keys.wrapNew(req.Name, t, 1, rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	res, err := n.propose(ctx, &fsm.CreateKey{
-		Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()},
+		Meta: m,
 		Name: req.Name, Type: string(t), RotationPeriod: period, First: first,
 	})
 	if err != nil {
@@ -85,7 +94,7 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 func (n *Node) RotateKey(ctx context.Context, rid, name string) (*api.KeyInfo, error) {
 	for attempt := 0; ; attempt++ {
 		info, err := n.rotateOnce(ctx, rid, name, 0)
-		if errors.Is(err, fsm.ErrConflict) && attempt < maxRotateRetries {
+		if errors.Is(err, fsm.ErrConflict) && !errors.Is(err, fsm.ErrRequestReused) && attempt < maxRotateRetries {
 			continue
 		}
 		return info, err
@@ -95,14 +104,16 @@ func (n *Node) RotateKey(ctx context.Context, rid, name string) (*api.KeyInfo, e
 // rotateOnce rotates name from its current latest version (or from
 // `from`, when non-zero, failing with fsm.ErrConflict if it moved on).
 func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*api.KeyInfo, error) {
-	if !n.IsLeader() {
-		return nil, n.notLeader()
+	if err := n.notLeaderOrSealed(); err != nil {
+		return nil, err
 	}
-	// A retried request id answers with the original write.
-	if rid != "" {
-		if idx, ok := n.fsm.RequestIndex(rid); ok {
-			return n.keyInfo(name, idx)
-		}
+	// A retried request id answers with the original write; the id
+	// reused for another request is a conflict.
+	m := n.scopedMeta(ctx, rid)
+	if idx, ok, err := n.fsm.Request(m); err != nil {
+		return nil, err
+	} else if ok {
+		return n.keyInfo(name, idx)
 	}
 	rec, err := n.fsm.Key(name)
 	if err != nil {
@@ -120,7 +131,7 @@ func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*
 		return nil, err
 	}
 	res, err := n.propose(ctx, &fsm.RotateKey{
-		Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()},
+		Meta: m,
 		Name: name, FromVersion: from, New: nv,
 	})
 	if err != nil {

@@ -344,6 +344,11 @@ func (s *Server) wrap(rt route) http.Handler {
 				}
 			}
 		}
+		if rid != "" && c.p != nil {
+			// The id deduplicates this caller's retries of this request
+			// only; see RequestScope.
+			c.r = r.WithContext(WithRequestScope(r.Context(), RequestScope{Identity: c.p.ID(), Digest: requestDigest(rt.op, r, c.body)}))
+		}
 		resp, err := rt.handle(c)
 		s.finish(c, rt, resp, err)
 	})
