@@ -107,6 +107,8 @@ type SealStatus struct {
 	RaftState string `json:"raft_state"`
 	Applied   uint64 `json:"applied_index"`
 	Peers     []Peer `json:"peers,omitempty"`
+	// Version is the answering node's keyd version.
+	Version string `json:"version,omitempty"`
 }
 
 // Peer is one Raft server as a node sees it.
@@ -572,4 +574,32 @@ type RotateRootStatus struct {
 	EncryptedShares []string `json:"encrypted_shares,omitempty"`
 	Fingerprint     string   `json:"commitments_fingerprint,omitempty"`
 	Index           uint64   `json:"index,omitempty"`
+}
+
+// PublicSealStatus is GET /v1/sys/status (and the unseal reply) for a
+// caller without the cluster capability: what a load balancer and a
+// custodian need, no addresses, Raft view or HSM detail. Its JSON fields
+// are a subset of SealStatus's, so clients decode either into SealStatus.
+type PublicSealStatus struct {
+	NodeID       string `json:"node_id"`
+	Initialized  bool   `json:"initialized"`
+	Sealed       bool   `json:"sealed"`
+	Progress     int    `json:"progress"`
+	Threshold    int    `json:"threshold"`
+	Custodians   int    `json:"custodians"`
+	Fingerprint  string `json:"commitments_fingerprint,omitempty"`
+	ShareIgnored string `json:"share_ignored,omitempty"`
+	LeaderID     string `json:"leader_id,omitempty"`
+	Applied      uint64 `json:"applied_index"`
+	Version      string `json:"version,omitempty"`
+}
+
+// Public returns the part of s an unauthenticated caller may see.
+func (s *SealStatus) Public() *PublicSealStatus {
+	return &PublicSealStatus{
+		NodeID: s.NodeID, Initialized: s.Initialized, Sealed: s.Sealed,
+		Progress: s.Progress, Threshold: s.Threshold, Custodians: s.Custodians,
+		Fingerprint: s.Fingerprint, ShareIgnored: s.ShareIgnored,
+		LeaderID: s.LeaderID, Applied: s.Applied, Version: s.Version,
+	}
 }

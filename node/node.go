@@ -307,7 +307,7 @@ func (n *Node) Health() api.Health {
 
 // Status reports seal state, unseal progress, the leader and the peers.
 func (n *Node) Status() api.SealStatus {
-	st := api.SealStatus{NodeID: n.cfg.NodeID, Sealed: n.Sealed(), Applied: n.fsm.AppliedIndex()}
+	st := api.SealStatus{NodeID: n.cfg.NodeID, Sealed: n.Sealed(), Applied: n.fsm.AppliedIndex(), Version: Version}
 	if rec, err := n.fsm.InitRecord(); err == nil {
 		st.Initialized = true
 		st.Threshold = rec.Threshold

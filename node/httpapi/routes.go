@@ -79,9 +79,32 @@ func (s *Server) health(c *call) (any, error) {
 	return &h, nil
 }
 
+// status answers the full view to a caller with the cluster capability
+// (or a cluster node) and the public view to anyone else: an invalid or
+// missing credential is not an error here, so load balancers and
+// custodians need none.
 func (s *Server) status(c *call) (any, error) {
 	st := s.cfg.Sys.Status()
+	if !s.seesTopology(c.r) {
+		return st.Public(), nil
+	}
 	return &st, nil
+}
+
+// seesTopology reports whether the caller of r may see addresses, the
+// Raft view and HSM detail: a credential with the cluster capability (as
+// for GET /v1/sys/cluster) or a cluster node's certificate.
+func (s *Server) seesTopology(r *http.Request) bool {
+	if r.Header.Get(api.HeaderAuthorization) == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
+		return false
+	}
+	if s.cfg.IsPeer != nil {
+		if _, ok := s.cfg.IsPeer(r); ok {
+			return true
+		}
+	}
+	p, err := s.cfg.Auth.Authenticate(r)
+	return err == nil && p.Allowed(policy.Cluster, "")
 }
 
 func (s *Server) init(c *call) (any, error) {
@@ -100,6 +123,9 @@ func (s *Server) unseal(c *call) (any, error) {
 	st, err := s.cfg.Sys.SubmitShare(c.r.Context(), req.Share, false)
 	if err != nil {
 		return nil, err
+	}
+	if !s.seesTopology(c.r) {
+		return st.Public(), nil
 	}
 	return &st, nil
 }
