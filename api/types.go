@@ -348,6 +348,10 @@ type BatchDataKeyResponse struct {
 // WriteResponse is the reply of writes that return no key, e.g. seal.
 type WriteResponse struct {
 	Index uint64 `json:"index"`
+	// NotApplied, in the reply of a token revocation, names the nodes that
+	// had not applied it when the reply was sent (unreachable or cut off
+	// from the leader); every other node already refuses the token.
+	NotApplied []string `json:"not_applied,omitempty"`
 }
 
 // Health is GET /v1/sys/health: unauthenticated, cheap.

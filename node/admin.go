@@ -224,26 +224,39 @@ func (n *Node) ListTokens() (*api.TokenList, error) {
 	return out, nil
 }
 
-// RevokeToken revokes the token with this accessor. Every node stops
-// accepting it when it applies the revocation.
-func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) error {
+// RevokeToken revokes the token with this accessor. It returns once
+// every node of the Raft configuration it can reach has applied the
+// revocation (so no reachable node accepts the token any more), within
+// revokeWait; the reply names the nodes that had not.
+func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) (*api.WriteResponse, error) {
 	if len(accessor) != 16 {
-		return badRequest("accessor must be 16 hex digits")
+		return nil, badRequest("accessor must be 16 hex digits")
 	}
-	if _, ok, err := n.retried(ctx, rid); err != nil || ok {
-		return err
+	if idx, ok, err := n.retried(ctx, rid); err != nil {
+		return nil, err
+	} else if ok {
+		return n.revoked(ctx, idx), nil
 	}
 	recs, err := n.fsm.Tokens()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, r := range recs {
 		if Accessor(r.Hash) == strings.ToLower(accessor) {
-			_, err := n.propose(ctx, &fsm.RevokeToken{Meta: n.meta(rid), Hash: r.Hash})
-			return err
+			res, err := n.propose(ctx, &fsm.RevokeToken{Meta: n.meta(rid), Hash: r.Hash})
+			if err != nil {
+				return nil, err
+			}
+			return n.revoked(ctx, res.Index), nil
 		}
 	}
-	return &api.Error{Code: api.CodeNotFound, Message: "no token with this accessor"}
+	return nil, &api.Error{Code: api.CodeNotFound, Message: "no token with this accessor"}
+}
+
+// revoked waits until every node has applied a revocation at index and
+// says which have not.
+func (n *Node) revoked(ctx context.Context, index uint64) *api.WriteResponse {
+	return &api.WriteResponse{Index: index, NotApplied: n.waitAppliedEverywhere(ctx, index)}
 }
 
 // CreateIdentity binds a client certificate's public key to policies.

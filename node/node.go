@@ -157,7 +157,8 @@ func (n *Node) Start(ctx context.Context) error {
 		Audit: auditor,
 		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
 		IsPeer: n.isPeer, Admin: n,
-		Logger: n.log,
+		Logger:            n.log,
+		LeaderContactLost: n.LeaderContactLost,
 	})
 	n.http = &http.Server{
 		Handler:           handler,

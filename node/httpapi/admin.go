@@ -20,7 +20,9 @@ type Admin interface {
 	DeletePolicy(ctx context.Context, rid, name string, check func(*policy.Policy) error) error
 	CreateToken(ctx context.Context, rid string, req api.CreateTokenRequest, check func(*policy.Policy) error) (*api.TokenInfo, error)
 	ListTokens() (*api.TokenList, error)
-	RevokeToken(ctx context.Context, rid, accessor string) error
+	// RevokeToken returns once every reachable node has applied the
+	// revocation, naming in NotApplied those that had not.
+	RevokeToken(ctx context.Context, rid, accessor string) (*api.WriteResponse, error)
 	CreateIdentity(ctx context.Context, rid string, req api.CreateIdentityRequest, check func(*policy.Policy) error) (*api.IdentityInfo, error)
 	ListIdentities() (*api.IdentityList, error)
 	DeleteIdentity(ctx context.Context, rid, id string) error
@@ -85,10 +87,7 @@ func (s *Server) revokeToken(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Admin.RevokeToken(c.r.Context(), c.rid, req.Accessor); err != nil {
-		return nil, err
-	}
-	return &api.WriteResponse{Index: s.cfg.AppliedIndex()}, nil
+	return s.cfg.Admin.RevokeToken(c.r.Context(), c.rid, req.Accessor)
 }
 
 func (s *Server) createIdentity(c *call) (any, error) {

@@ -19,12 +19,19 @@ func (s *Server) routes() []route {
 		return route{pattern: method + " " + k + suffix, access: token, maxBody: small, leader: leader, minIndex: !leader,
 			capability: capability, keyed: true, op: op, handle: h}
 	}
+	// cryptoRoute is a crypto call: served from memory, also on a node
+	// cut off from the leader.
+	cryptoRoute := func(suffix string, capability cap, op string, h func(*call) (any, error)) route {
+		rt := keyRoute("POST", suffix, capability, op, false, h)
+		rt.staleOK = true
+		return rt
+	}
 	return []route{
 		{pattern: "GET " + api.PathHealth, access: open, sealedOK: true, maxBody: 0, handle: s.health},
 		{pattern: "GET " + api.PathStatus, access: open, sealedOK: true, maxBody: 0, handle: s.status},
 		{pattern: "POST " + api.PathInit, access: open, sealedOK: true, maxBody: small, leader: true, op: "sys.init", handle: s.init},
 		{pattern: "POST " + api.PathUnseal, access: open, sealedOK: true, maxBody: small, op: "sys.unseal", handle: s.unseal},
-		{pattern: "POST " + api.PathSeal, access: token, sealedOK: true, maxBody: small, capability: policy.Cluster, op: "sys.seal", handle: s.seal},
+		{pattern: "POST " + api.PathSeal, access: token, sealedOK: true, staleOK: true, maxBody: small, capability: policy.Cluster, op: "sys.seal", handle: s.seal},
 		{pattern: "GET " + api.PathCluster, access: token, maxBody: 0, capability: policy.Cluster, op: "sys.cluster", handle: s.cluster},
 		{pattern: "POST " + api.PathJoin, access: open, sealedOK: true, maxBody: small, op: "sys.join", handle: s.join},
 		{pattern: "POST " + api.PathRemove, access: token, maxBody: small, leader: true, capability: policy.Cluster, op: "sys.remove", handle: s.remove},
@@ -57,15 +64,15 @@ func (s *Server) routes() []route {
 		keyRoute("POST", "/schedule-deletion", policy.Delete, "key.schedule_deletion", true, s.scheduleDeletion),
 		keyRoute("POST", "/cancel-deletion", policy.Delete, "key.cancel_deletion", true, s.cancelDeletion),
 
-		keyRoute("POST", "/encrypt", policy.Encrypt, "key.encrypt", false, s.encrypt),
-		keyRoute("POST", "/decrypt", policy.Decrypt, "key.decrypt", false, s.decrypt),
-		keyRoute("POST", "/reencrypt", policy.Rewrap, "key.reencrypt", false, s.reencrypt),
-		keyRoute("POST", "/datakey", policy.DataKey, "key.datakey", false, s.datakey),
-		keyRoute("POST", "/sign", policy.Sign, "key.sign", false, s.sign),
-		keyRoute("POST", "/verify", policy.Verify, "key.verify", false, s.verify),
-		keyRoute("POST", "/hmac", policy.HMAC, "key.hmac", false, s.hmac),
-		keyRoute("POST", "/verify-hmac", policy.Verify, "key.verify_hmac", false, s.verifyHMAC),
-		{pattern: "POST " + k + "/batch/{op}", access: token, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
+		cryptoRoute("/encrypt", policy.Encrypt, "key.encrypt", s.encrypt),
+		cryptoRoute("/decrypt", policy.Decrypt, "key.decrypt", s.decrypt),
+		cryptoRoute("/reencrypt", policy.Rewrap, "key.reencrypt", s.reencrypt),
+		cryptoRoute("/datakey", policy.DataKey, "key.datakey", s.datakey),
+		cryptoRoute("/sign", policy.Sign, "key.sign", s.sign),
+		cryptoRoute("/verify", policy.Verify, "key.verify", s.verify),
+		cryptoRoute("/hmac", policy.HMAC, "key.hmac", s.hmac),
+		cryptoRoute("/verify-hmac", policy.Verify, "key.verify_hmac", s.verifyHMAC),
+		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
 
 		{pattern: "POST /v1/internal/unseal-share", access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
 		{pattern: "POST /v1/internal/seal", access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},

@@ -138,6 +138,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Rand is the randomness for nonces and data keys (crypto/rand by default).
 	Rand io.Reader
+	// LeaderContactLost reports whether this node has been cut off from
+	// the leader for longer than its lease, so its token table may miss
+	// revocations. Such a node refuses token requests on every route but
+	// crypto calls and seal. nil: never.
+	LeaderContactLost func() bool
 }
 
 // Server is the HTTP handler of one node.
@@ -194,6 +199,10 @@ type route struct {
 	// routes that unsealing and warm rejoin use. Every other route answers
 	// `sealed` and does nothing.
 	sealedOK bool
+	// staleOK token routes are served on a node cut off from the leader
+	// (crypto calls, from the applied state; seal). See
+	// Config.LeaderContactLost.
+	staleOK bool
 	// op names the request in the audit log; empty: not audited.
 	op     string
 	handle func(c *call) (any, error)
@@ -295,6 +304,10 @@ func (s *Server) wrap(rt route) http.Handler {
 					return
 				}
 			}
+			if !rt.staleOK && s.cfg.LeaderContactLost != nil && s.cfg.LeaderContactLost() {
+				s.finish(c, rt, nil, errCutOff)
+				return
+			}
 		case internal:
 			if _, ok := s.cfg.IsPeer(r); !ok {
 				writeError(w, &api.Error{Code: api.CodeForbidden, Message: "node certificate required"}, rid, s.cfg.Logger)
@@ -360,6 +373,8 @@ type stream struct {
 	contentType string
 	write       func(io.Writer) error
 }
+
+var errCutOff = &api.Error{Code: api.CodeUnavailable, Message: "this node has lost contact with the leader and may have missed token revocations; only crypto calls are served here, use another node"}
 
 var errAuditDown = &api.Error{Code: api.CodeUnavailable, Message: "audit log cannot be written; key operations are refused"}
 
