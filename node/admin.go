@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/policy"
 )
 
@@ -34,7 +35,7 @@ func (n *Node) policyInfo(name string, index uint64) (*api.PolicyInfo, error) {
 			return &api.PolicyInfo{Name: name, Document: json.RawMessage(r.Doc), Index: index}, nil
 		}
 	}
-	return nil, &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
+	return nil, &errs.NotFound{What: "policy"}
 }
 
 // PolicyCheck authorizes one policy document involved in a change: the
@@ -136,14 +137,14 @@ func (n *Node) DeletePolicy(ctx context.Context, rid, name string, check PolicyC
 		return err
 	}
 	if old == nil {
-		return &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
+		return &errs.NotFound{What: "policy"}
 	}
 	if err := check(old); err != nil {
 		return err
 	}
 	_, err = n.propose(ctx, &fsm.DeletePolicy{Meta: n.meta(rid), Name: name, PolicyCAS: fsm.PolicyCAS{Check: true, Prev: prev}})
 	if errors.Is(err, fsm.ErrNotFound) {
-		return &api.Error{Code: api.CodeNotFound, Message: "no such policy"}
+		return &errs.NotFound{What: "policy"}
 	}
 	return err
 }
@@ -205,7 +206,7 @@ func (n *Node) CreateToken(ctx context.Context, rid string, req api.CreateTokenR
 	if res.Duplicate {
 		// A retry of a create whose reply was lost: the first token
 		// cannot be shown again.
-		return nil, &api.Error{Code: api.CodeConflict, Message: "this request id already created a token; its value cannot be shown again"}
+		return nil, &errs.Conflict{Reason: "this request id already created a token; its value cannot be shown again"}
 	}
 	return &api.TokenInfo{Accessor: Accessor(hash[:]), Name: req.Name, Policies: req.Policies, CreatedAt: m.At, ExpiresAt: exp, Token: tok, Index: res.Index}, nil
 }
@@ -250,7 +251,7 @@ func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) (*api.Writ
 			return n.revoked(ctx, res.Index), nil
 		}
 	}
-	return nil, &api.Error{Code: api.CodeNotFound, Message: "no token with this accessor"}
+	return nil, &errs.NotFound{What: "token"}
 }
 
 // revoked waits until every node has applied a revocation at index and
@@ -318,7 +319,7 @@ func (n *Node) retried(ctx context.Context, rid string) (uint64, bool, error) {
 func (n *Node) DeleteIdentity(ctx context.Context, rid, id string) error {
 	_, err := n.propose(ctx, &fsm.DeleteIdentity{Meta: n.meta(rid), ID: strings.ToLower(id)})
 	if errors.Is(err, fsm.ErrNotFound) {
-		return &api.Error{Code: api.CodeNotFound, Message: "no such identity"}
+		return &errs.NotFound{What: "identity"}
 	}
 	return err
 }

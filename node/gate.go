@@ -3,8 +3,8 @@ package node
 import (
 	"context"
 
-	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/node/httpapi"
 )
 
@@ -61,7 +61,7 @@ func (n *Node) scopedMeta(ctx context.Context, rid string) fsm.Meta {
 // write is decided on.
 func (n *Node) notLeaderOrSealed() error {
 	if n.Sealed() {
-		return api.ErrSealed
+		return errs.ErrSealed
 	}
 	if !n.IsLeader() {
 		return n.notLeader()

@@ -184,7 +184,7 @@ func (n *Node) meta(rid string) fsm.Meta { return fsm.Meta{RequestID: rid, At: t
 
 func (n *Node) simpleWrite(ctx context.Context, name string, c fsm.Command) (*api.KeyInfo, error) {
 	if !api.ValidKeyName(name) {
-		return nil, api.ErrNotFound
+		return nil, fsm.ErrKeyNotFound
 	}
 	res, err := n.propose(ctx, c)
 	if err != nil {

@@ -37,8 +37,9 @@ func TestRejectedWritesStayOutOfTheLog(t *testing.T) {
 		{"cancel an unscheduled deletion", "POST", api.KeyPath("k", "cancel-deletion"), nil, api.CodeConflict},
 		{"disable a missing key", "POST", api.KeyPath("nope", "disable"), nil, api.CodeNotFound},
 		{"rotate a missing key", "POST", api.KeyPath("nope", "rotate"), nil, api.CodeNotFound},
-		{"delete a missing identity", "DELETE", api.PathIdentities + "/" + missingID, nil, api.CodeNotFound},
-		{"delete a missing policy", "DELETE", api.PathPolicies + "/nope", nil, api.CodeNotFound},
+		{"delete a missing identity", "DELETE", api.PathIdentities + "/" + missingID, nil, api.CodeResourceNotFound},
+		{"delete a missing policy", "DELETE", api.PathPolicies + "/nope", nil, api.CodeResourceNotFound},
+		{"revoke a missing token", "POST", api.PathTokenRevoke, api.RevokeTokenRequest{Accessor: "0123456789abcdef"}, api.CodeResourceNotFound},
 		{"token with an unknown policy", "POST", api.PathTokens, api.CreateTokenRequest{Policies: []string{"nope"}}, api.CodeBadRequest},
 	}
 	for _, slot := range []int{leader, (leader + 1) % 3} {

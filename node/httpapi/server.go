@@ -161,7 +161,7 @@ func New(cfg Config) *Server {
 		s.mux.Handle(rt.pattern, s.wrap(rt))
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &api.Error{Code: api.CodeNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)
+		writeError(w, &api.Error{Code: api.CodeResourceNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)
 	})
 	return s
 }
