@@ -176,6 +176,28 @@ func (n *Node) checkPolicyNames(names []string, check PolicyCheck) error {
 	return nil
 }
 
+// checkBound runs check on every policy a token or identity carries.
+// Names with no stored document (deleted since) grant nothing and are
+// skipped.
+func (n *Node) checkBound(names []string, check PolicyCheck) error {
+	for _, name := range names {
+		p, ok := policy.Builtin(name)
+		if !ok {
+			var err error
+			if p, _, err = n.storedPolicy(name); err != nil {
+				return err
+			}
+			if p == nil {
+				continue
+			}
+		}
+		if err := check(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CreateToken creates a token bound to policies. The token is returned
 // once; only its hash is replicated.
 // check must allow every policy the token carries.
@@ -229,7 +251,13 @@ func (n *Node) ListTokens() (*api.TokenList, error) {
 // every node of the Raft configuration it can reach has applied the
 // revocation (so no reachable node accepts the token any more), within
 // revokeWait; the reply names the nodes that had not.
-func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) (*api.WriteResponse, error) {
+//
+// check must allow every policy the token carries: revoking a token
+// takes rights away from its holder, so only a caller holding them may.
+func (n *Node) RevokeToken(ctx context.Context, rid, accessor string, check PolicyCheck) (*api.WriteResponse, error) {
+	if check == nil {
+		return nil, errNoPolicyCheck
+	}
 	if len(accessor) != 16 {
 		return nil, badRequest("accessor must be 16 hex digits")
 	}
@@ -244,6 +272,9 @@ func (n *Node) RevokeToken(ctx context.Context, rid, accessor string) (*api.Writ
 	}
 	for _, r := range recs {
 		if Accessor(r.Hash) == strings.ToLower(accessor) {
+			if err := n.checkBound(r.Policies, check); err != nil {
+				return nil, err
+			}
 			res, err := n.propose(ctx, &fsm.RevokeToken{Meta: n.meta(rid), Hash: r.Hash})
 			if err != nil {
 				return nil, err
@@ -316,8 +347,27 @@ func (n *Node) retried(ctx context.Context, rid string) (uint64, bool, error) {
 }
 
 // DeleteIdentity removes a certificate identity.
-func (n *Node) DeleteIdentity(ctx context.Context, rid, id string) error {
-	_, err := n.propose(ctx, &fsm.DeleteIdentity{Meta: n.meta(rid), ID: strings.ToLower(id)})
+// check must allow every policy the identity carries.
+func (n *Node) DeleteIdentity(ctx context.Context, rid, id string, check PolicyCheck) error {
+	if check == nil {
+		return errNoPolicyCheck
+	}
+	id = strings.ToLower(id)
+	if _, ok, err := n.retried(ctx, rid); err != nil || ok {
+		return err
+	}
+	recs, err := n.fsm.Identities()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.ID == id {
+			if err := n.checkBound(r.Policies, check); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = n.propose(ctx, &fsm.DeleteIdentity{Meta: n.meta(rid), ID: id})
 	if errors.Is(err, fsm.ErrNotFound) {
 		return &errs.NotFound{What: "identity"}
 	}

@@ -40,6 +40,11 @@ func TestPolicyOverwriteEscalation(t *testing.T) {
 	}
 	delegate, _ := r.token("delegate")
 	minter, _ := r.token("minter")
+	secTok, secAccessor := r.token("security")
+	const secID = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+	if st, code := r.do(leader, "POST", api.PathIdentities, c.Token, api.CreateIdentityRequest{ID: secID, Policies: []string{"security"}}, nil); st != 200 {
+		t.Fatalf("security identity: %d %s", st, code)
+	}
 
 	docOf := func(name string) string {
 		var info api.PolicyInfo
@@ -87,6 +92,20 @@ func TestPolicyOverwriteEscalation(t *testing.T) {
 	var tok api.TokenInfo
 	if st, code := r.do(leader, "POST", api.PathTokens, minter, api.CreateTokenRequest{Policies: []string{"app1"}}, &tok); st != 200 {
 		t.Fatalf("minter creates an app1 token: %d %s", st, code)
+	}
+	// Revoking a token or deleting an identity takes rights away: only a
+	// caller holding them may.
+	if st, code := r.do(leader, "POST", api.PathTokenRevoke, minter, api.RevokeTokenRequest{Accessor: secAccessor}, nil); st != 403 || code != api.CodeForbidden {
+		t.Errorf("minter revokes the security team's token: %d %s, want 403 forbidden", st, code)
+	}
+	if st, code := r.do(leader, "DELETE", api.PathIdentities+"/"+secID, minter, nil, nil); st != 403 || code != api.CodeForbidden {
+		t.Errorf("minter deletes the security team's identity: %d %s, want 403 forbidden", st, code)
+	}
+	if st, code := r.do(leader, "GET", api.PathWhoAmI, secTok, nil, nil); st != 200 {
+		t.Fatalf("security token after the attempts: %d %s", st, code)
+	}
+	if st, code := r.do(leader, "POST", api.PathTokenRevoke, minter, api.RevokeTokenRequest{Accessor: tok.Accessor}, nil); st != 200 {
+		t.Fatalf("minter revokes its own app1 token: %d %s", st, code)
 	}
 	if st, code := r.do(leader, "DELETE", api.PathPolicies+"/app1", minter, nil, nil); st != 200 {
 		t.Fatalf("minter deletes app1: %d %s", st, code)

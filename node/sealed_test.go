@@ -152,7 +152,7 @@ func TestSealedLeaderRefusesForwardedWrites(t *testing.T) {
 	if _, err := c.Node(leader).CreateToken(ctx, "", api.CreateTokenRequest{Policies: []string{"admin"}}, func(*policy.Policy) error { return nil }); !errors.Is(err, api.ErrSealed) {
 		t.Fatalf("CreateToken on a sealed leader: %v, want sealed", err)
 	}
-	if err := c.Node(leader).DeleteIdentity(ctx, "", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"); !errors.Is(err, api.ErrSealed) {
+	if err := c.Node(leader).DeleteIdentity(ctx, "", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", func(*policy.Policy) error { return nil }); !errors.Is(err, api.ErrSealed) {
 		t.Fatalf("DeleteIdentity on a sealed leader: %v, want sealed", err)
 	}
 	after := appliedIndexes(c)

@@ -11,9 +11,10 @@ import (
 // Admin is identity, token, policy and audit-log management. Writes go
 // through Raft on the leader.
 type Admin interface {
-	// PutPolicy, DeletePolicy, CreateToken and CreateIdentity call check
-	// on every policy document the change involves (new and replaced,
-	// deleted, bound) and refuse the change with its error.
+	// PutPolicy, DeletePolicy, CreateToken, RevokeToken, CreateIdentity
+	// and DeleteIdentity call check on every policy document the change
+	// involves (new and replaced, deleted, bound to the token or identity
+	// created or removed) and refuse the change with its error.
 	PutPolicy(ctx context.Context, rid string, p *policy.Policy, check func(*policy.Policy) error) (*api.PolicyInfo, error)
 	Policy(name string) (*api.PolicyInfo, error)
 	ListPolicies() (*api.PolicyList, error)
@@ -22,10 +23,10 @@ type Admin interface {
 	ListTokens() (*api.TokenList, error)
 	// RevokeToken returns once every reachable node has applied the
 	// revocation, naming in NotApplied those that had not.
-	RevokeToken(ctx context.Context, rid, accessor string) (*api.WriteResponse, error)
+	RevokeToken(ctx context.Context, rid, accessor string, check func(*policy.Policy) error) (*api.WriteResponse, error)
 	CreateIdentity(ctx context.Context, rid string, req api.CreateIdentityRequest, check func(*policy.Policy) error) (*api.IdentityInfo, error)
 	ListIdentities() (*api.IdentityList, error)
-	DeleteIdentity(ctx context.Context, rid, id string) error
+	DeleteIdentity(ctx context.Context, rid, id string, check func(*policy.Policy) error) error
 	AuditPublicKey() *api.AuditKey
 	WriteAuditLog(w io.Writer) error
 }
@@ -87,7 +88,7 @@ func (s *Server) revokeToken(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	return s.cfg.Admin.RevokeToken(c.r.Context(), c.rid, req.Accessor)
+	return s.cfg.Admin.RevokeToken(c.r.Context(), c.rid, req.Accessor, coveredBy(c))
 }
 
 func (s *Server) createIdentity(c *call) (any, error) {
@@ -101,7 +102,7 @@ func (s *Server) createIdentity(c *call) (any, error) {
 func (s *Server) listIdentities(c *call) (any, error) { return s.cfg.Admin.ListIdentities() }
 
 func (s *Server) deleteIdentity(c *call) (any, error) {
-	if err := s.cfg.Admin.DeleteIdentity(c.r.Context(), c.rid, c.r.PathValue("id")); err != nil {
+	if err := s.cfg.Admin.DeleteIdentity(c.r.Context(), c.rid, c.r.PathValue("id"), coveredBy(c)); err != nil {
 		return nil, err
 	}
 	return &api.WriteResponse{Index: s.cfg.AppliedIndex()}, nil
