@@ -43,12 +43,12 @@ var (
 	ErrConflict error = &kind{"node: conflict", api.CodeConflict}
 )
 
-// NotLeader is ErrNotLeader with the leader's API address ("" when no
-// leader is known).
-type NotLeader struct{ Leader string }
+// NotLeader is ErrNotLeader with the leader's node id and API address
+// (ID "" when no leader is known; Leader "" when its address is unknown).
+type NotLeader struct{ ID, Leader string }
 
 func (e *NotLeader) Error() string {
-	if e.Leader == "" {
+	if e.ID == "" {
 		return "node: no leader is known; the cluster may have lost quorum"
 	}
 	return "node: this node is not the leader"

@@ -57,7 +57,7 @@ func errorFor(err error) *api.Error {
 	switch {
 	case errors.As(err, &nl):
 		e := &api.Error{Code: api.CodeNotLeader, Message: "this node is not the leader", Leader: nl.Leader}
-		if nl.Leader == "" {
+		if nl.ID == "" {
 			e.Message = "no leader is known; the cluster may have lost quorum"
 		}
 		return e

@@ -40,7 +40,7 @@ func TestErrorFor(t *testing.T) {
 		{"deadline", context.DeadlineExceeded, api.CodeUnavailable},
 		{"unknown error is internal", errors.New("disk on fire: /secret/path"), api.CodeInternal},
 		{"node sealed", fmt.Errorf("x: %w", errs.ErrSealed), api.CodeSealed},
-		{"node not leader", &errs.NotLeader{Leader: "10.0.0.2:8200"}, api.CodeNotLeader},
+		{"node not leader", &errs.NotLeader{ID: "n2", Leader: "10.0.0.2:8200"}, api.CodeNotLeader},
 		{"node not leader, none known", errs.ErrNotLeader, api.CodeNotLeader},
 		{"missing policy", &errs.NotFound{What: "policy"}, api.CodeResourceNotFound},
 		{"missing entry in the fsm", fsm.ErrNotFound, api.CodeResourceNotFound},
@@ -114,7 +114,7 @@ func TestNodeErrorsMatchWireSentinels(t *testing.T) {
 	if errors.Is(api.ErrNotFound, api.ErrResourceNotFound) {
 		t.Error("key_not_found matches not_found")
 	}
-	if got := errorFor(&errs.NotLeader{Leader: "10.0.0.2:8200"}); got.Leader != "10.0.0.2:8200" {
+	if got := errorFor(&errs.NotLeader{ID: "n2", Leader: "10.0.0.2:8200"}); got.Leader != "10.0.0.2:8200" {
 		t.Errorf("leader address lost: %+v", got)
 	}
 }
