@@ -82,3 +82,30 @@ func TestScopedRequestIDs(t *testing.T) {
 		t.Fatal("scoped id not pruned")
 	}
 }
+
+// TestIndexPublishedAfterObserver: whoever sees AppliedIndex reach an
+// entry (WaitApplied, a revoke waiting for every node) also sees what the
+// observer built from it (the token table, unwrapped keys).
+func TestIndexPublishedAfterObserver(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan uint64), make(chan struct{})
+	f := openTest(t, func(ev Event) {
+		entered <- ev.Index
+		<-release
+	})
+	d := &driver{t: t, f: f}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.apply(initCmd())
+	}()
+	idx := <-entered
+	if got := f.AppliedIndex(); got >= idx {
+		t.Errorf("index %d published while the observer of entry %d still runs", got, idx)
+	}
+	close(release)
+	<-done
+	if got := f.AppliedIndex(); got != idx {
+		t.Fatalf("applied %d after the observer, want %d", got, idx)
+	}
+}

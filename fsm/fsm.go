@@ -173,7 +173,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	if last == 0 {
 		return out
 	}
-	f.applied.Store(last)
+	// The observer runs before the index is published: whoever sees
+	// AppliedIndex >= last (WaitApplied, X-Keyd-Min-Index, a revoke
+	// waiting for every node) also sees the in-memory views (unwrapped
+	// keys, the token table) at last.
 	if f.observer != nil && (len(changed) > 0 || len(ev.Deleted) > 0 || ev.Init || ev.Tokens || ev.NodeShares || ev.Root) {
 		ev.Index = last
 		for _, k := range changed {
@@ -183,6 +186,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		f.observer(ev)
 	}
+	f.applied.Store(last)
 	f.waits.trigger(last)
 	return out
 }
