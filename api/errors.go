@@ -31,6 +31,9 @@ const (
 	CodeIndexTimeout       Code = "index_not_applied"
 	CodeUnavailable        Code = "unavailable"
 	CodeInternal           Code = "internal"
+	// CodeResourceNotFound is a missing policy, token, identity, node or
+	// endpoint; a missing key stays CodeNotFound ("key_not_found").
+	CodeResourceNotFound Code = "not_found"
 )
 
 // Error is the body of every non-2xx reply. Message is safe to show to
@@ -52,10 +55,12 @@ type Error struct {
 func (e *Error) Error() string { return "keyd: " + string(e.Code) + ": " + e.Message }
 
 // Is matches by Code, so errors.Is(err, api.ErrSealed) works on both sides of
-// the wire.
+// the wire. For callers written before CodeResourceNotFound existed,
+// ErrNotFound also matches it: errors.Is(err, api.ErrNotFound) means
+// "not found" of any kind; ErrResourceNotFound matches only not_found.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && (t.Code == e.Code || (t.Code == CodeNotFound && e.Code == CodeResourceNotFound))
 }
 
 // Sentinels for errors.Is. Their messages are generic; replies carry their own.
@@ -80,6 +85,7 @@ var (
 	ErrIndexTimeout       = &Error{Code: CodeIndexTimeout, Message: "index not applied in time"}
 	ErrUnavailable        = &Error{Code: CodeUnavailable, Message: "service unavailable"}
 	ErrInternal           = &Error{Code: CodeInternal, Message: "internal error"}
+	ErrResourceNotFound   = &Error{Code: CodeResourceNotFound, Message: "not found"}
 )
 
 // StatusFor returns the HTTP status a code is sent with.
@@ -93,7 +99,7 @@ func StatusFor(c Code) int {
 		return http.StatusUnauthorized
 	case CodeForbidden:
 		return http.StatusForbidden
-	case CodeNotFound:
+	case CodeNotFound, CodeResourceNotFound:
 		return http.StatusNotFound
 	case CodeExists, CodeConflict, CodeAlreadyInitialized, CodeKeyDisabled, CodeKeyPendingDeletion:
 		return http.StatusConflict

@@ -111,6 +111,8 @@ type SealStatus struct {
 	// NodeShares says whether node shares are dealt: "on", or "off: "
 	// or "retrying: " and why (e.g. no voter has an HSM).
 	NodeShares string `json:"node_shares,omitempty"`
+	// Version is the answering node's keyd version.
+	Version string `json:"version,omitempty"`
 }
 
 // Peer is one Raft server as a node sees it.
@@ -350,6 +352,10 @@ type BatchDataKeyResponse struct {
 // WriteResponse is the reply of writes that return no key, e.g. seal.
 type WriteResponse struct {
 	Index uint64 `json:"index"`
+	// NotApplied, in the reply of a token revocation, names the nodes that
+	// had not applied it when the reply was sent (unreachable or cut off
+	// from the leader); every other node already refuses the token.
+	NotApplied []string `json:"not_applied,omitempty"`
 }
 
 // Health is GET /v1/sys/health: unauthenticated, cheap.
@@ -609,4 +615,32 @@ type RotateRootStatus struct {
 	// digest covers.
 	Digest          string `json:"digest,omitempty"`
 	PrevFingerprint string `json:"prev_commitments_fingerprint,omitempty"`
+}
+
+// PublicSealStatus is GET /v1/sys/status (and the unseal reply) for a
+// caller without the cluster capability: what a load balancer and a
+// custodian need, no addresses, Raft view or HSM detail. Its JSON fields
+// are a subset of SealStatus's, so clients decode either into SealStatus.
+type PublicSealStatus struct {
+	NodeID       string `json:"node_id"`
+	Initialized  bool   `json:"initialized"`
+	Sealed       bool   `json:"sealed"`
+	Progress     int    `json:"progress"`
+	Threshold    int    `json:"threshold"`
+	Custodians   int    `json:"custodians"`
+	Fingerprint  string `json:"commitments_fingerprint,omitempty"`
+	ShareIgnored string `json:"share_ignored,omitempty"`
+	LeaderID     string `json:"leader_id,omitempty"`
+	Applied      uint64 `json:"applied_index"`
+	Version      string `json:"version,omitempty"`
+}
+
+// Public returns the part of s an unauthenticated caller may see.
+func (s *SealStatus) Public() *PublicSealStatus {
+	return &PublicSealStatus{
+		NodeID: s.NodeID, Initialized: s.Initialized, Sealed: s.Sealed,
+		Progress: s.Progress, Threshold: s.Threshold, Custodians: s.Custodians,
+		Fingerprint: s.Fingerprint, ShareIgnored: s.ShareIgnored,
+		LeaderID: s.LeaderID, Applied: s.Applied, Version: s.Version,
+	}
 }

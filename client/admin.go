@@ -60,8 +60,8 @@ func checkHex(what, s string, n int) error {
 // document doc ({"rules":[{"effect":"allow","capabilities":[...],
 // "keys":["app1-*"]}]}; a "name" field, if present, must equal name). It
 // is a write routed to the leader; retries reuse one request id. The
-// caller needs token-admin, or set-policy on every key pattern of doc
-// (and no system capability in it). Errors: api.ErrBadRequest (bad name
+// caller needs rights over doc and over the stored document it replaces
+// (docs/API.md, Policy changes). Errors: api.ErrBadRequest (bad name
 // or non-JSON doc, checked locally; an invalid document, from the
 // server), api.ErrForbidden, ...
 func (c *Client) PutPolicy(ctx context.Context, name string, doc []byte) (*api.PolicyInfo, error) {

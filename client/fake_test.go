@@ -603,6 +603,8 @@ func (s *simNet) RoundTrip(r *http.Request) (*http.Response, error) {
 			return fail(api.CodeUnauthorized, "")
 		case n.noCluster == http.StatusForbidden:
 			return fail(api.CodeForbidden, "")
+		case n.noCluster == http.StatusServiceUnavailable:
+			return fail(api.CodeSealed, "")
 		case n.noCluster != 0 || s.cluster == nil:
 			return &http.Response{StatusCode: http.StatusNotFound, Header: http.Header{"Content-Type": {"text/plain"}},
 				Body: io.NopCloser(strings.NewReader("404 page not found"))}, nil

@@ -182,7 +182,8 @@ func (c *Client) fetchTopology(ctx context.Context, addr string) error {
 }
 
 // routeRefused reports whether a /v1/sys/cluster failure means "not for
-// you": 401, 403, or a node that does not know the route (404, 405).
+// you": 401, 403, a sealed node (which serves only its status), or a node
+// that does not know the route (404, 405).
 func routeRefused(err error) bool {
 	var ae *api.Error
 	if errors.As(err, &ae) {
@@ -190,7 +191,8 @@ func routeRefused(err error) bool {
 		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed:
 			return true
 		}
-		return errors.Is(ae, api.ErrUnauthorized) || errors.Is(ae, api.ErrForbidden)
+		// A sealed node serves no topology, but its status answers.
+		return errors.Is(ae, api.ErrUnauthorized) || errors.Is(ae, api.ErrForbidden) || errors.Is(ae, api.ErrSealed)
 	}
 	var se *statusErr
 	return errors.As(err, &se) && (se.status == http.StatusNotFound || se.status == http.StatusMethodNotAllowed)

@@ -114,6 +114,7 @@ func TestTopologyFallback(t *testing.T) {
 		{"no token", "", 0, false, api.NodeUnknown, false},
 		{"401", "tok", http.StatusUnauthorized, false, api.NodeUnknown, true},
 		{"403", "tok", http.StatusForbidden, false, api.NodeUnknown, true},
+		{"sealed", "tok", http.StatusServiceUnavailable, false, api.NodeUnknown, true},
 		{"404", "tok", 0, true, api.NodeUnknown, true},
 	}
 	for _, tt := range tests {

@@ -32,7 +32,10 @@ func (a *applier) apply(index uint64, data []byte) (res *Result) {
 	}
 	m := cmd.meta()
 	if m.RequestID != "" {
-		if v := a.tx.Bucket(bucketRequests).Get([]byte(m.RequestID)); len(v) == 8 {
+		if v := a.tx.Bucket(bucketRequests).Get(m.requestKey()); len(v) >= 8 {
+			if m.Scope != "" && !bytes.Equal(v[8:], m.Digest) {
+				return &Result{Index: index, Err: ErrRequestReused}
+			}
 			return &Result{Index: binary.BigEndian.Uint64(v), Duplicate: true}
 		}
 	}
@@ -119,8 +122,14 @@ func (a *applier) dispatch(cmd Command) error {
 		if c.Name == "" || len(c.Doc) == 0 {
 			return fmt.Errorf("%w: policy name and document required", ErrInvalidCommand)
 		}
+		if err := a.checkPolicyCAS(c.Name, &c.PolicyCAS); err != nil {
+			return err
+		}
 		return a.putJSON(bucketPolicies, c.Name, &PolicyRecord{Name: c.Name, Doc: c.Doc, UpdatedAt: c.At})
 	case *DeletePolicy:
+		if err := a.checkPolicyCAS(c.Name, &c.PolicyCAS); err != nil {
+			return err
+		}
 		return a.deleteEntry(bucketPolicies, c.Name)
 	case *PutIdentity:
 		if len(c.ID) != 64 || len(c.Policies) == 0 {
@@ -319,12 +328,16 @@ func removeName(names []string, name string) []string {
 func (a *applier) rememberRequest(m *Meta, index uint64) {
 	reqs := a.tx.Bucket(bucketRequests)
 	byTime := a.tx.Bucket(bucketReqByTime)
-	var idx [8]byte
-	binary.BigEndian.PutUint64(idx[:], index)
-	tkey := make([]byte, 8+len(m.RequestID))
+	rkey := m.requestKey()
+	idx := make([]byte, 8, 8+len(m.Digest))
+	binary.BigEndian.PutUint64(idx, index)
+	if m.Scope != "" {
+		idx = append(idx, m.Digest...)
+	}
+	tkey := make([]byte, 8+len(rkey))
 	binary.BigEndian.PutUint64(tkey, uint64(m.At.UnixNano()))
-	copy(tkey[8:], m.RequestID)
-	if err := reqs.Put([]byte(m.RequestID), idx[:]); err != nil {
+	copy(tkey[8:], rkey)
+	if err := reqs.Put(rkey, idx); err != nil {
 		panic(fmt.Sprintf("fsm: bbolt write failed, halting replica: %v", err))
 	}
 	if err := byTime.Put(tkey, nil); err != nil {
@@ -378,6 +391,28 @@ func (a *applier) putJSON(bucket []byte, key string, v any) error {
 		return errStorage{err}
 	}
 	a.ev.Tokens = true
+	return nil
+}
+
+// checkPolicyCAS enforces a PolicyCAS condition on the stored policy name.
+func (a *applier) checkPolicyCAS(name string, c *PolicyCAS) error {
+	if !c.Check {
+		return nil
+	}
+	var cur []byte
+	if v := a.tx.Bucket(bucketPolicies).Get([]byte(name)); v != nil {
+		var rec PolicyRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("fsm: decode policy record %q: %w", name, err)
+		}
+		cur = rec.Doc
+		if cur == nil {
+			cur = []byte{}
+		}
+	}
+	if (cur == nil) != (c.Prev == nil) || !bytes.Equal(cur, c.Prev) {
+		return fmt.Errorf("%w: policy %s changed since the write was authorized; retry", ErrConflict, name)
+	}
 	return nil
 }
 

@@ -47,6 +47,23 @@ const MaxCommandSize = 256 << 10
 type Meta struct {
 	RequestID string    `json:"rid,omitempty"`
 	At        time.Time `json:"at"`
+	// Scope, when set, scopes RequestID to one caller (its principal id):
+	// the same id from another caller is another request. Digest then
+	// fingerprints the request (operation, target and body): the same
+	// caller reusing the id with another Digest is refused with
+	// ErrRequestReused.
+	Scope  string `json:"rscope,omitempty"`
+	Digest []byte `json:"rdigest,omitempty"`
+}
+
+// requestKey is the deduplication key of m: the bare request id, or the
+// caller's scope and the id (HTTP header values cannot hold a NUL, so
+// the two forms never collide).
+func (m *Meta) requestKey() []byte {
+	if m.Scope == "" {
+		return []byte(m.RequestID)
+	}
+	return []byte(m.Scope + "\x00" + m.RequestID)
 }
 
 func (m *Meta) meta() *Meta { return m }
@@ -191,12 +208,27 @@ type PutPolicy struct {
 	Meta
 	Name string `json:"name"`
 	Doc  []byte `json:"doc"`
+	// PolicyCAS, when Check is set, makes the write conditional on the
+	// stored document the proposer authorized against.
+	PolicyCAS
 }
 
 // DeletePolicy removes a policy.
 type DeletePolicy struct {
 	Meta
 	Name string `json:"name"`
+	PolicyCAS
+}
+
+// PolicyCAS is a compare-and-set condition on a stored policy: with
+// Check set, the command applies only if the stored document is exactly
+// Prev (nil: no policy of that name is stored), and fails with
+// ErrConflict otherwise. The proposer authorizes a policy change against
+// the old document; the condition makes sure that is the document
+// replaced.
+type PolicyCAS struct {
+	Check bool   `json:"check,omitempty"`
+	Prev  []byte `json:"prev,omitempty"`
 }
 
 // PutIdentity binds a client-certificate identity (the SHA-256 of the

@@ -9,6 +9,7 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -172,7 +173,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	if last == 0 {
 		return out
 	}
-	f.applied.Store(last)
+	// The observer runs before the index is published: whoever sees
+	// AppliedIndex >= last (WaitApplied, X-Keyd-Min-Index, a revoke
+	// waiting for every node) also sees the in-memory views (unwrapped
+	// keys, the token table) at last.
 	if f.observer != nil && (len(changed) > 0 || len(ev.Deleted) > 0 || ev.Init || ev.Tokens || ev.NodeShares || ev.Root) {
 		ev.Index = last
 		for _, k := range changed {
@@ -182,6 +186,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		f.observer(ev)
 	}
+	f.applied.Store(last)
 	f.waits.trigger(last)
 	return out
 }
@@ -230,6 +235,15 @@ func (f *FSM) Key(name string) (*KeyRecord, error) {
 // ListKeys returns up to limit key names after the given name, in order,
 // and whether more follow.
 func (f *FSM) ListKeys(after string, limit int) ([]string, bool, error) {
+	return f.ListKeysFunc(after, limit, nil)
+}
+
+// ListKeysFunc is ListKeys over the names keep accepts (every name when
+// keep is nil): up to limit accepted names after `after`, and whether
+// another accepted name follows. Names keep refuses neither count towards
+// limit nor make `more` true, so a filtered page is as full as the
+// accepted names allow.
+func (f *FSM) ListKeysFunc(after string, limit int, keep func(name string) bool) ([]string, bool, error) {
 	var names []string
 	more := false
 	err := f.view(func(tx *bolt.Tx) error {
@@ -244,6 +258,9 @@ func (f *FSM) ListKeys(after string, limit int) ([]string, bool, error) {
 			}
 		}
 		for ; k != nil; k, _ = c.Next() {
+			if keep != nil && !keep(string(k)) {
+				continue
+			}
 			if len(names) == limit {
 				more = true
 				break
@@ -357,13 +374,40 @@ func (f *FSM) Tokens() ([]*TokenRecord, error) {
 	return out, err
 }
 
+// Request looks up m's request id in its scope: the index the request
+// was applied at and true when it is remembered, or ErrRequestReused when
+// the same caller used the id for a request with another digest. A Meta
+// without a request id was never seen.
+func (f *FSM) Request(m Meta) (uint64, bool, error) {
+	if m.RequestID == "" {
+		return 0, false, nil
+	}
+	var (
+		idx uint64
+		err error
+	)
+	_ = f.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRequests).Get(m.requestKey())
+		if len(v) < 8 {
+			return nil
+		}
+		if m.Scope != "" && !bytes.Equal(v[8:], m.Digest) {
+			err = ErrRequestReused
+			return nil
+		}
+		idx = binary.BigEndian.Uint64(v[:8])
+		return nil
+	})
+	return idx, idx != 0, err
+}
+
 // RequestIndex returns the index a request id was applied at, if it is
 // still remembered.
 func (f *FSM) RequestIndex(rid string) (uint64, bool) {
 	var idx uint64
 	_ = f.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketRequests).Get([]byte(rid)); len(v) == 8 {
-			idx = binary.BigEndian.Uint64(v)
+		if v := tx.Bucket(bucketRequests).Get([]byte(rid)); len(v) >= 8 {
+			idx = binary.BigEndian.Uint64(v[:8])
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -19,6 +20,9 @@ var (
 	ErrSnapshotCorrupt    = errors.New("fsm: snapshot corrupt")
 	ErrClosed             = errors.New("fsm: closed")
 	ErrNotFound           = errors.New("fsm: not found")
+	// ErrRequestReused: a caller reused a request id for a different
+	// request (another operation, target or body). It wraps ErrConflict.
+	ErrRequestReused = fmt.Errorf("%w: request id already used by this caller for a different request", ErrConflict)
 )
 
 // Key states as stored.

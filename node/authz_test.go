@@ -103,9 +103,12 @@ func TestRolesEndToEnd(t *testing.T) {
 	auditor, _ := r.token(policy.RoleAuditor)
 
 	for _, name := range []string{"app1-orders", "app2-billing"} {
-		if st, code := r.do(0, "POST", api.PathKeys, keyAdmin, api.CreateKeyRequest{Name: name}, nil); st != 200 {
+		var info api.KeyInfo
+		if st, code := r.do(0, "POST", api.PathKeys, keyAdmin, api.CreateKeyRequest{Name: name}, &info); st != 200 {
 			t.Fatalf("key-admin create %s: %d %s", name, st, code)
 		}
+		// Every node serves the key before the table below uses it.
+		c.WaitApplied(t, info.Index)
 	}
 	var enc api.EncryptResponse
 	c.Eventually(t, 5*time.Second, func() error {

@@ -92,7 +92,7 @@ func TestBadInput(t *testing.T) {
 		{"init twice", "POST", "/v1/sys/init", `{"custodians":1,"threshold":1}`, "-", 409, api.CodeAlreadyInitialized},
 		{"bad unseal share", "POST", "/v1/sys/unseal", `{"share":"keyd-share-v1-AAAA"}`, "-", 400, api.CodeInvalidShare},
 		{"internal route without node cert", "POST", "/v1/internal/seal", `{}`, "-", 403, api.CodeForbidden},
-		{"unknown path", "GET", "/v1/nothing", ``, "-", 404, api.CodeNotFound},
+		{"unknown path", "GET", "/v1/nothing", ``, "-", 404, api.CodeResourceNotFound},
 	}
 	before := stateOf(t, c)
 	for _, tt := range tests {

@@ -58,21 +58,30 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
-	if !n.IsLeader() {
-		return nil, n.notLeader()
+	if err := n.notLeaderOrSealed(); err != nil {
+		return nil, err
 	}
-	// A retried request id answers with the original write.
-	if rid != "" {
-		if idx, ok := n.fsm.RequestIndex(rid); ok {
-			return n.keyInfo(req.Name, idx)
-		}
+	// A retried request id answers with the original write; the id
+	// reused for another request is a conflict.
+	m := n.scopedMeta(ctx, rid)
+	if idx, ok, err := n.fsm.Request(m); err != nil {
+		return nil, err
+	} else if ok {
+		return n.keyInfo(req.Name, idx)
+	}
+	// An existing name is refused before material is generated or
+	// anything is proposed.
+	if _, err := n.fsm.Key(req.Name); err == nil {
+		return nil, fsm.ErrKeyExists
+	} else if !errors.Is(err, fsm.ErrKeyNotFound) {
+		return nil, err
 	}
 	first, err := n.keys.wrapNew(req.Name, t, 1, rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.apply(ctx, &fsm.CreateKey{
-		Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()},
+	res, err := n.propose(ctx, &fsm.CreateKey{
+		Meta: m,
 		Name: req.Name, Type: string(t), RotationPeriod: period, First: first,
 	})
 	if err != nil {
@@ -85,7 +94,7 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 func (n *Node) RotateKey(ctx context.Context, rid, name string) (*api.KeyInfo, error) {
 	for attempt := 0; ; attempt++ {
 		info, err := n.rotateOnce(ctx, rid, name, 0)
-		if errors.Is(err, fsm.ErrConflict) && attempt < maxRotateRetries {
+		if errors.Is(err, fsm.ErrConflict) && !errors.Is(err, fsm.ErrRequestReused) && attempt < maxRotateRetries {
 			continue
 		}
 		return info, err
@@ -95,14 +104,16 @@ func (n *Node) RotateKey(ctx context.Context, rid, name string) (*api.KeyInfo, e
 // rotateOnce rotates name from its current latest version (or from
 // `from`, when non-zero, failing with fsm.ErrConflict if it moved on).
 func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*api.KeyInfo, error) {
-	if !n.IsLeader() {
-		return nil, n.notLeader()
+	if err := n.notLeaderOrSealed(); err != nil {
+		return nil, err
 	}
-	// A retried request id answers with the original write.
-	if rid != "" {
-		if idx, ok := n.fsm.RequestIndex(rid); ok {
-			return n.keyInfo(name, idx)
-		}
+	// A retried request id answers with the original write; the id
+	// reused for another request is a conflict.
+	m := n.scopedMeta(ctx, rid)
+	if idx, ok, err := n.fsm.Request(m); err != nil {
+		return nil, err
+	} else if ok {
+		return n.keyInfo(name, idx)
 	}
 	rec, err := n.fsm.Key(name)
 	if err != nil {
@@ -119,8 +130,8 @@ func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*
 	if err != nil {
 		return nil, err
 	}
-	res, err := n.apply(ctx, &fsm.RotateKey{
-		Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()},
+	res, err := n.propose(ctx, &fsm.RotateKey{
+		Meta: m,
 		Name: name, FromVersion: from, New: nv,
 	})
 	if err != nil {
@@ -173,9 +184,9 @@ func (n *Node) meta(rid string) fsm.Meta { return fsm.Meta{RequestID: rid, At: t
 
 func (n *Node) simpleWrite(ctx context.Context, name string, c fsm.Command) (*api.KeyInfo, error) {
 	if !api.ValidKeyName(name) {
-		return nil, api.ErrNotFound
+		return nil, fsm.ErrKeyNotFound
 	}
-	res, err := n.apply(ctx, c)
+	res, err := n.propose(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -193,13 +204,20 @@ func (n *Node) ReadKey(ctx context.Context, name string, consistent bool) (*api.
 	return n.keyInfo(name, n.fsm.AppliedIndex())
 }
 
-// ListKeys returns a page of key names.
-func (n *Node) ListKeys(ctx context.Context, after string, limit int) (*api.KeyList, error) {
+// ListKeys returns a page of the key names visible accepts: up to limit
+// of them, with Next set (to the last name of the page) only when another
+// visible name follows. Hidden names are skipped before the page is cut,
+// so neither the names, the cursor nor the page size say anything about
+// them. A nil visible refuses every name.
+func (n *Node) ListKeys(ctx context.Context, after string, limit int, visible func(name string) bool) (*api.KeyList, error) {
 	if limit <= 0 || limit > api.MaxListLimit {
 		limit = api.MaxListLimit
 	}
+	if visible == nil {
+		visible = func(string) bool { return false }
+	}
 	idx := n.fsm.AppliedIndex()
-	names, more, err := n.fsm.ListKeys(after, limit)
+	names, more, err := n.fsm.ListKeysFunc(after, limit, visible)
 	if err != nil {
 		return nil, err
 	}

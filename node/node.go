@@ -165,6 +165,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Logger:     n.log,
 		AuditTrail: n,
 		Metrics:    n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
+		LeaderContactLost: n.LeaderContactLost,
 	})
 	n.http = &http.Server{
 		Handler:           handler,
@@ -318,7 +319,7 @@ func (n *Node) Health() api.Health {
 
 // Status reports seal state, unseal progress, the leader and the peers.
 func (n *Node) Status() api.SealStatus {
-	st := api.SealStatus{NodeID: n.cfg.NodeID, Sealed: n.Sealed(), Applied: n.fsm.AppliedIndex()}
+	st := api.SealStatus{NodeID: n.cfg.NodeID, Sealed: n.Sealed(), Applied: n.fsm.AppliedIndex(), Version: Version}
 	if rec, err := n.fsm.InitRecord(); err == nil {
 		st.Initialized = true
 		st.Threshold = rec.Threshold

@@ -18,6 +18,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/internal/logbridge"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/transport"
 )
 
@@ -250,13 +251,11 @@ func (n *Node) raftTimeout(ctx context.Context) (time.Duration, error) {
 	return timeout, nil
 }
 
+// notLeader is the typed not-leader error, naming the leader when known;
+// httpapi's errorFor turns it into not_leader with the leader's address.
 func (n *Node) notLeader() error {
 	id, addr := n.Leader()
-	e := &api.Error{Code: api.CodeNotLeader, Message: "this node is not the leader", Leader: addr}
-	if id == "" {
-		e.Message = "no leader is known: an election is under way or the cluster has lost quorum; retry with the same request id"
-	}
-	return e
+	return &errs.NotLeader{ID: id, Leader: addr}
 }
 
 // verifyLeader makes a linearizable read possible: it commits a barrier

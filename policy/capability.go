@@ -20,12 +20,14 @@ package policy
 //	            the names the identity may read)
 //	delete      POST /v1/keys/{name}/schedule-deletion, cancel-deletion
 //	set-policy  writing and deleting policies: the writer needs set-policy
-//	            on every key pattern the policy names (see [Set.AllowedPattern])
+//	            on every key pattern the new and the replaced policy name
+//	            (see [Covers])
 //	cluster     join, remove, peers, seal
 //	snapshot    taking and restoring snapshots
 //	audit-read  reading and verifying the audit trail
-//	token-admin creating and revoking tokens and identities; whoever holds
-//	            it can bind any policy, so it is as strong as admin
+//	token-admin creating and revoking tokens and identities; it binds only
+//	            policies its holder has rights over ([Covers]), and is
+//	            needed to grant any system capability
 //
 // verify-hmac is [Verify], not [HMAC], on purpose: checking a tag reveals
 // only a yes or no, the same as verifying a signature. Custodian actions

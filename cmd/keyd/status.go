@@ -173,6 +173,14 @@ func printStatusTable(c *cli, rows []nodeStatus) error {
 			fmt.Fprintf(c.stderr, "%s: %s\n", r.Addr, r.Error)
 		}
 	}
+	for _, r := range rows {
+		// The public view has no Raft state: the caller had no token with
+		// the cluster capability.
+		if r.Status != nil && r.Status.RaftState == "" {
+			fmt.Fprintln(c.stderr, "note: peers, addresses, Raft state and HSM detail need KEYD_TOKEN with the cluster capability")
+			break
+		}
+	}
 	return nil
 }
 

@@ -11,16 +11,22 @@ import (
 // Admin is identity, token, policy and audit-log management. Writes go
 // through Raft on the leader.
 type Admin interface {
-	PutPolicy(ctx context.Context, rid string, p *policy.Policy) (*api.PolicyInfo, error)
+	// PutPolicy, DeletePolicy, CreateToken, RevokeToken, CreateIdentity
+	// and DeleteIdentity call check on every policy document the change
+	// involves (new and replaced, deleted, bound to the token or identity
+	// created or removed) and refuse the change with its error.
+	PutPolicy(ctx context.Context, rid string, p *policy.Policy, check func(*policy.Policy) error) (*api.PolicyInfo, error)
 	Policy(name string) (*api.PolicyInfo, error)
 	ListPolicies() (*api.PolicyList, error)
-	DeletePolicy(ctx context.Context, rid, name string) error
-	CreateToken(ctx context.Context, rid string, req api.CreateTokenRequest) (*api.TokenInfo, error)
+	DeletePolicy(ctx context.Context, rid, name string, check func(*policy.Policy) error) error
+	CreateToken(ctx context.Context, rid string, req api.CreateTokenRequest, check func(*policy.Policy) error) (*api.TokenInfo, error)
 	ListTokens() (*api.TokenList, error)
-	RevokeToken(ctx context.Context, rid, accessor string) error
-	CreateIdentity(ctx context.Context, rid string, req api.CreateIdentityRequest) (*api.IdentityInfo, error)
+	// RevokeToken returns once every reachable node has applied the
+	// revocation, naming in NotApplied those that had not.
+	RevokeToken(ctx context.Context, rid, accessor string, check func(*policy.Policy) error) (*api.WriteResponse, error)
+	CreateIdentity(ctx context.Context, rid string, req api.CreateIdentityRequest, check func(*policy.Policy) error) (*api.IdentityInfo, error)
 	ListIdentities() (*api.IdentityList, error)
-	DeleteIdentity(ctx context.Context, rid, id string) error
+	DeleteIdentity(ctx context.Context, rid, id string, check func(*policy.Policy) error) error
 	AuditPublicKey() *api.AuditKey
 	WriteAuditLog(w io.Writer) error
 }
@@ -35,35 +41,33 @@ func (s *Server) readPolicy(c *call) (any, error) {
 	return s.cfg.Admin.Policy(c.r.PathValue("policy"))
 }
 
-// writePolicy lets a token-admin write any policy, and a caller holding
-// set-policy write a policy whose every key pattern its own set-policy
-// grant covers (and no system capability), so nobody grants more than
-// they hold.
+// coveredBy returns the check every policy change runs on each document
+// it involves: the caller must have rights over the whole document
+// (policy.Covers): set-policy on every key pattern it names and, for a
+// system capability, token-admin and that capability. A policy write
+// checks the new and the replaced document, a delete the deleted one, a
+// token or identity every policy it carries, so nobody hands out, takes
+// over or removes more than they hold.
+func coveredBy(c *call) func(*policy.Policy) error {
+	return func(p *policy.Policy) error {
+		if c.p == nil || !policy.Covers(c.p, p) {
+			return &api.Error{Code: api.CodeForbidden, Message: "the caller's policies do not cover policy " + p.Name + " (set-policy on every key pattern it names; token-admin and each system capability it names)"}
+		}
+		return nil
+	}
+}
+
 func (s *Server) writePolicy(c *call) (any, error) {
 	name := c.r.PathValue("policy")
 	p, err := policy.Parse(name, c.body)
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: err.Error()}
 	}
-	if !c.p.Allowed(policy.TokenAdmin, "") {
-		for _, r := range p.Rules {
-			for _, capability := range r.Capabilities {
-				if capability.IsSystem() {
-					return nil, forbidden(policy.TokenAdmin)
-				}
-			}
-			for _, pat := range r.Keys {
-				if !c.p.AllowedPattern(policy.SetPolicy, pat) {
-					return nil, forbidden(policy.SetPolicy)
-				}
-			}
-		}
-	}
-	return s.cfg.Admin.PutPolicy(c.r.Context(), c.rid, p)
+	return s.cfg.Admin.PutPolicy(c.r.Context(), c.rid, p, coveredBy(c))
 }
 
 func (s *Server) deletePolicy(c *call) (any, error) {
-	if err := s.cfg.Admin.DeletePolicy(c.r.Context(), c.rid, c.r.PathValue("policy")); err != nil {
+	if err := s.cfg.Admin.DeletePolicy(c.r.Context(), c.rid, c.r.PathValue("policy"), coveredBy(c)); err != nil {
 		return nil, err
 	}
 	return &api.WriteResponse{Index: s.cfg.AppliedIndex()}, nil
@@ -74,7 +78,7 @@ func (s *Server) createToken(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	return s.cfg.Admin.CreateToken(c.r.Context(), c.rid, req)
+	return s.cfg.Admin.CreateToken(c.r.Context(), c.rid, req, coveredBy(c))
 }
 
 func (s *Server) listTokens(c *call) (any, error) { return s.cfg.Admin.ListTokens() }
@@ -84,10 +88,7 @@ func (s *Server) revokeToken(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Admin.RevokeToken(c.r.Context(), c.rid, req.Accessor); err != nil {
-		return nil, err
-	}
-	return &api.WriteResponse{Index: s.cfg.AppliedIndex()}, nil
+	return s.cfg.Admin.RevokeToken(c.r.Context(), c.rid, req.Accessor, coveredBy(c))
 }
 
 func (s *Server) createIdentity(c *call) (any, error) {
@@ -95,13 +96,13 @@ func (s *Server) createIdentity(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	return s.cfg.Admin.CreateIdentity(c.r.Context(), c.rid, req)
+	return s.cfg.Admin.CreateIdentity(c.r.Context(), c.rid, req, coveredBy(c))
 }
 
 func (s *Server) listIdentities(c *call) (any, error) { return s.cfg.Admin.ListIdentities() }
 
 func (s *Server) deleteIdentity(c *call) (any, error) {
-	if err := s.cfg.Admin.DeleteIdentity(c.r.Context(), c.rid, c.r.PathValue("id")); err != nil {
+	if err := s.cfg.Admin.DeleteIdentity(c.r.Context(), c.rid, c.r.PathValue("id"), coveredBy(c)); err != nil {
 		return nil, err
 	}
 	return &api.WriteResponse{Index: s.cfg.AppliedIndex()}, nil

@@ -125,28 +125,32 @@ func TestAuditRefusesWhenSinkDown(t *testing.T) {
 // fakeAdmin answers admin calls without state.
 type fakeAdmin struct{}
 
-func (fakeAdmin) PutPolicy(_ context.Context, _ string, p *policy.Policy) (*api.PolicyInfo, error) {
+func (fakeAdmin) PutPolicy(_ context.Context, _ string, p *policy.Policy, _ func(*policy.Policy) error) (*api.PolicyInfo, error) {
 	return &api.PolicyInfo{Name: p.Name}, nil
 }
 func (fakeAdmin) Policy(name string) (*api.PolicyInfo, error) {
 	return &api.PolicyInfo{Name: name}, nil
 }
 func (fakeAdmin) ListPolicies() (*api.PolicyList, error) { return &api.PolicyList{}, nil }
-func (fakeAdmin) DeletePolicy(context.Context, string, string) error {
+func (fakeAdmin) DeletePolicy(context.Context, string, string, func(*policy.Policy) error) error {
 	return nil
 }
-func (fakeAdmin) CreateToken(_ context.Context, _ string, req api.CreateTokenRequest) (*api.TokenInfo, error) {
+func (fakeAdmin) CreateToken(_ context.Context, _ string, req api.CreateTokenRequest, _ func(*policy.Policy) error) (*api.TokenInfo, error) {
 	return &api.TokenInfo{Accessor: "0123456789abcdef", Policies: req.Policies, Token: "kd_secret"}, nil
 }
-func (fakeAdmin) ListTokens() (*api.TokenList, error)               { return &api.TokenList{}, nil }
-func (fakeAdmin) RevokeToken(context.Context, string, string) error { return nil }
-func (fakeAdmin) CreateIdentity(_ context.Context, _ string, req api.CreateIdentityRequest) (*api.IdentityInfo, error) {
+func (fakeAdmin) ListTokens() (*api.TokenList, error) { return &api.TokenList{}, nil }
+func (fakeAdmin) RevokeToken(context.Context, string, string, func(*policy.Policy) error) (*api.WriteResponse, error) {
+	return &api.WriteResponse{}, nil
+}
+func (fakeAdmin) CreateIdentity(_ context.Context, _ string, req api.CreateIdentityRequest, _ func(*policy.Policy) error) (*api.IdentityInfo, error) {
 	return &api.IdentityInfo{ID: req.ID}, nil
 }
-func (fakeAdmin) ListIdentities() (*api.IdentityList, error)           { return &api.IdentityList{}, nil }
-func (fakeAdmin) DeleteIdentity(context.Context, string, string) error { return nil }
-func (fakeAdmin) AuditPublicKey() *api.AuditKey                        { return &api.AuditKey{} }
-func (fakeAdmin) WriteAuditLog(io.Writer) error                        { return nil }
+func (fakeAdmin) ListIdentities() (*api.IdentityList, error) { return &api.IdentityList{}, nil }
+func (fakeAdmin) DeleteIdentity(context.Context, string, string, func(*policy.Policy) error) error {
+	return nil
+}
+func (fakeAdmin) AuditPublicKey() *api.AuditKey { return &api.AuditKey{} }
+func (fakeAdmin) WriteAuditLog(io.Writer) error { return nil }
 
 func do(s *Server, method, path, body string, hdr map[string]string) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()

@@ -8,6 +8,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -23,6 +24,7 @@ var errorTable = []struct {
 	{fsm.ErrKeyExists, api.CodeExists, "a key with this name already exists"},
 	{fsm.ErrKeyPendingDeletion, api.CodeKeyPendingDeletion, "key is scheduled for deletion; cancel the deletion first"},
 	{fsm.ErrConflict, api.CodeConflict, ""},
+	{fsm.ErrNotFound, api.CodeResourceNotFound, "not found"},
 	{fsm.ErrNotInitialized, api.CodeNotInitialized, "cluster is not initialized"},
 	{fsm.ErrAlreadyInitialized, api.CodeAlreadyInitialized, "cluster is already initialized"},
 	{fsm.ErrInvalidCommand, api.CodeBadRequest, ""},
@@ -38,12 +40,39 @@ var errorTable = []struct {
 	{context.Canceled, api.CodeUnavailable, "request cancelled"},
 }
 
-// errorFor turns any error into a wire error. An *api.Error passes
-// through; a known sentinel gets its code; anything else is CodeInternal.
+// errorFor turns any error into a wire error; it is the only place that
+// does. An *api.Error passes through; the node's typed errors (package
+// node/errs) and the domain sentinels get their code; anything else is
+// CodeInternal.
 func errorFor(err error) *api.Error {
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		return ae
+	}
+	var (
+		nl *errs.NotLeader
+		nf *errs.NotFound
+		co *errs.Conflict
+	)
+	switch {
+	case errors.As(err, &nl):
+		e := &api.Error{Code: api.CodeNotLeader, Message: "this node is not the leader", Leader: nl.Leader}
+		if nl.ID == "" {
+			e.Message = "no leader is known: an election is under way or the cluster has lost quorum; retry with the same request id"
+		}
+		return e
+	case errors.As(err, &nf):
+		return &api.Error{Code: api.CodeResourceNotFound, Message: "no such " + nf.What}
+	case errors.As(err, &co):
+		return &api.Error{Code: api.CodeConflict, Message: co.Reason}
+	case errors.Is(err, errs.ErrSealed):
+		return &api.Error{Code: api.CodeSealed, Message: "node is sealed"}
+	case errors.Is(err, errs.ErrNotLeader):
+		return &api.Error{Code: api.CodeNotLeader, Message: "this node is not the leader"}
+	case errors.Is(err, errs.ErrNotFound):
+		return &api.Error{Code: api.CodeResourceNotFound, Message: "not found"}
+	case errors.Is(err, errs.ErrConflict):
+		return &api.Error{Code: api.CodeConflict, Message: "conflicting change"}
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.err) {

@@ -9,6 +9,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -38,6 +39,13 @@ func TestErrorFor(t *testing.T) {
 		{"share invalid", &shamir.ShareError{Index: 2, Err: shamir.ErrShareInvalid}, api.CodeInvalidShare},
 		{"deadline", context.DeadlineExceeded, api.CodeUnavailable},
 		{"unknown error is internal", errors.New("disk on fire: /secret/path"), api.CodeInternal},
+		{"node sealed", fmt.Errorf("x: %w", errs.ErrSealed), api.CodeSealed},
+		{"node not leader", &errs.NotLeader{ID: "n2", Leader: "10.0.0.2:8200"}, api.CodeNotLeader},
+		{"node not leader, none known", errs.ErrNotLeader, api.CodeNotLeader},
+		{"missing policy", &errs.NotFound{What: "policy"}, api.CodeResourceNotFound},
+		{"missing entry in the fsm", fsm.ErrNotFound, api.CodeResourceNotFound},
+		{"node conflict", &errs.Conflict{Reason: "changed meanwhile"}, api.CodeConflict},
+		{"request id reused", fsm.ErrRequestReused, api.CodeConflict},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,4 +86,35 @@ func containsFold(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestNodeErrorsMatchWireSentinels: the node's typed errors match their
+// api sentinels under errors.Is, and the leader address survives.
+func TestNodeErrorsMatchWireSentinels(t *testing.T) {
+	t.Parallel()
+	pairs := []struct {
+		err  error
+		want *api.Error
+	}{
+		{errs.ErrSealed, api.ErrSealed},
+		{fmt.Errorf("w: %w", errs.ErrSealed), api.ErrSealed},
+		{&errs.NotLeader{}, api.ErrNotLeader},
+		{&errs.NotFound{What: "token"}, api.ErrResourceNotFound},
+		{&errs.NotFound{What: "token"}, api.ErrNotFound},
+		{&errs.Conflict{Reason: "x"}, api.ErrConflict},
+	}
+	for _, p := range pairs {
+		if !errors.Is(p.err, p.want) {
+			t.Errorf("%v does not match %v", p.err, p.want)
+		}
+	}
+	if errors.Is(errs.ErrSealed, api.ErrNotLeader) {
+		t.Error("sealed matches not_leader")
+	}
+	if errors.Is(api.ErrNotFound, api.ErrResourceNotFound) {
+		t.Error("key_not_found matches not_found")
+	}
+	if got := errorFor(&errs.NotLeader{ID: "n2", Leader: "10.0.0.2:8200"}); got.Leader != "10.0.0.2:8200" {
+		t.Errorf("leader address lost: %+v", got)
+	}
 }

@@ -19,15 +19,23 @@ func (s *Server) routes() []route {
 		return route{pattern: method + " " + k + suffix, access: token, maxBody: small, leader: leader, minIndex: !leader,
 			capability: capability, keyed: true, op: op, handle: h}
 	}
+	// cryptoRoute is a crypto call: served from memory, also on a node
+	// cut off from the leader.
+	cryptoRoute := func(suffix string, capability cap, op string, h func(*call) (any, error)) route {
+		rt := keyRoute("POST", suffix, capability, op, false, h)
+		rt.staleOK = true
+		return rt
+	}
 	return []route{
-		{pattern: "GET " + api.PathHealth, access: open, maxBody: 0, handle: s.health},
-		{pattern: "GET " + api.PathStatus, access: open, maxBody: 0, handle: s.status},
-		{pattern: "GET " + api.PathMetrics, access: open, maxBody: 0, handle: s.metrics},
-		{pattern: "POST " + api.PathInit, access: open, maxBody: small, leader: true, op: "sys.init", handle: s.init},
-		{pattern: "POST " + api.PathUnseal, access: open, maxBody: small, op: "sys.unseal", handle: s.unseal},
-		{pattern: "POST " + api.PathSeal, access: token, maxBody: small, capability: policy.Cluster, op: "sys.seal", handle: s.seal},
+		{pattern: "GET " + api.PathHealth, access: open, sealedOK: true, maxBody: 0, handle: s.health},
+		{pattern: "GET " + api.PathStatus, access: open, sealedOK: true, maxBody: 0, handle: s.status},
+		// Sealed nodes report metrics too (the seal state is one of them).
+		{pattern: "GET " + api.PathMetrics, access: open, sealedOK: true, maxBody: 0, handle: s.metrics},
+		{pattern: "POST " + api.PathInit, access: open, sealedOK: true, maxBody: small, leader: true, op: "sys.init", handle: s.init},
+		{pattern: "POST " + api.PathUnseal, access: open, sealedOK: true, maxBody: small, op: "sys.unseal", handle: s.unseal},
+		{pattern: "POST " + api.PathSeal, access: token, sealedOK: true, staleOK: true, maxBody: small, capability: policy.Cluster, op: "sys.seal", handle: s.seal},
 		{pattern: "GET " + api.PathCluster, access: token, maxBody: 0, capability: policy.Cluster, op: "sys.cluster", handle: s.cluster},
-		{pattern: "POST " + api.PathJoin, access: open, maxBody: small, op: "sys.join", handle: s.join},
+		{pattern: "POST " + api.PathJoin, access: open, sealedOK: true, maxBody: small, op: "sys.join", handle: s.join},
 		{pattern: "POST " + api.PathRemove, access: token, maxBody: small, leader: true, capability: policy.Cluster, op: "sys.remove", handle: s.remove},
 		// Root rotation needs custodian shares, never a token.
 		{pattern: "GET " + api.PathRotateRoot, access: open, maxBody: 0, leader: true, handle: s.rotateStatus},
@@ -37,14 +45,17 @@ func (s *Server) routes() []route {
 		{pattern: "GET " + api.PathWhoAmI, access: token, maxBody: 0, handle: s.whoami},
 		{pattern: "GET " + api.PathAuditKey, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.public_key", handle: s.auditKey},
 		{pattern: "GET " + api.PathSnapshot, access: token, maxBody: 0, capability: policy.Snapshot, op: "sys.snapshot_save", handle: s.snapshotSave},
-		{pattern: "POST " + api.PathSnapshotRestore, access: open, maxBody: api.MaxSnapshotBytes, op: "sys.snapshot_restore", handle: s.snapshotRestore},
+		// Allowed while sealed: a fresh (uninitialised, so sealed) cluster is
+		// where a DR restore lands; the handler refuses a live cluster without
+		// force and an authorised caller.
+		{pattern: "POST " + api.PathSnapshotRestore, access: open, sealedOK: true, maxBody: api.MaxSnapshotBytes, op: "sys.snapshot_restore", handle: s.snapshotRestore},
 		{pattern: "GET " + api.PathAuditLog, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.read", handle: s.auditLog},
 		{pattern: "GET " + api.PathAuditAnchors, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.anchors", handle: s.auditAnchors},
 
 		{pattern: "GET " + api.PathPolicies, access: token, maxBody: 0, op: "policy.list", handle: s.listPolicies},
 		{pattern: "GET " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, op: "policy.read", handle: s.readPolicy},
 		{pattern: "PUT " + api.PathPolicies + "/{policy}", access: token, maxBody: small, leader: true, op: "policy.write", handle: s.writePolicy},
-		{pattern: "DELETE " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, leader: true, capability: policy.TokenAdmin, op: "policy.delete", handle: s.deletePolicy},
+		{pattern: "DELETE " + api.PathPolicies + "/{policy}", access: token, maxBody: 0, leader: true, op: "policy.delete", handle: s.deletePolicy},
 		{pattern: "POST " + api.PathTokens, access: token, maxBody: small, leader: true, capability: policy.TokenAdmin, op: "token.create", handle: s.createToken},
 		{pattern: "GET " + api.PathTokens, access: token, maxBody: 0, capability: policy.TokenAdmin, op: "token.list", handle: s.listTokens},
 		{pattern: "POST " + api.PathTokenRevoke, access: token, maxBody: small, leader: true, capability: policy.TokenAdmin, op: "token.revoke", handle: s.revokeToken},
@@ -62,22 +73,23 @@ func (s *Server) routes() []route {
 		keyRoute("POST", "/schedule-deletion", policy.Delete, "key.schedule_deletion", true, s.scheduleDeletion),
 		keyRoute("POST", "/cancel-deletion", policy.Delete, "key.cancel_deletion", true, s.cancelDeletion),
 
-		keyRoute("POST", "/encrypt", policy.Encrypt, "key.encrypt", false, s.encrypt),
-		keyRoute("POST", "/decrypt", policy.Decrypt, "key.decrypt", false, s.decrypt),
-		keyRoute("POST", "/reencrypt", policy.Rewrap, "key.reencrypt", false, s.reencrypt),
-		keyRoute("POST", "/datakey", policy.DataKey, "key.datakey", false, s.datakey),
-		keyRoute("POST", "/sign", policy.Sign, "key.sign", false, s.sign),
-		keyRoute("POST", "/verify", policy.Verify, "key.verify", false, s.verify),
-		keyRoute("POST", "/hmac", policy.HMAC, "key.hmac", false, s.hmac),
-		keyRoute("POST", "/verify-hmac", policy.Verify, "key.verify_hmac", false, s.verifyHMAC),
-		{pattern: "POST " + k + "/batch/{op}", access: token, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
+		cryptoRoute("/encrypt", policy.Encrypt, "key.encrypt", s.encrypt),
+		cryptoRoute("/decrypt", policy.Decrypt, "key.decrypt", s.decrypt),
+		cryptoRoute("/reencrypt", policy.Rewrap, "key.reencrypt", s.reencrypt),
+		cryptoRoute("/datakey", policy.DataKey, "key.datakey", s.datakey),
+		cryptoRoute("/sign", policy.Sign, "key.sign", s.sign),
+		cryptoRoute("/verify", policy.Verify, "key.verify", s.verify),
+		cryptoRoute("/hmac", policy.HMAC, "key.hmac", s.hmac),
+		cryptoRoute("/verify-hmac", policy.Verify, "key.verify_hmac", s.verifyHMAC),
+		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
 
-		{pattern: "POST /v1/internal/unseal-share", access: internal, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
-		{pattern: "POST /v1/internal/seal", access: internal, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
-		{pattern: "POST /v1/internal/node-share", access: internal, maxBody: small, op: "sys.node_share", handle: s.nodeShare},
-		// Not audited: anchors are themselves in the replicated log.
-		{pattern: "POST " + api.PathInternalAuditAnchor, access: internal, maxBody: small, handle: s.auditAnchor},
-		{pattern: "POST /v1/internal/share-request", access: internal, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
+		{pattern: "POST /v1/internal/unseal-share", access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
+		{pattern: "POST /v1/internal/seal", access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
+		{pattern: "POST /v1/internal/node-share", access: internal, sealedOK: true, maxBody: small, op: "sys.node_share", handle: s.nodeShare},
+		// Not audited: anchors are themselves in the replicated log. Allowed
+		// while sealed: records of unseal attempts are anchored at once.
+		{pattern: "POST " + api.PathInternalAuditAnchor, access: internal, sealedOK: true, maxBody: small, handle: s.auditAnchor},
+		{pattern: "POST /v1/internal/share-request", access: internal, sealedOK: true, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
 	}
 }
 
@@ -91,9 +103,32 @@ func (s *Server) health(c *call) (any, error) {
 	return handled, nil
 }
 
+// status answers the full view to a caller with the cluster capability
+// (or a cluster node) and the public view to anyone else: an invalid or
+// missing credential is not an error here, so load balancers and
+// custodians need none.
 func (s *Server) status(c *call) (any, error) {
 	st := s.cfg.Sys.Status()
+	if !s.seesTopology(c.r) {
+		return st.Public(), nil
+	}
 	return &st, nil
+}
+
+// seesTopology reports whether the caller of r may see addresses, the
+// Raft view and HSM detail: a credential with the cluster capability (as
+// for GET /v1/sys/cluster) or a cluster node's certificate.
+func (s *Server) seesTopology(r *http.Request) bool {
+	if r.Header.Get(api.HeaderAuthorization) == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
+		return false
+	}
+	if s.cfg.IsPeer != nil {
+		if _, ok := s.cfg.IsPeer(r); ok {
+			return true
+		}
+	}
+	p, err := s.cfg.Auth.Authenticate(r)
+	return err == nil && p.Allowed(policy.Cluster, "")
 }
 
 func (s *Server) init(c *call) (any, error) {
@@ -112,6 +147,9 @@ func (s *Server) unseal(c *call) (any, error) {
 	st, err := s.cfg.Sys.SubmitShare(c.r.Context(), req.Share, false)
 	if err != nil {
 		return nil, err
+	}
+	if !s.seesTopology(c.r) {
+		return st.Public(), nil
 	}
 	return &st, nil
 }
@@ -161,19 +199,11 @@ func (s *Server) listKeys(c *call) (any, error) {
 		}
 		limit = n
 	}
-	list, err := s.cfg.Keys.ListKeys(c.r.Context(), q.Get("after"), limit)
-	if err != nil {
-		return nil, err
-	}
-	// Only names the caller may read are listed.
-	kept := list.Keys[:0]
-	for _, name := range list.Keys {
-		if c.p.Allowed(policy.Read, name) {
-			kept = append(kept, name)
-		}
-	}
-	list.Keys = kept
-	return list, nil
+	// Only names the caller may read are listed, and only they shape the
+	// page and its next cursor.
+	return s.cfg.Keys.ListKeys(c.r.Context(), q.Get("after"), limit, func(name string) bool {
+		return c.p.Allowed(policy.Read, name)
+	})
 }
 
 func (s *Server) readKey(c *call) (any, error) {
@@ -269,6 +299,10 @@ func (s *Server) cluster(c *call) (any, error) {
 // tokens yet and learns them by replication once it has joined.
 func (s *Server) join(c *call) (any, error) {
 	if !s.cfg.Membership.Fresh() {
+		// Only a fresh node (always sealed) joins while sealed.
+		if s.cfg.Sys.Sealed() {
+			return nil, api.ErrSealed
+		}
 		p, err := s.cfg.Auth.Authenticate(c.r)
 		if err != nil {
 			return nil, err

@@ -35,6 +35,9 @@ type Sys interface {
 	SubmitShare(ctx context.Context, share string, relayed bool) (api.SealStatus, error)
 	Seal(ctx context.Context) error
 	SealLocal()
+	// Sealed reports whether this node is sealed (an uninitialised node
+	// is sealed too).
+	Sealed() bool
 }
 
 // Keys is key lifecycle: writes go through Raft on the leader.
@@ -46,7 +49,9 @@ type Keys interface {
 	ScheduleDeletion(ctx context.Context, rid, name string, window time.Duration) (*api.KeyInfo, error)
 	CancelDeletion(ctx context.Context, rid, name string) (*api.KeyInfo, error)
 	ReadKey(ctx context.Context, name string, consistent bool) (*api.KeyInfo, error)
-	ListKeys(ctx context.Context, after string, limit int) (*api.KeyList, error)
+	// ListKeys pages through the names visible accepts; hidden names
+	// shape neither the page nor its cursor.
+	ListKeys(ctx context.Context, after string, limit int, visible func(name string) bool) (*api.KeyList, error)
 }
 
 // Crypto hands out unwrapped keys for crypto calls, from memory.
@@ -147,6 +152,11 @@ type Config struct {
 	AuditTrail AuditTrail
 	// Snapshots serves operator snapshot save and restore.
 	Snapshots Snapshots
+	// LeaderContactLost reports whether this node has been cut off from
+	// the leader for longer than its lease, so its token table may miss
+	// revocations. Such a node refuses token requests on every route but
+	// crypto calls and seal. nil: never.
+	LeaderContactLost func() bool
 }
 
 // Server is the HTTP handler of one node.
@@ -165,10 +175,14 @@ func New(cfg Config) *Server {
 		s.mux.Handle(rt.pattern, s.wrap(rt))
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &api.Error{Code: api.CodeNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)
+		writeError(w, &api.Error{Code: api.CodeResourceNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)
 	})
 	return s
 }
+
+// sealed reports whether the node is sealed. A Server without Sys (tests
+// of the HTTP layer alone) has no seal.
+func (s *Server) sealed() bool { return s.cfg.Sys != nil && s.cfg.Sys.Sealed() }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
@@ -194,6 +208,15 @@ type route struct {
 	// as a system capability otherwise. Empty: the handler checks.
 	capability policy.Capability
 	keyed      bool
+	// sealedOK routes are served while this node is sealed: health,
+	// status, init, unseal, seal, a fresh node's join and the node-to-node
+	// routes that unsealing and warm rejoin use. Every other route answers
+	// `sealed` and does nothing.
+	sealedOK bool
+	// staleOK token routes are served on a node cut off from the leader
+	// (crypto calls, from the applied state; seal). See
+	// Config.LeaderContactLost.
+	staleOK bool
 	// op names the request in the audit log; empty: not audited.
 	op     string
 	handle func(c *call) (any, error)
@@ -273,6 +296,14 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		c := &call{r: r, w: w, rid: rid}
+		if !rt.sealedOK && s.sealed() {
+			// Refused before authentication, forwarding or any work: a
+			// sealed node proposes nothing and serves nothing but the
+			// seal routes. Not audited: the audit sink may itself be
+			// sealed, and the reply must stay the stable `sealed`.
+			writeError(w, api.ErrSealed, rid, s.cfg.Logger)
+			return
+		}
 		switch rt.access {
 		case token:
 			p, err := s.cfg.Auth.Authenticate(r)
@@ -290,6 +321,10 @@ func (s *Server) wrap(rt route) http.Handler {
 					s.finish(c, rt, nil, forbidden(rt.capability))
 					return
 				}
+			}
+			if !rt.staleOK && s.cfg.LeaderContactLost != nil && s.cfg.LeaderContactLost() {
+				s.finish(c, rt, nil, errCutOff)
+				return
 			}
 		case internal:
 			if _, ok := s.cfg.IsPeer(r); !ok {
@@ -340,6 +375,11 @@ func (s *Server) wrap(rt route) http.Handler {
 				}
 			}
 		}
+		if rid != "" && c.p != nil {
+			// The id deduplicates this caller's retries of this request
+			// only; see RequestScope.
+			c.r = r.WithContext(WithRequestScope(r.Context(), RequestScope{Identity: c.p.ID(), Digest: requestDigest(rt.op, r, c.body)}))
+		}
 		resp, err := rt.handle(c)
 		s.finish(c, rt, resp, err)
 	})
@@ -351,6 +391,8 @@ type stream struct {
 	contentType string
 	write       func(io.Writer) error
 }
+
+var errCutOff = &api.Error{Code: api.CodeUnavailable, Message: "this node has lost contact with the leader and may have missed token revocations; only crypto calls are served here, use another node"}
 
 var errAuditDown = &api.Error{Code: api.CodeUnavailable, Message: "audit log cannot be written; key operations are refused"}
 

@@ -1,0 +1,50 @@
+package policy
+
+// Grantor is the part of a caller's compiled rights that [Covers] asks
+// about; *[Set] implements it.
+type Grantor interface {
+	Allowed(c Capability, key string) bool
+	AllowedPattern(c Capability, pattern string) bool
+}
+
+var _ Grantor = (*Set)(nil)
+
+// Covers reports whether g has rights over every grant of p, so that
+// writing p, replacing p, deleting p or binding p to a token or identity
+// gives nobody more than g could give anyway:
+//
+//   - a key capability on a pattern (in an allow or a deny rule) needs
+//     set-policy on every key the pattern matches ([Set.AllowedPattern]);
+//   - a system capability (in an allow or a deny rule) needs token-admin
+//     and that capability itself.
+//
+// Deny rules count like allow rules: removing a deny (by overwriting or
+// deleting its policy) widens what the policy's holders may do. A nil
+// policy (nothing stored under the name) is covered.
+func Covers(g Grantor, p *Policy) bool {
+	if p == nil {
+		return true
+	}
+	if g == nil {
+		return false
+	}
+	for _, r := range p.Rules {
+		for _, c := range r.Capabilities {
+			if !c.Known() {
+				return false
+			}
+			if c.IsSystem() {
+				if !g.Allowed(TokenAdmin, "") || !g.Allowed(c, "") {
+					return false
+				}
+				continue
+			}
+			for _, pat := range r.Keys {
+				if !g.AllowedPattern(SetPolicy, pat) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
