@@ -113,6 +113,8 @@ type SealStatus struct {
 	NodeShares string `json:"node_shares,omitempty"`
 	// Version is the answering node's keyd version.
 	Version string `json:"version,omitempty"`
+	// CallerRemoved: see PublicSealStatus.
+	CallerRemoved bool `json:"caller_removed,omitempty"`
 }
 
 // Peer is one Raft server as a node sees it.
@@ -633,6 +635,10 @@ type PublicSealStatus struct {
 	LeaderID     string `json:"leader_id,omitempty"`
 	Applied      uint64 `json:"applied_index"`
 	Version      string `json:"version,omitempty"`
+	// CallerRemoved is set when the caller presented a node certificate
+	// of the cluster CA whose node is no longer a member: a removed node
+	// that lost the Raft log learns of its removal this way.
+	CallerRemoved bool `json:"caller_removed,omitempty"`
 }
 
 // Public returns the part of s an unauthenticated caller may see.

@@ -208,7 +208,15 @@ func (n *Node) probeRemoved(ctx context.Context) string {
 	applied := n.fsm.AppliedIndex()
 	for _, p := range n.peers.others() {
 		st, err := n.peerStatus(ctx, p.APIAddr)
-		if err != nil || st.LeaderID == "" || st.LeaderID == n.cfg.NodeID || st.Applied < applied || len(st.Peers) == 0 {
+		if err != nil || st.LeaderID == "" || st.LeaderID == n.cfg.NodeID || st.Applied < applied {
+			continue
+		}
+		// A peer that no longer counts this node as a member answers the
+		// public status and says so; older peers answer the full view.
+		if st.CallerRemoved {
+			return p.ID
+		}
+		if len(st.Peers) == 0 {
 			continue
 		}
 		listed := false

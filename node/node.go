@@ -161,7 +161,7 @@ func (n *Node) Start(ctx context.Context) error {
 	handler := httpapi.New(httpapi.Config{
 		Audit: auditor,
 		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
-		IsPeer: n.isPeer, Admin: n, Snapshots: n,
+		IsPeer: n.isPeer, NodeCertID: n.nodeCertID, Admin: n, Snapshots: n,
 		Logger:     n.log,
 		AuditTrail: n,
 		Metrics:    n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
@@ -366,6 +366,18 @@ func (n *Node) DumpState(w io.Writer) error { return n.fsm.Dump(w) }
 // isPeer verifies that a request comes from a cluster node: its client
 // certificate chains to the cluster CA and names a node.
 func (n *Node) isPeer(r *http.Request) (string, bool) {
+	id, ok := n.nodeCertID(r)
+	// A removed node keeps its certificate: only current members are
+	// peers.
+	if !ok || !n.isMember(id) {
+		return "", false
+	}
+	return id, true
+}
+
+// nodeCertID returns the node id of a request's client certificate when it
+// chains to the cluster CA, member or not.
+func (n *Node) nodeCertID(r *http.Request) (string, bool) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return "", false
 	}
@@ -379,11 +391,6 @@ func (n *Node) isPeer(r *http.Request) (string, bool) {
 	}
 	for _, u := range leaf.URIs {
 		if id, ok := transport.NodeIDFromURI(u); ok {
-			// A removed node keeps its certificate: only current
-			// members are peers.
-			if !n.isMember(id) {
-				return "", false
-			}
 			return id, true
 		}
 	}

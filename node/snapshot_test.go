@@ -99,6 +99,7 @@ func TestSnapshotRestoreIntoNewCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	old.WaitApplied(t, tok.Index) // the new client may reach any node
 
 	// A token without the snapshot capability cannot save.
 	appOld, err := client.New(ctx, client.Config{Addrs: old.Addrs(), Token: tok.Token, TLS: old.TLS(), Timeout: 5 * time.Second})

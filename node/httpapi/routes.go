@@ -110,7 +110,13 @@ func (s *Server) health(c *call) (any, error) {
 func (s *Server) status(c *call) (any, error) {
 	st := s.cfg.Sys.Status()
 	if !s.seesTopology(c.r) {
-		return st.Public(), nil
+		pub := st.Public()
+		if s.cfg.NodeCertID != nil {
+			if _, ok := s.cfg.NodeCertID(c.r); ok {
+				pub.CallerRemoved = true // a CA node certificate, not a member (seesTopology)
+			}
+		}
+		return pub, nil
 	}
 	return &st, nil
 }

@@ -157,6 +157,10 @@ type Config struct {
 	// revocations. Such a node refuses token requests on every route but
 	// crypto calls and seal. nil: never.
 	LeaderContactLost func() bool
+	// NodeCertID returns the node id of a request's client certificate
+	// when it chains to the cluster CA, whether or not that node is still
+	// a member (IsPeer answers for members only). nil: none.
+	NodeCertID func(*http.Request) (string, bool)
 }
 
 // Server is the HTTP handler of one node.
