@@ -163,6 +163,7 @@ type dealState struct {
 	key    string    // voters, epoch and force of the last evaluation
 	streak int       // evaluations in a row that did not deal
 	next   time.Time // no evaluation before, unless key changes
+	pruned string    // committed dealing whose old share files were pruned
 }
 
 // due reports whether the leader should evaluate dealing now: the state
@@ -295,5 +296,6 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 		return err
 	}
 	n.log.Info("node shares dealt", "epoch", epoch, "threshold", k, "voters", len(voters), "holders", len(holders), "dealing", fp)
+	n.pruneCommitted()
 	return nil
 }

@@ -51,7 +51,8 @@ func (n *Node) shareAAD(fp string) []byte {
 }
 
 // storeNodeShare wraps sh with the HSM (AAD binds node id and dealing) and
-// writes it atomically; only the newest few dealings are kept.
+// writes it atomically. Old dealings' files are pruned only once a newer
+// dealing is committed (pruneCommitted).
 func (n *Node) storeNodeShare(ctx context.Context, fp string, sh shamir.Share) error {
 	if n.hsm == nil {
 		return ErrNoHSM
@@ -87,12 +88,23 @@ func (n *Node) storeNodeShare(ctx context.Context, fp string, sh shamir.Share) e
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("node: store node share: %w", werr)
 	}
-	n.pruneShares()
+	// No pruning here: this dealing is not committed yet (see pruneShares).
 	return nil
 }
 
-func (n *Node) pruneShares() {
-	entries, err := os.ReadDir(n.shareDir())
+// pruneShares removes the share files of old dealings. It runs only once
+// a dealing is committed (keep is the fingerprint the FSM records) and
+// never removes keep's file: failed dealing attempts also leave files
+// behind, and removing the committed one would leave a restarted node
+// with "no node share on disk". Besides keep it keeps the newest
+// keptDealings-1 files (a dealing in flight whose commit this node has not
+// applied yet).
+func (n *Node) pruneShares(keep string) {
+	pruneShareFiles(n.shareDir(), keep, keptDealings-1)
+}
+
+func pruneShareFiles(dir, keep string, others int) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
@@ -102,15 +114,37 @@ func (n *Node) pruneShares() {
 	}
 	var files []f
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), nodeShareFile) {
-			if fi, err := e.Info(); err == nil {
-				files = append(files, f{e.Name(), fi.ModTime()})
-			}
+		name := e.Name()
+		if !strings.HasSuffix(name, nodeShareFile) || name == keep+nodeShareFile {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			files = append(files, f{name, fi.ModTime()})
 		}
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
-	for _, old := range files[min(len(files), keptDealings):] {
-		_ = os.Remove(filepath.Join(n.shareDir(), old.name))
+	for _, old := range files[min(len(files), max(others, 0)):] {
+		_ = os.Remove(filepath.Join(dir, old.name))
+	}
+}
+
+// pruneCommitted prunes share files once per committed dealing.
+func (n *Node) pruneCommitted() {
+	rec, err := n.fsm.NodeShares()
+	if err != nil || rec == nil {
+		return
+	}
+	c, err := shamir.UnmarshalCommitments(rec.Commitments)
+	if err != nil {
+		return
+	}
+	fp := c.Fingerprint()
+	n.dealing.mu.Lock()
+	done := n.dealing.pruned == fp
+	n.dealing.pruned = fp
+	n.dealing.mu.Unlock()
+	if !done {
+		n.pruneShares(fp)
 	}
 }
 
@@ -189,6 +223,7 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		}
 		n.dealing.ticks.Add(1)
 		n.checkMembership(ctx)
+		n.pruneCommitted()
 		if n.keys.unsealed() {
 			if n.IsLeader() {
 				if err := n.maybeDeal(ctx); err != nil && ctx.Err() == nil {
