@@ -18,6 +18,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/shamir"
 	"github.com/keyd/keyd/sharex"
 )
@@ -299,14 +300,14 @@ func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte)
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester is not a current member of the cluster"}
 	}
 	if !n.keys.unsealed() {
-		return nil, api.ErrSealed
+		return nil, errs.ErrSealed
 	}
 	rec, c, err := n.nodeShareCommitments()
 	if err != nil {
 		return nil, err
 	}
 	if rec == nil || c.Fingerprint() != req.Fingerprint {
-		return nil, &api.Error{Code: api.CodeConflict, Message: "not the current node-share dealing"}
+		return nil, &errs.Conflict{Reason: "not the current node-share dealing"}
 	}
 	if _, ok := rec.Holders[req.NodeID]; !ok {
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester holds no share of the current dealing"}

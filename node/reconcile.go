@@ -10,6 +10,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/membership"
+	"github.com/keyd/keyd/node/errs"
 )
 
 // catchUpSlack is how far (in log entries) a non-voter may lag the leader
@@ -146,7 +147,7 @@ func (n *Node) RemoveNode(ctx context.Context, rid, id string) error {
 		}
 	}
 	if !known {
-		return &api.Error{Code: api.CodeNotFound, Message: "no node " + id + " in the Raft configuration"}
+		return &errs.NotFound{What: "node"}
 	}
 	if _, err := n.apply(ctx, &fsm.RemoveNode{Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()}, NodeID: id}); err != nil {
 		return err
