@@ -414,7 +414,7 @@ func (n *Node) submitAudit(ctx context.Context, req api.AuditAnchorRequest) erro
 	if err != nil {
 		return err
 	}
-	return n.postJSON(ctx, id, api.PathInternalAuditAnchor, body, nil)
+	return n.peers.postJSON(ctx, id, api.PathInternalAuditAnchor, body, nil)
 }
 
 // SubmitAuditAnchor commits node `from`'s public key and/or chain head.

@@ -279,7 +279,7 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 			continue
 		}
 		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Share: shamir.EncodeShare(sh)})
-		if err := n.postJSON(ctx, id, PathInternalNodeShare, body, nil); err != nil {
+		if err := n.peers.postJSON(ctx, id, api.PathInternalNodeShare, body, nil); err != nil {
 			n.log.Info("node share not delivered", "peer", id, "err", err)
 			continue
 		}

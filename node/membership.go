@@ -229,7 +229,7 @@ func (n *Node) peerStatus(ctx context.Context, addr string) (*api.SealStatus, er
 	if err != nil {
 		return nil, err
 	}
-	resp, err := n.peerHTTP.Do(req)
+	resp, err := n.peers.do(req)
 	if err != nil {
 		return nil, err
 	}

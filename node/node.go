@@ -41,7 +41,7 @@ type Node struct {
 	keys   *keystore
 	sealer sealer
 	auth   authenticator
-	peers  *peerBook
+	peers  *peerClient // the peer book and the one mTLS client for node-to-node calls
 
 	hsm    hsmbridge.HSM // nil without an HSM or when it failed to open
 	hsmErr error         // why the HSM could not be opened
@@ -61,10 +61,9 @@ type Node struct {
 	audit     *auditSink
 	auditPath string
 
-	apiLn    net.Listener
-	http     *http.Server
-	peerHTTP *http.Client
-	group    *group
+	apiLn net.Listener
+	http  *http.Server
+	group *group
 
 	closeOnce sync.Once
 	closeErr  error
@@ -83,10 +82,10 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.NodeID),
-		peers:   newPeerBook(cfg.NodeID, cfg.Peers),
 		done:    make(chan struct{}),
 		dealNow: make(chan struct{}, 1),
 	}
+	n.peers = newPeerClient(cfg.NodeID, cfg.Peers, cfg.Identity, n.log)
 	n.keys = &keystore{log: n.log}
 	n.metrics = metrics.New(n.metricsSample)
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
@@ -99,7 +98,6 @@ func New(cfg Config) (*Node, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	n.peerHTTP = newPeerClient(cfg.Identity)
 	return n, nil
 }
 
@@ -271,7 +269,7 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("node: hsm close: %w", err))
 			}
 		}
-		n.peerHTTP.CloseIdleConnections()
+		n.peers.closeIdle()
 		n.closeErr = errors.Join(errs...)
 		close(n.done)
 	})

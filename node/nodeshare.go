@@ -34,9 +34,6 @@ const (
 	// UnsealedByWarmRejoin marks a node unsealed from node shares.
 	UnsealedByWarmRejoin = "warm-rejoin"
 
-	PathInternalNodeShare    = "/v1/internal/node-share"
-	PathInternalShareRequest = "/v1/internal/share-request"
-
 	nodeShareAAD  = "keyd node share v1"
 	keptDealings  = 3
 	nodeShareFile = ".share"
@@ -391,7 +388,7 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 			break
 		}
 		var resp sharex.Response
-		if err := n.postJSON(ctx, id, PathInternalShareRequest, body, &resp); err != nil {
+		if err := n.peers.postJSON(ctx, id, api.PathInternalShareRequest, body, &resp); err != nil {
 			continue
 		}
 		if resp.Responder != id {

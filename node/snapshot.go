@@ -245,7 +245,7 @@ func (n *Node) peerApplied(ctx context.Context, id string) uint64 {
 	if err != nil {
 		return 0
 	}
-	resp, err := n.peerHTTP.Do(req)
+	resp, err := n.peers.do(req)
 	if err != nil {
 		return 0
 	}
