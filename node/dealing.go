@@ -62,13 +62,13 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 		epoch = rec.Epoch + 1
 	}
 	key := fmt.Sprintf("%s/%d/%v", strings.Join(voters, ","), epoch, force)
-	if !n.dealing.due(key) {
+	if !n.sealer.dealing.due(key) {
 		return nil
 	}
 	if len(voters) < 2 {
 		// One voter would hold a 1-of-1 share and could unseal itself
 		// from its own HSM alone after a cold restart: no dealing.
-		n.dealing.off(n, "off: a single voter cannot hold node shares (custodian shares needed after a restart)", n.cfg.NodeShareInterval)
+		n.sealer.dealing.off(n, "off: a single voter cannot hold node shares (custodian shares needed after a restart)", n.cfg.NodeShareInterval)
 		return nil
 	}
 	k := len(voters)/2 + 1
@@ -84,13 +84,13 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 			}
 		}
 		if len(missing) == 0 {
-			n.dealing.on(n)
+			n.sealer.dealing.on(n)
 			return nil
 		}
 		if len(n.hsmVoters(ctx, missing)) == 0 {
 			// Voters without a share still have no working HSM: the
 			// dealing stands; look again later.
-			n.dealing.off(n, fmt.Sprintf("on: %d of %d voters hold a node share (the others have no working HSM)", len(rec.Holders), len(voters)), n.cfg.NodeShareInterval)
+			n.sealer.dealing.off(n, fmt.Sprintf("on: %d of %d voters hold a node share (the others have no working HSM)", len(rec.Holders), len(voters)), n.cfg.NodeShareInterval)
 			return nil
 		}
 		capable = n.hsmVoters(ctx, voters)
@@ -100,16 +100,16 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 		if len(capable) > 0 {
 			why = fmt.Sprintf("off: only %d of %d voters have a working HSM (a quorum of %d is needed)", len(capable), len(voters), k)
 		}
-		n.dealing.off(n, why, n.cfg.NodeShareInterval)
+		n.sealer.dealing.off(n, why, n.cfg.NodeShareInterval)
 		return nil
 	}
 	if err := n.deal(ctx, secret, voters, capable, epoch); err != nil {
 		if ctx.Err() == nil {
-			n.dealing.failed(n, err, n.cfg.NodeShareInterval)
+			n.sealer.dealing.failed(n, err, n.cfg.NodeShareInterval)
 		}
 		return nil
 	}
-	n.dealing.on(n)
+	n.sealer.dealing.on(n)
 	n.sealer.mu.Lock()
 	n.sealer.redeal = false
 	n.sealer.mu.Unlock()
@@ -120,9 +120,9 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 // device, a peer's gossip metadata, or else the peer's status.
 func (n *Node) hsmVoters(ctx context.Context, ids []string) []string {
 	var gossiped map[string]bool
-	if n.gossip != nil {
+	if n.member.gossip != nil {
 		gossiped = map[string]bool{}
-		for _, m := range n.gossip.Members() {
+		for _, m := range n.member.gossip.Members() {
 			if m.State == membership.StateAlive {
 				gossiped[m.NodeID] = m.HSMOK
 			}
@@ -133,7 +133,7 @@ func (n *Node) hsmVoters(ctx context.Context, ids []string) []string {
 		ok := false
 		switch {
 		case id == n.cfg.NodeID:
-			ok = n.hsm != nil && n.hsmStatus(ctx) == "ok"
+			ok = n.hsm.dev != nil && n.hsmStatus(ctx) == "ok"
 		default:
 			if g, known := gossiped[id]; known {
 				ok = g
@@ -222,15 +222,15 @@ func (d *dealState) on(n *Node) {
 // nodeSharesStatus says whether node shares are on for SealStatus.
 func (n *Node) nodeSharesStatus() string {
 	if n.IsLeader() {
-		n.dealing.mu.Lock()
-		s := n.dealing.status
-		n.dealing.mu.Unlock()
+		n.sealer.dealing.mu.Lock()
+		s := n.sealer.dealing.status
+		n.sealer.dealing.mu.Unlock()
 		if s != "" {
 			return s
 		}
 	}
-	if n.hsm == nil {
-		if n.hsmErr != nil {
+	if n.hsm.dev == nil {
+		if n.hsm.err != nil {
 			return "off: this node's HSM is unavailable"
 		}
 		return "off: this node has no HSM"
@@ -251,7 +251,7 @@ func (n *Node) nodeSharesStatus() string {
 // dealing through Raft once at least k voters hold their share. Shares of
 // earlier dealings stop verifying against the new commitments.
 func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receivers []string, epoch uint64) error {
-	n.dealing.attempts.Add(1)
+	n.sealer.dealing.attempts.Add(1)
 	k := len(voters)/2 + 1
 	shares, commits, err := shamir.Split(secret, k, len(receivers), rand.Reader)
 	if err != nil {

@@ -162,7 +162,7 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 func (n *Node) relayShare(share string) {
 	body, _ := json.Marshal(api.UnsealRequest{Share: share})
 	for _, p := range n.relayTargets() {
-		n.group.Go(func(ctx context.Context) {
+		n.life.group.Go(func(ctx context.Context) {
 			n.peers.postRetry(ctx, p, api.PathInternalUnsealShare, body)
 		})
 	}

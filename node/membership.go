@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/membership"
 )
 
 // RemoveServer removes a node from the Raft configuration. It runs on the
@@ -35,7 +36,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	}
 	n.log.Info("server removed", "id", id)
 	select {
-	case n.dealNow <- struct{}{}:
+	case n.sealer.dealNow <- struct{}{}:
 	default:
 	}
 	return nil
@@ -57,6 +58,10 @@ const (
 
 // memberWatch is this node's view of its own membership.
 type memberWatch struct {
+	// gossip is the gossip member list (nil without gossip_addr); set by
+	// Start before any goroutine reads it.
+	gossip *membership.Gossip
+
 	removed atomic.Bool // sticky until the node follows a leader again (never after a tombstone)
 
 	mu           sync.Mutex // guards the fields below; held only by runNodeShares

@@ -52,7 +52,7 @@ func (n *Node) shareAAD(fp string) []byte {
 // writes it atomically. Old dealings' files are pruned only once a newer
 // dealing is committed (pruneCommitted).
 func (n *Node) storeNodeShare(ctx context.Context, fp string, sh shamir.Share) error {
-	if n.hsm == nil {
+	if n.hsm.dev == nil {
 		return ErrNoHSM
 	}
 	pt, err := sh.MarshalBinary()
@@ -60,7 +60,7 @@ func (n *Node) storeNodeShare(ctx context.Context, fp string, sh shamir.Share) e
 		return err
 	}
 	defer clear(pt)
-	wrapped, err := n.hsm.Wrap(ctx, n.cfg.HSMKeyLabel, pt, n.shareAAD(fp))
+	wrapped, err := n.hsm.dev.Wrap(ctx, n.cfg.HSMKeyLabel, pt, n.shareAAD(fp))
 	if err != nil {
 		return fmt.Errorf("node: wrap node share: %w", err)
 	}
@@ -137,10 +137,10 @@ func (n *Node) pruneCommitted() {
 		return
 	}
 	fp := c.Fingerprint()
-	n.dealing.mu.Lock()
-	done := n.dealing.pruned == fp
-	n.dealing.pruned = fp
-	n.dealing.mu.Unlock()
+	n.sealer.dealing.mu.Lock()
+	done := n.sealer.dealing.pruned == fp
+	n.sealer.dealing.pruned = fp
+	n.sealer.dealing.mu.Unlock()
 	if !done {
 		n.pruneShares(fp)
 	}
@@ -148,14 +148,14 @@ func (n *Node) pruneCommitted() {
 
 // loadNodeShare unwraps this node's share of dealing fp with the HSM.
 func (n *Node) loadNodeShare(ctx context.Context, fp string) (shamir.Share, error) {
-	if n.hsm == nil {
+	if n.hsm.dev == nil {
 		return shamir.Share{}, ErrNoHSM
 	}
 	wrapped, err := os.ReadFile(filepath.Join(n.shareDir(), fp+nodeShareFile))
 	if err != nil {
 		return shamir.Share{}, fmt.Errorf("node: no node share for dealing %s on disk: %w", fp, err)
 	}
-	pt, err := n.hsm.Unwrap(ctx, n.cfg.HSMKeyLabel, wrapped, n.shareAAD(fp))
+	pt, err := n.hsm.dev.Unwrap(ctx, n.cfg.HSMKeyLabel, wrapped, n.shareAAD(fp))
 	if err != nil {
 		return shamir.Share{}, fmt.Errorf("node: unwrap node share with the HSM: %w", err)
 	}
@@ -212,14 +212,14 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.dealNow:
+		case <-n.sealer.dealNow:
 			// An unseal, a removal or a root rotation: evaluate now.
-			n.dealing.mu.Lock()
-			n.dealing.next = time.Time{}
-			n.dealing.mu.Unlock()
+			n.sealer.dealing.mu.Lock()
+			n.sealer.dealing.next = time.Time{}
+			n.sealer.dealing.mu.Unlock()
 		case <-t.C:
 		}
-		n.dealing.ticks.Add(1)
+		n.sealer.dealing.ticks.Add(1)
 		n.checkMembership(ctx)
 		n.pruneCommitted()
 		if n.keys.unsealed() {
@@ -256,7 +256,7 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 	if n.removedSelf() {
 		return errRemoved
 	}
-	if n.hsm == nil {
+	if n.hsm.dev == nil {
 		return &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM to hold a node share"}
 	}
 	c, err := shamir.UnmarshalCommitments(d.Commitments)
@@ -336,9 +336,9 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 	if byOperator {
 		return errors.New("sealed by an operator: custodian shares needed")
 	}
-	if n.hsm == nil {
-		if n.hsmErr != nil {
-			return fmt.Errorf("HSM unavailable (%v): custodian shares needed", n.hsmErr)
+	if n.hsm.dev == nil {
+		if n.hsm.err != nil {
+			return fmt.Errorf("HSM unavailable (%v): custodian shares needed", n.hsm.err)
 		}
 		return errors.New("no HSM configured: custodian shares needed")
 	}
@@ -473,7 +473,7 @@ func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by str
 	n.sealer.mu.Unlock()
 	n.log.Info("unsealed", "by", by)
 	select {
-	case n.dealNow <- struct{}{}:
+	case n.sealer.dealNow <- struct{}{}:
 	default:
 	}
 	return nil
@@ -497,25 +497,25 @@ const hsmHealthTTL = time.Second
 // hsmStatus reports HSM health for the status endpoint, probing the
 // device at most once per hsmHealthTTL.
 func (n *Node) hsmStatus(ctx context.Context) string {
-	if n.hsm == nil {
-		if n.hsmErr != nil {
-			return "error: " + n.hsmErr.Error()
+	if n.hsm.dev == nil {
+		if n.hsm.err != nil {
+			return "error: " + n.hsm.err.Error()
 		}
 		return "none"
 	}
-	n.hsmHealth.mu.Lock()
-	defer n.hsmHealth.mu.Unlock()
-	if time.Since(n.hsmHealth.at) < hsmHealthTTL {
-		return n.hsmHealth.status
+	n.hsm.health.mu.Lock()
+	defer n.hsm.health.mu.Unlock()
+	if time.Since(n.hsm.health.at) < hsmHealthTTL {
+		return n.hsm.health.status
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	n.hsmHealth.status = "ok"
-	if err := n.hsm.Health(ctx); err != nil {
-		n.hsmHealth.status = "error: " + err.Error()
+	n.hsm.health.status = "ok"
+	if err := n.hsm.dev.Health(ctx); err != nil {
+		n.hsm.health.status = "error: " + err.Error()
 	}
-	n.hsmHealth.at = time.Now()
-	return n.hsmHealth.status
+	n.hsm.health.at = time.Now()
+	return n.hsm.health.status
 }
 
 // NodeShareCommitments returns the encoded commitments of the current

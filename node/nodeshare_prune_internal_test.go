@@ -31,7 +31,7 @@ func TestFailedDealingsKeepCommittedShare(t *testing.T) {
 	if err := h.EnsureKey(ctx, label); err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{cfg: Config{NodeID: "n1", DataDir: t.TempDir(), HSMKeyLabel: label}, hsm: h}
+	n := &Node{cfg: Config{NodeID: "n1", DataDir: t.TempDir(), HSMKeyLabel: label}, hsm: hsmHolder{dev: h}}
 
 	deal := func() string {
 		t.Helper()

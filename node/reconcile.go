@@ -22,7 +22,7 @@ const catchUpSlack = 64
 // (placement.go), and removes long-dead nodes. One Raft configuration
 // change per tick keeps each change small and ordered.
 func (n *Node) runReconcile(ctx context.Context) {
-	if n.gossip == nil {
+	if n.member.gossip == nil {
 		return
 	}
 	t := time.NewTicker(n.cfg.ReconcileInterval)
@@ -51,7 +51,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 		servers[string(s.ID)] = s
 	}
 	members := map[string]membership.Member{}
-	for _, m := range n.gossip.Members() {
+	for _, m := range n.member.gossip.Members() {
 		members[m.NodeID] = m
 	}
 	now := time.Now()

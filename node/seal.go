@@ -48,6 +48,13 @@ type sealer struct {
 	byOperator bool
 	// cust runs the custodian ceremonies; set by New.
 	cust *seal.Custodians
+
+	// dealNow asks runNodeShares to evaluate dealing at once (an
+	// unseal, a removal, a root rotation); buffered, never blocks.
+	dealNow chan struct{}
+	// dealing is the leader's node-share dealing state (dealing.go); it
+	// has its own lock, not mu.
+	dealing dealState
 }
 
 // resetLocked drops pending custodian shares (the node unsealed).
@@ -78,7 +85,7 @@ func (h sealHost) RootRotated(secret *shamir.Secret) {
 	n.sealer.redeal = true
 	n.sealer.mu.Unlock()
 	select {
-	case n.dealNow <- struct{}{}:
+	case n.sealer.dealNow <- struct{}{}:
 	default:
 	}
 }
