@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,7 +200,7 @@ func (n *Node) checkMembership(ctx context.Context) {
 	n.setSealReason(cause + ": custodian shares are refused too")
 	if w.tombstoned {
 		// Its node shares are useless after the re-dealing; drop them.
-		_ = os.RemoveAll(n.shareDir())
+		_ = n.vault().RemoveAll()
 	}
 }
 

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -19,6 +17,7 @@ import (
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
 	"github.com/keyd/keyd/node/errs"
+	"github.com/keyd/keyd/seal/nodeshare"
 	"github.com/keyd/keyd/shamir"
 	"github.com/keyd/keyd/sharex"
 )
@@ -30,103 +29,22 @@ import (
 // peers (sharex), so no custodian is needed; a cold cluster (every node
 // sealed) has nobody to answer and waits for custodians.
 
-const (
-	// UnsealedByWarmRejoin marks a node unsealed from node shares.
-	UnsealedByWarmRejoin = "warm-rejoin"
-
-	nodeShareAAD  = "keyd node share v1"
-	keptDealings  = 3
-	nodeShareFile = ".share"
-)
+// UnsealedByWarmRejoin marks a node unsealed from node shares.
+const UnsealedByWarmRejoin = "warm-rejoin"
 
 // ErrNoHSM reports a node without an HSM: it holds no node share.
-var ErrNoHSM = errors.New("node: no HSM configured")
+var ErrNoHSM = nodeshare.ErrNoHSM
 
-func (n *Node) shareDir() string { return filepath.Join(n.cfg.DataDir, "node-shares") }
-
-func (n *Node) shareAAD(fp string) []byte {
-	return []byte(nodeShareAAD + "\x00" + n.cfg.NodeID + "\x00" + fp)
-}
-
-// storeNodeShare wraps sh with the HSM (AAD binds node id and dealing) and
-// writes it atomically. Old dealings' files are pruned only once a newer
-// dealing is committed (pruneCommitted).
-func (n *Node) storeNodeShare(ctx context.Context, fp string, sh shamir.Share) error {
-	if n.hsm.dev == nil {
-		return ErrNoHSM
-	}
-	pt, err := sh.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	defer clear(pt)
-	wrapped, err := n.hsm.dev.Wrap(ctx, n.cfg.HSMKeyLabel, pt, n.shareAAD(fp))
-	if err != nil {
-		return fmt.Errorf("node: wrap node share: %w", err)
-	}
-	dir := n.shareDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "tmp-*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(wrapped)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), filepath.Join(dir, fp+nodeShareFile))
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("node: store node share: %w", werr)
-	}
-	// No pruning here: this dealing is not committed yet (see pruneShares).
-	return nil
-}
-
-// pruneShares removes the share files of old dealings. It runs only once
-// a dealing is committed (keep is the fingerprint the FSM records) and
-// never removes keep's file: failed dealing attempts also leave files
-// behind, and removing the committed one would leave a restarted node
-// with "no node share on disk". Besides keep it keeps the newest
-// keptDealings-1 files (a dealing in flight whose commit this node has not
-// applied yet).
-func (n *Node) pruneShares(keep string) {
-	pruneShareFiles(n.shareDir(), keep, keptDealings-1)
-}
-
-func pruneShareFiles(dir, keep string, others int) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	type f struct {
-		name string
-		mod  time.Time
-	}
-	var files []f
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, nodeShareFile) || name == keep+nodeShareFile {
-			continue
-		}
-		if fi, err := e.Info(); err == nil {
-			files = append(files, f{name, fi.ModTime()})
-		}
-	}
-	sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
-	for _, old := range files[min(len(files), max(others, 0)):] {
-		_ = os.Remove(filepath.Join(dir, old.name))
+// vault is this node's store of HSM-wrapped node shares.
+func (n *Node) vault() *nodeshare.Vault {
+	return &nodeshare.Vault{
+		Dir: filepath.Join(n.cfg.DataDir, "node-shares"), NodeID: n.cfg.NodeID,
+		Label: n.cfg.HSMKeyLabel, HSM: n.hsm.dev,
 	}
 }
 
-// pruneCommitted prunes share files once per committed dealing.
+// pruneCommitted prunes old share files once per committed dealing,
+// keeping the committed dealing's file (see nodeshare.Vault.Prune).
 func (n *Node) pruneCommitted() {
 	rec, err := n.fsm.NodeShares()
 	if err != nil || rec == nil {
@@ -136,31 +54,9 @@ func (n *Node) pruneCommitted() {
 	if err != nil {
 		return
 	}
-	fp := c.Fingerprint()
-	n.sealer.dealing.mu.Lock()
-	done := n.sealer.dealing.pruned == fp
-	n.sealer.dealing.pruned = fp
-	n.sealer.dealing.mu.Unlock()
-	if !done {
-		n.pruneShares(fp)
+	if fp := c.Fingerprint(); n.sealer.dealing.FirstPrune(fp) {
+		n.vault().Prune(fp)
 	}
-}
-
-// loadNodeShare unwraps this node's share of dealing fp with the HSM.
-func (n *Node) loadNodeShare(ctx context.Context, fp string) (shamir.Share, error) {
-	if n.hsm.dev == nil {
-		return shamir.Share{}, ErrNoHSM
-	}
-	wrapped, err := os.ReadFile(filepath.Join(n.shareDir(), fp+nodeShareFile))
-	if err != nil {
-		return shamir.Share{}, fmt.Errorf("node: no node share for dealing %s on disk: %w", fp, err)
-	}
-	pt, err := n.hsm.dev.Unwrap(ctx, n.cfg.HSMKeyLabel, wrapped, n.shareAAD(fp))
-	if err != nil {
-		return shamir.Share{}, fmt.Errorf("node: unwrap node share with the HSM: %w", err)
-	}
-	defer clear(pt)
-	return shamir.UnmarshalShare(pt)
 }
 
 // nodeShareCommitments loads the current dealing and checks it commits to
@@ -214,12 +110,10 @@ func (n *Node) runNodeShares(ctx context.Context) {
 			return
 		case <-n.sealer.dealNow:
 			// An unseal, a removal or a root rotation: evaluate now.
-			n.sealer.dealing.mu.Lock()
-			n.sealer.dealing.next = time.Time{}
-			n.sealer.dealing.mu.Unlock()
+			n.sealer.dealing.Now()
 		case <-t.C:
 		}
-		n.sealer.dealing.ticks.Add(1)
+		n.sealer.dealing.Ticks.Add(1)
 		n.checkMembership(ctx)
 		n.pruneCommitted()
 		if n.keys.unsealed() {
@@ -278,7 +172,7 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 	if err := c.Verify(sh); err != nil {
 		return &api.Error{Code: api.CodeInvalidShare, Message: "node share does not match the dealing"}
 	}
-	return n.storeNodeShare(ctx, c.Fingerprint(), sh)
+	return n.vault().Store(ctx, c.Fingerprint(), sh)
 }
 
 // AnswerShareRequest gives a rejoining voter this node's share of the
@@ -309,7 +203,7 @@ func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte)
 	if _, ok := rec.Holders[req.NodeID]; !ok {
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester holds no share of the current dealing"}
 	}
-	sh, err := n.loadNodeShare(ctx, req.Fingerprint)
+	sh, err := n.vault().Load(ctx, req.Fingerprint)
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node cannot unwrap its own share"}
 	}
@@ -357,7 +251,7 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 		return errors.New("node-share threshold below 2: custodian shares needed")
 	}
 	fp := c.Fingerprint()
-	own, err := n.loadNodeShare(ctx, fp)
+	own, err := n.vault().Load(ctx, fp)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/seal"
+	"github.com/keyd/keyd/seal/nodeshare"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -54,7 +55,7 @@ type sealer struct {
 	dealNow chan struct{}
 	// dealing is the leader's node-share dealing state (dealing.go); it
 	// has its own lock, not mu.
-	dealing dealState
+	dealing nodeshare.Backoff
 }
 
 // resetLocked drops pending custodian shares (the node unsealed).

@@ -1,4 +1,4 @@
-package node
+package nodeshare
 
 import (
 	"context"
@@ -31,7 +31,7 @@ func TestFailedDealingsKeepCommittedShare(t *testing.T) {
 	if err := h.EnsureKey(ctx, label); err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{cfg: Config{NodeID: "n1", DataDir: t.TempDir(), HSMKeyLabel: label}, hsm: hsmHolder{dev: h}}
+	v := &Vault{Dir: t.TempDir(), NodeID: "n1", Label: label, HSM: h}
 
 	deal := func() string {
 		t.Helper()
@@ -45,7 +45,7 @@ func TestFailedDealingsKeepCommittedShare(t *testing.T) {
 			t.Fatal(err)
 		}
 		fp := commits.Fingerprint()
-		if err := n.storeNodeShare(ctx, fp, shares[0]); err != nil {
+		if err := v.Store(ctx, fp, shares[0]); err != nil {
 			t.Fatal(err)
 		}
 		for _, sh := range shares {
@@ -55,32 +55,31 @@ func TestFailedDealingsKeepCommittedShare(t *testing.T) {
 	}
 	committed := deal()
 	var failed []string
-	for i := 0; i < keptDealings+3; i++ {
+	for i := 0; i < KeptDealings+3; i++ {
 		failed = append(failed, deal())
 	}
-	path := func(fp string) string { return filepath.Join(n.shareDir(), fp+nodeShareFile) }
-	if _, err := os.Stat(path(committed)); err != nil {
+	if _, err := os.Stat(v.Path(committed)); err != nil {
 		t.Fatalf("committed dealing's share file gone after %d failed dealings: %v", len(failed), err)
 	}
-	if _, err := n.loadNodeShare(ctx, committed); err != nil {
+	if _, err := v.Load(ctx, committed); err != nil {
 		t.Fatalf("load committed share: %v", err)
 	}
-	n.pruneShares(committed)
-	if _, err := n.loadNodeShare(ctx, committed); err != nil {
+	v.Prune(committed)
+	if _, err := v.Load(ctx, committed); err != nil {
 		t.Fatalf("committed share pruned: %v", err)
 	}
-	if _, err := n.loadNodeShare(ctx, failed[len(failed)-1]); err != nil {
+	if _, err := v.Load(ctx, failed[len(failed)-1]); err != nil {
 		t.Fatalf("newest dealing's share pruned: %v", err)
 	}
 }
 
 // Pruning runs only for a committed dealing and keeps its file, however
-// old, plus the newest keptDealings-1 others.
+// old, plus the newest KeptDealings-1 others.
 func TestPruneKeepsCommittedShare(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, age time.Duration) {
 		t.Helper()
-		p := filepath.Join(dir, name+nodeShareFile)
+		p := filepath.Join(dir, name+FileSuffix)
 		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -93,14 +92,14 @@ func TestPruneKeepsCommittedShare(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		write(fmt.Sprintf("attempt%d", i), time.Duration(6-i)*time.Minute)
 	}
-	pruneShareFiles(dir, "committed", keptDealings-1)
+	PruneFiles(dir, "committed", KeptDealings-1)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, e := range entries {
-		got = append(got, strings.TrimSuffix(e.Name(), nodeShareFile))
+		got = append(got, strings.TrimSuffix(e.Name(), FileSuffix))
 	}
 	want := []string{"attempt4", "attempt5", "committed"}
 	if !slices.Equal(got, want) {
