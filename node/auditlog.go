@@ -43,6 +43,7 @@ const (
 // node is unsealed) and the last chain head anchored through Raft.
 type auditSink struct {
 	l        *audit.Logger
+	path     string // the audit file (WriteAuditLog)
 	failOpen bool
 	failed   atomic.Bool
 	log      interface {
@@ -194,8 +195,7 @@ func (n *Node) openAudit() error {
 	if err != nil {
 		return fmt.Errorf("node: audit log: %w", err)
 	}
-	n.audit = &auditSink{l: l, failOpen: n.cfg.AuditFailOpen, log: n.log, keyPath: keyPath}
-	n.auditPath = path
+	n.audit = &auditSink{l: l, path: path, failOpen: n.cfg.AuditFailOpen, log: n.log, keyPath: keyPath}
 	if n.cfg.AuditFailOpen {
 		n.log.Error("WARNING: audit_fail_open is set: if the audit log cannot be written, keyd keeps serving key operations UNAUDITED")
 	}
@@ -222,7 +222,7 @@ func (n *Node) auditAnchorInterval() time.Duration {
 // signing key leaves memory at most this long after a seal.
 const auditKeyPoll = 200 * time.Millisecond
 
-// runAudit is the node's audit-trail loop (owned by n.group): it installs
+// runAudit is the node's audit-trail loop (owned by n.life.group): it installs
 // or drops the signing key as the node is unsealed or sealed (checked
 // every auditKeyPoll), and every anchor interval registers the public
 // key in the replicated state and anchors the chain head through Raft
@@ -414,7 +414,7 @@ func (n *Node) submitAudit(ctx context.Context, req api.AuditAnchorRequest) erro
 	if err != nil {
 		return err
 	}
-	return n.postJSON(ctx, id, api.PathInternalAuditAnchor, body, nil)
+	return n.peers.postJSON(ctx, id, api.PathInternalAuditAnchor, body, nil)
 }
 
 // SubmitAuditAnchor commits node `from`'s public key and/or chain head.
@@ -534,7 +534,7 @@ func (n *Node) WriteAuditLog(w io.Writer) error {
 	if n.audit == nil {
 		return errors.New("node: audit log disabled")
 	}
-	f, err := os.Open(n.auditPath)
+	f, err := os.Open(n.audit.path)
 	if err != nil {
 		return err
 	}

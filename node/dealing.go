@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/keyd/keyd/api"
@@ -62,13 +60,13 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 		epoch = rec.Epoch + 1
 	}
 	key := fmt.Sprintf("%s/%d/%v", strings.Join(voters, ","), epoch, force)
-	if !n.dealing.due(key) {
+	if !n.sealer.dealing.Due(key) {
 		return nil
 	}
 	if len(voters) < 2 {
 		// One voter would hold a 1-of-1 share and could unseal itself
 		// from its own HSM alone after a cold restart: no dealing.
-		n.dealing.off(n, "off: a single voter cannot hold node shares (custodian shares needed after a restart)", n.cfg.NodeShareInterval)
+		n.sealer.dealing.Off(n.log, "off: a single voter cannot hold node shares (custodian shares needed after a restart)", n.cfg.NodeShareInterval)
 		return nil
 	}
 	k := len(voters)/2 + 1
@@ -84,13 +82,13 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 			}
 		}
 		if len(missing) == 0 {
-			n.dealing.on(n)
+			n.sealer.dealing.On(n.log)
 			return nil
 		}
 		if len(n.hsmVoters(ctx, missing)) == 0 {
 			// Voters without a share still have no working HSM: the
 			// dealing stands; look again later.
-			n.dealing.off(n, fmt.Sprintf("on: %d of %d voters hold a node share (the others have no working HSM)", len(rec.Holders), len(voters)), n.cfg.NodeShareInterval)
+			n.sealer.dealing.Off(n.log, fmt.Sprintf("on: %d of %d voters hold a node share (the others have no working HSM)", len(rec.Holders), len(voters)), n.cfg.NodeShareInterval)
 			return nil
 		}
 		capable = n.hsmVoters(ctx, voters)
@@ -100,16 +98,16 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 		if len(capable) > 0 {
 			why = fmt.Sprintf("off: only %d of %d voters have a working HSM (a quorum of %d is needed)", len(capable), len(voters), k)
 		}
-		n.dealing.off(n, why, n.cfg.NodeShareInterval)
+		n.sealer.dealing.Off(n.log, why, n.cfg.NodeShareInterval)
 		return nil
 	}
 	if err := n.deal(ctx, secret, voters, capable, epoch); err != nil {
 		if ctx.Err() == nil {
-			n.dealing.failed(n, err, n.cfg.NodeShareInterval)
+			n.sealer.dealing.Failed(n.log, err, n.cfg.NodeShareInterval)
 		}
 		return nil
 	}
-	n.dealing.on(n)
+	n.sealer.dealing.On(n.log)
 	n.sealer.mu.Lock()
 	n.sealer.redeal = false
 	n.sealer.mu.Unlock()
@@ -120,9 +118,9 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 // device, a peer's gossip metadata, or else the peer's status.
 func (n *Node) hsmVoters(ctx context.Context, ids []string) []string {
 	var gossiped map[string]bool
-	if n.gossip != nil {
+	if n.member.gossip != nil {
 		gossiped = map[string]bool{}
-		for _, m := range n.gossip.Members() {
+		for _, m := range n.member.gossip.Members() {
 			if m.State == membership.StateAlive {
 				gossiped[m.NodeID] = m.HSMOK
 			}
@@ -133,7 +131,7 @@ func (n *Node) hsmVoters(ctx context.Context, ids []string) []string {
 		ok := false
 		switch {
 		case id == n.cfg.NodeID:
-			ok = n.hsm != nil && n.hsmStatus(ctx) == "ok"
+			ok = n.hsm.dev != nil && n.hsmStatus(ctx) == "ok"
 		default:
 			if g, known := gossiped[id]; known {
 				ok = g
@@ -149,87 +147,15 @@ func (n *Node) hsmVoters(ctx context.Context, ids []string) []string {
 	return out
 }
 
-// maxDealBackoff bounds the dealing backoff in NodeShareIntervals.
-const maxDealBackoff = 30
-
-// dealState is the leader's node-share dealing state: why node shares are
-// off, the retry backoff, and counters for tests.
-type dealState struct {
-	ticks    atomic.Int64 // runNodeShares iterations
-	attempts atomic.Int64 // dealings started (shares split and sent)
-
-	mu     sync.Mutex
-	status string    // shown in SealStatus.NodeShares
-	key    string    // voters, epoch and force of the last evaluation
-	streak int       // evaluations in a row that did not deal
-	next   time.Time // no evaluation before, unless key changes
-}
-
-// due reports whether the leader should evaluate dealing now: the state
-// changed (key) or the backoff elapsed.
-func (d *dealState) due(key string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if key != d.key {
-		d.key, d.streak, d.next = key, 0, time.Time{}
-	}
-	return !time.Now().Before(d.next)
-}
-
-func (d *dealState) backoffLocked(interval time.Duration) time.Duration {
-	d.streak++
-	return interval * time.Duration(1<<min(d.streak, 5)) // 2, 4 ... 32 intervals
-}
-
-// off records that dealing is not possible now, logging the reason once.
-func (d *dealState) off(n *Node, why string, interval time.Duration) {
-	d.mu.Lock()
-	changed := d.status != why
-	d.status = why
-	d.next = time.Now().Add(min(d.backoffLocked(interval), maxDealBackoff*interval))
-	d.mu.Unlock()
-	if changed {
-		n.log.Info("node shares", "status", why)
-	}
-}
-
-// failed records a failed dealing and schedules the next attempt.
-func (d *dealState) failed(n *Node, err error, interval time.Duration) {
-	d.mu.Lock()
-	wait := min(d.backoffLocked(interval), maxDealBackoff*interval)
-	d.next = time.Now().Add(wait)
-	why := "retrying: " + err.Error()
-	changed := d.status != why
-	d.status = why
-	d.mu.Unlock()
-	if changed {
-		n.log.Warn("node-share dealing failed; retrying with backoff", "err", err, "next_in", wait)
-	}
-}
-
-// on records a standing dealing.
-func (d *dealState) on(n *Node) {
-	d.mu.Lock()
-	changed := d.status != "on"
-	d.status, d.streak, d.next = "on", 0, time.Time{}
-	d.mu.Unlock()
-	if changed {
-		n.log.Info("node shares", "status", "on")
-	}
-}
-
 // nodeSharesStatus says whether node shares are on for SealStatus.
 func (n *Node) nodeSharesStatus() string {
 	if n.IsLeader() {
-		n.dealing.mu.Lock()
-		s := n.dealing.status
-		n.dealing.mu.Unlock()
-		if s != "" {
+		if s := n.sealer.dealing.Status(); s != "" {
 			return s
 		}
 	}
-	if n.hsm == nil {
-		if n.hsmErr != nil {
+	if n.hsm.dev == nil {
+		if n.hsm.err != nil {
 			return "off: this node's HSM is unavailable"
 		}
 		return "off: this node has no HSM"
@@ -250,7 +176,7 @@ func (n *Node) nodeSharesStatus() string {
 // dealing through Raft once at least k voters hold their share. Shares of
 // earlier dealings stop verifying against the new commitments.
 func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receivers []string, epoch uint64) error {
-	n.dealing.attempts.Add(1)
+	n.sealer.dealing.Attempts.Add(1)
 	k := len(voters)/2 + 1
 	shares, commits, err := shamir.Split(secret, k, len(receivers), rand.Reader)
 	if err != nil {
@@ -270,7 +196,7 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 	for i, id := range receivers {
 		sh := shares[i]
 		if id == n.cfg.NodeID {
-			if err := n.storeNodeShare(ctx, fp, sh); err != nil {
+			if err := n.vault().Store(ctx, fp, sh); err != nil {
 				n.log.Warn("cannot store own node share", "err", err)
 				continue
 			}
@@ -278,7 +204,7 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 			continue
 		}
 		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Share: shamir.EncodeShare(sh)})
-		if err := n.postJSON(ctx, id, PathInternalNodeShare, body, nil); err != nil {
+		if err := n.peers.postJSON(ctx, id, api.PathInternalNodeShare, body, nil); err != nil {
 			n.log.Info("node share not delivered", "peer", id, "err", err)
 			continue
 		}
@@ -295,5 +221,6 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 		return err
 	}
 	n.log.Info("node shares dealt", "epoch", epoch, "threshold", k, "voters", len(voters), "holders", len(holders), "dealing", fp)
+	n.pruneCommitted()
 	return nil
 }

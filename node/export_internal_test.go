@@ -16,7 +16,7 @@ func (n *Node) RelayPeers() []string {
 // NodeShareCounters returns how often the node-share loop ran and how many
 // dealings it started.
 func (n *Node) NodeShareCounters() (ticks, attempts int64) {
-	return n.dealing.ticks.Load(), n.dealing.attempts.Load()
+	return n.sealer.dealing.Ticks.Load(), n.sealer.dealing.Attempts.Load()
 }
 
 // SetKeyZeroHook calls f (nil: nothing) with every customer key whose

@@ -5,23 +5,13 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/keyd/keyd/api"
-	"github.com/keyd/keyd/transport"
-)
-
-// Internal node-to-node routes. They are served on the API listener and
-// accept only callers presenting a cluster node certificate.
-const (
-	PathInternalShare = "/v1/internal/unseal-share"
-	PathInternalSeal  = "/v1/internal/seal"
 )
 
 // peerBook maps node ids to API addresses.
@@ -96,33 +86,6 @@ func (b *peerBook) others() []Peer {
 	return out
 }
 
-// newPeerClient returns an HTTP client for node-to-node calls: mutual TLS
-// with the node's identity, verifying that the server is a cluster node.
-func newPeerClient(id transport.Identity) *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			TLSClientConfig: transport.PeerClientConfig(id),
-			// A dead host must cost a forwarded write about a second, not
-			// the OS connect timeout. The handshake gets longer: a busy
-			// peer is slow rather than gone, and a forward to a frozen
-			// leader is cut short by Forward's leader watch anyway.
-			DialContext:         (&net.Dialer{Timeout: peerConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout: peerHandshakeTimeout,
-			ForceAttemptHTTP2:   true,
-			MaxIdleConnsPerHost: 16,
-			IdleConnTimeout:     90 * time.Second,
-		},
-		Timeout: 30 * time.Second,
-	}
-}
-
-// peerConnectTimeout bounds opening a TCP connection to a peer's API;
-// peerHandshakeTimeout the TLS handshake after it.
-const (
-	peerConnectTimeout   = time.Second
-	peerHandshakeTimeout = 5 * time.Second
-)
-
 // forwardWatch is how often a forwarded write checks that its target is
 // still this node's leader.
 const forwardWatch = 100 * time.Millisecond
@@ -175,7 +138,7 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 		req.Header.Set(HeaderCertIdentity, hex.EncodeToString(id[:]))
 	}
 	req.Header.Set(api.HeaderForwarded, n.cfg.NodeID)
-	resp, err := n.peerHTTP.Do(req)
+	resp, err := n.peers.do(req)
 	if err != nil {
 		// The write may or may not have reached the leader: the client
 		// retries with the same request id.
@@ -199,8 +162,8 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 func (n *Node) relayShare(share string) {
 	body, _ := json.Marshal(api.UnsealRequest{Share: share})
 	for _, p := range n.relayTargets() {
-		n.group.Go(func(ctx context.Context) {
-			n.postPeer(ctx, p, PathInternalShare, body)
+		n.life.group.Go(func(ctx context.Context) {
+			n.peers.postRetry(ctx, p, api.PathInternalUnsealShare, body)
 		})
 	}
 }
@@ -214,65 +177,10 @@ func (n *Node) relaySeal(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.postPeer(ctx, p, PathInternalSeal, []byte("{}"))
+			n.peers.postRetry(ctx, p, api.PathInternalSeal, []byte("{}"))
 		}()
 	}
 	wg.Wait()
-}
-
-// postJSON posts to a peer's internal route and decodes its reply.
-func (n *Node) postJSON(ctx context.Context, id, path string, body []byte, out any) error {
-	addr := n.peers.apiAddr(id)
-	if addr == "" {
-		return fmt.Errorf("node: no API address for %s", id)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := n.peerHTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Code != "" {
-			return &e
-		}
-		return fmt.Errorf("node: %s answered %d", id, resp.StatusCode)
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
-}
-
-// postPeer posts body to a peer with postJSON, retrying briefly while the
-// peer is unreachable or failing (5xx); a 4xx answer is final.
-func (n *Node) postPeer(ctx context.Context, p Peer, path string, body []byte) {
-	backoff := 100 * time.Millisecond
-	for attempt := 0; attempt < 5; attempt++ {
-		err := n.postJSON(ctx, p.ID, path, body, nil)
-		var ae *api.Error
-		if err == nil || (errors.As(err, &ae) && api.StatusFor(ae.Code) < 500) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff *= 2
-	}
-	n.log.Warn("peer did not accept relayed call", "peer", p.ID, "path", path)
 }
 
 // relayTargets returns the peers this node relays shares and seals to:

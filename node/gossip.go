@@ -38,8 +38,8 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return err
 	}
-	n.gossip = g
-	n.group.Go(n.runGossip)
+	n.member.gossip = g
+	n.life.group.Go(n.runGossip)
 	return nil
 }
 
@@ -53,7 +53,7 @@ func (n *Node) localMeta() membership.Meta {
 		m.RaftAddr = string(n.raft.advertise)
 		m.Voter = n.isVoter(n.cfg.NodeID)
 	}
-	m.HSMOK = n.hsm != nil
+	m.HSMOK = n.hsm.dev != nil
 	return m
 }
 
@@ -90,7 +90,7 @@ func (n *Node) runGossip(ctx context.Context) {
 	last := n.localMeta()
 	for {
 		if !joined {
-			if c, err := n.gossip.Join(n.cfg.Join); err == nil && c > 0 {
+			if c, err := n.member.gossip.Join(n.cfg.Join); err == nil && c > 0 {
 				joined = true
 				n.log.Info("joined gossip", "contacted", c)
 			}
@@ -101,7 +101,7 @@ func (n *Node) runGossip(ctx context.Context) {
 		case <-t.C:
 		}
 		if m := n.localMeta(); m != last {
-			if err := n.gossip.UpdateMeta(time.Second); err == nil {
+			if err := n.member.gossip.UpdateMeta(time.Second); err == nil {
 				last = m
 			}
 		}
@@ -110,13 +110,13 @@ func (n *Node) runGossip(ctx context.Context) {
 
 // JoinSeeds joins gossip through seeds now (POST /v1/sys/join).
 func (n *Node) JoinSeeds(ctx context.Context, seeds []string) (*api.JoinResponse, error) {
-	if n.gossip == nil {
+	if n.member.gossip == nil {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: "gossip is not configured on this node (gossip_addr)"}
 	}
 	if len(seeds) == 0 || len(seeds) > 16 {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: "give 1 to 16 seed addresses"}
 	}
-	c, err := n.gossip.Join(seeds)
+	c, err := n.member.gossip.Join(seeds)
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeUnavailable, Message: "no seed answered (check the address and the gossip key)"}
 	}
@@ -165,9 +165,9 @@ func (n *Node) ClusterInfo() *api.ClusterInfo {
 			cn.RaftAddr = p.RaftAddr
 		}
 	}
-	if n.gossip != nil {
+	if n.member.gossip != nil {
 		now := time.Now()
-		for _, m := range n.gossip.Members() {
+		for _, m := range n.member.gossip.Members() {
 			if m.NodeID != n.cfg.NodeID && n.fsm.Removed(m.NodeID) {
 				continue // a removed node is no longer part of the view
 			}
@@ -186,10 +186,10 @@ func (n *Node) ClusterInfo() *api.ClusterInfo {
 	}
 	self := get(n.cfg.NodeID)
 	self.State = api.NodeAlive
-	self.Sealed, self.Applied, self.HSMOK = n.Sealed(), n.fsm.AppliedIndex(), n.hsm != nil
+	self.Sealed, self.Applied, self.HSMOK = n.Sealed(), n.fsm.AppliedIndex(), n.hsm.dev != nil
 	self.Region, self.APIAddr = n.cfg.Region, n.apiAdvertise()
-	if n.gossip != nil {
-		self.GossipAddr = n.gossip.LocalAddr()
+	if n.member.gossip != nil {
+		self.GossipAddr = n.member.gossip.LocalAddr()
 	}
 	if lc, err := time.ParseDuration(n.raft.raft.Stats()["last_contact"]); err == nil && !n.IsLeader() {
 		self.LastContactMS = lc.Milliseconds()
@@ -205,8 +205,8 @@ func (n *Node) ClusterInfo() *api.ClusterInfo {
 
 // GossipAddr returns the gossip address others use (empty without gossip).
 func (n *Node) GossipAddr() string {
-	if n.gossip == nil {
+	if n.member.gossip == nil {
 		return ""
 	}
-	return n.gossip.LocalAddr()
+	return n.member.gossip.LocalAddr()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/node/errs"
 )
 
 // keyZeroHook, when set (by tests), is called with every customer key the
@@ -180,11 +181,11 @@ func (s *keystore) clearLocked() {
 func (s *keystore) get(name string) (*liveKey, error) {
 	for {
 		if s.barrier.Load() == nil {
-			return nil, api.ErrSealed
+			return nil, errs.ErrSealed
 		}
 		v, ok := s.keys.Load(name)
 		if !ok {
-			return nil, api.ErrNotFound
+			return nil, fsm.ErrKeyNotFound
 		}
 		lk := v.(*liveKey)
 		if lk.acquire() {
@@ -204,7 +205,7 @@ func (s *keystore) wrapNew(name string, t keyring.KeyType, version uint32, rnd r
 	defer s.mu.Unlock()
 	ring := s.barrier.Load()
 	if ring == nil {
-		return fsm.WrappedVersion{}, api.ErrSealed
+		return fsm.WrappedVersion{}, errs.ErrSealed
 	}
 	m, err := keyring.GenerateMaterial(t, rnd)
 	if err != nil {
@@ -262,7 +263,7 @@ func (n *Node) AcquireCryptoKey(name string) (*keyring.Key, func(), error) {
 		return lk.key, lk.release, nil
 	case fsm.StatePendingDeletion:
 		lk.release()
-		return nil, nil, api.ErrKeyPendingDeletion
+		return nil, nil, fsm.ErrKeyPendingDeletion
 	default:
 		lk.release()
 		return nil, nil, api.ErrKeyDisabled

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/membership"
 )
 
 // RemoveServer removes a node from the Raft configuration. It runs on the
@@ -35,7 +35,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	}
 	n.log.Info("server removed", "id", id)
 	select {
-	case n.dealNow <- struct{}{}:
+	case n.sealer.dealNow <- struct{}{}:
 	default:
 	}
 	return nil
@@ -57,6 +57,10 @@ const (
 
 // memberWatch is this node's view of its own membership.
 type memberWatch struct {
+	// gossip is the gossip member list (nil without gossip_addr); set by
+	// Start before any goroutine reads it.
+	gossip *membership.Gossip
+
 	removed atomic.Bool // sticky until the node follows a leader again (never after a tombstone)
 
 	mu           sync.Mutex // guards the fields below; held only by runNodeShares
@@ -196,7 +200,7 @@ func (n *Node) checkMembership(ctx context.Context) {
 	n.setSealReason(cause + ": custodian shares are refused too")
 	if w.tombstoned {
 		// Its node shares are useless after the re-dealing; drop them.
-		_ = os.RemoveAll(n.shareDir())
+		_ = n.vault().RemoveAll()
 	}
 }
 
@@ -237,7 +241,7 @@ func (n *Node) peerStatus(ctx context.Context, addr string) (*api.SealStatus, er
 	if err != nil {
 		return nil, err
 	}
-	resp, err := n.peerHTTP.Do(req)
+	resp, err := n.peers.do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func (n *Node) metricsSample() metrics.Sample {
 			s.LastContact = time.Since(t)
 		}
 	}
-	if g := n.gossip; g != nil {
+	if g := n.member.gossip; g != nil {
 		s.Members = map[string]int{}
 		for _, m := range g.Members() {
 			s.Members[string(m.State)]++

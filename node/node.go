@@ -24,7 +24,6 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/hsmbridge"
-	"github.com/keyd/keyd/membership"
 	"github.com/keyd/keyd/metrics"
 	"github.com/keyd/keyd/node/httpapi"
 	"github.com/keyd/keyd/transport"
@@ -36,39 +35,48 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	fsm    *fsm.FSM
-	raft   *raftParts
-	keys   *keystore
-	sealer sealer
-	auth   authenticator
-	peers  *peerBook
+	fsm     *fsm.FSM
+	raft    *raftParts
+	keys    *keystore     // customer keys and the barrier while unsealed
+	sealer  sealer        // root secret, custodian ceremonies, node-share dealing (seal.go)
+	auth    authenticator // the token table and identity checks
+	peers   *peerClient   // the peer book and the one mTLS client for node-to-node calls
+	hsm     hsmHolder     // this node's HSM, why it is missing, its health
+	member  memberWatch   // this node's own membership and gossip (membership.go)
+	metrics *metrics.Metrics
+	snap    snapState
+	audit   *auditSink // nil until Start opens the audit log
+	server  apiServer  // the API listener and HTTP server, set by Start
+	life    lifecycle  // goroutines, and Close's once/result/done
+}
 
-	hsm    hsmbridge.HSM // nil without an HSM or when it failed to open
-	hsmErr error         // why the HSM could not be opened
-	// hsmHealth caches the last device probe for status requests.
-	hsmHealth struct {
+// hsmHolder is this node's HSM. dev and err are set once by Start
+// (openHSM) before any goroutine reads them.
+type hsmHolder struct {
+	dev hsmbridge.HSM // nil without an HSM or when it failed to open
+	err error         // why the HSM could not be opened
+	// health caches the last device probe for status requests.
+	health struct {
 		mu     sync.Mutex
 		at     time.Time
 		status string
 	}
-	dealNow chan struct{}
-	member  memberWatch // this node's own membership (membership.go)
-	dealing dealState   // the leader's node-share dealing state (nodeshare.go)
-	metrics *metrics.Metrics
+}
 
-	snap      snapState
-	gossip    *membership.Gossip
-	audit     *auditSink
-	auditPath string
+// apiServer is the node's API server; both fields are set by Start.
+type apiServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
 
-	apiLn    net.Listener
-	http     *http.Server
-	peerHTTP *http.Client
-	group    *group
-
-	closeOnce sync.Once
-	closeErr  error
-	done      chan struct{}
+// lifecycle owns the node's goroutines (group, set by Start and stopped
+// by Close) and makes Close idempotent: once runs it, err is its result
+// and done is closed after it.
+type lifecycle struct {
+	group *group
+	once  sync.Once
+	err   error
+	done  chan struct{}
 }
 
 // New validates cfg and opens the node's state database. It starts no
@@ -81,12 +89,12 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.NodeID),
-		peers:   newPeerBook(cfg.NodeID, cfg.Peers),
-		done:    make(chan struct{}),
-		dealNow: make(chan struct{}, 1),
+		cfg:  cfg,
+		log:  cfg.Logger.With("node", cfg.NodeID),
+		life: lifecycle{done: make(chan struct{})},
 	}
+	n.peers = newPeerClient(cfg.NodeID, cfg.Peers, cfg.Identity, n.log)
+	n.sealer.dealNow = make(chan struct{}, 1)
 	n.keys = &keystore{log: n.log}
 	n.metrics = metrics.New(n.metricsSample)
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
@@ -99,7 +107,6 @@ func New(cfg Config) (*Node, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	n.peerHTTP = newPeerClient(cfg.Identity)
 	return n, nil
 }
 
@@ -120,7 +127,7 @@ func (n *Node) onApply(ev fsm.Event) {
 // returns once the node is listening; the node runs until Close or until
 // ctx ends.
 func (n *Node) Start(ctx context.Context) error {
-	n.group = newGroup(context.WithoutCancel(ctx))
+	n.life.group = newGroup(context.WithoutCancel(ctx))
 	ln := n.cfg.APIListener
 	if ln == nil {
 		var err error
@@ -128,7 +135,7 @@ func (n *Node) Start(ctx context.Context) error {
 			return fmt.Errorf("node: api listen %s: %w", n.cfg.APIAddr, err)
 		}
 	}
-	n.apiLn = ln
+	n.server.ln = ln
 	if err := n.openAudit(); err != nil {
 		_ = ln.Close()
 		return err
@@ -167,7 +174,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Metrics:    n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
 		LeaderContactLost: n.LeaderContactLost,
 	})
-	n.http = &http.Server{
+	n.server.srv = &http.Server{
 		Handler:           handler,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -178,8 +185,8 @@ func (n *Node) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	tlsLn := newTLSListener(ln, tlsCfg)
-	n.group.Go(func(context.Context) {
-		if err := n.http.Serve(tlsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	n.life.group.Go(func(context.Context) {
+		if err := n.server.srv.Serve(tlsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("api server stopped", "err", err)
 		}
 	})
@@ -187,12 +194,12 @@ func (n *Node) Start(ctx context.Context) error {
 		_ = n.Close()
 		return fmt.Errorf("node: gossip: %w", err)
 	}
-	n.group.Go(n.runScheduler)
-	n.group.Go(n.runNodeShares)
-	n.group.Go(n.runReconcile)
-	n.group.Go(n.runAudit)
-	n.group.Go(n.runSnapshots)
-	n.group.Go(func(gctx context.Context) {
+	n.life.group.Go(n.runScheduler)
+	n.life.group.Go(n.runNodeShares)
+	n.life.group.Go(n.runReconcile)
+	n.life.group.Go(n.runAudit)
+	n.life.group.Go(n.runSnapshots)
+	n.life.group.Go(func(gctx context.Context) {
 		select {
 		case <-ctx.Done():
 			go func() { _ = n.Close() }()
@@ -219,36 +226,36 @@ func (n *Node) openHSM(ctx context.Context) {
 		}
 	}
 	if err != nil {
-		n.hsmErr = err
+		n.hsm.err = err
 		n.log.Error("HSM unavailable: node shares disabled on this node", "err", err)
 		return
 	}
-	n.hsm = n.metrics.WrapHSM(h)
+	n.hsm.dev = n.metrics.WrapHSM(h)
 }
 
 // Close stops the node in order: API, Raft, FSM, then zeroes key
 // material. It returns the joined errors of every step and the same
 // result on every call.
 func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
+	n.life.once.Do(func() {
 		var errs []error
-		if n.http != nil {
+		if n.server.srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := n.http.Shutdown(ctx); err != nil {
+			if err := n.server.srv.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("node: http shutdown: %w", err))
-				_ = n.http.Close()
+				_ = n.server.srv.Close()
 			}
 			cancel()
-		} else if n.apiLn != nil {
-			_ = n.apiLn.Close()
+		} else if n.server.ln != nil {
+			_ = n.server.ln.Close()
 		}
-		if n.group != nil {
-			n.group.Close()
+		if n.life.group != nil {
+			n.life.group.Close()
 		}
 		// Gossip stops without a graceful leave: peers see the node as
 		// dead, which is what a crash or a restart looks like too.
-		if n.gossip != nil {
-			if err := n.gossip.Close(); err != nil {
+		if n.member.gossip != nil {
+			if err := n.member.gossip.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("node: gossip: %w", err))
 			}
 		}
@@ -266,20 +273,20 @@ func (n *Node) Close() error {
 		}
 		n.sealLocal(false)
 		n.sealer.cust.Close()
-		if n.hsm != nil {
-			if err := n.hsm.Close(); err != nil {
+		if n.hsm.dev != nil {
+			if err := n.hsm.dev.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("node: hsm close: %w", err))
 			}
 		}
-		n.peerHTTP.CloseIdleConnections()
-		n.closeErr = errors.Join(errs...)
-		close(n.done)
+		n.peers.closeIdle()
+		n.life.err = errors.Join(errs...)
+		close(n.life.done)
 	})
-	return n.closeErr
+	return n.life.err
 }
 
 // Done is closed when the node has closed.
-func (n *Node) Done() <-chan struct{} { return n.done }
+func (n *Node) Done() <-chan struct{} { return n.life.done }
 
 // ID returns the node id.
 func (n *Node) ID() string { return n.cfg.NodeID }
@@ -302,8 +309,8 @@ func (n *Node) apiAdvertise() string {
 	if n.cfg.APIAdvertise != "" {
 		return n.cfg.APIAdvertise
 	}
-	if n.apiLn != nil {
-		return n.apiLn.Addr().String()
+	if n.server.ln != nil {
+		return n.server.ln.Addr().String()
 	}
 	return n.cfg.APIAddr
 }

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,6 +16,8 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/node/errs"
+	"github.com/keyd/keyd/seal/nodeshare"
 	"github.com/keyd/keyd/shamir"
 	"github.com/keyd/keyd/sharex"
 )
@@ -29,106 +29,34 @@ import (
 // peers (sharex), so no custodian is needed; a cold cluster (every node
 // sealed) has nobody to answer and waits for custodians.
 
-const (
-	// UnsealedByWarmRejoin marks a node unsealed from node shares.
-	UnsealedByWarmRejoin = "warm-rejoin"
-
-	PathInternalNodeShare    = "/v1/internal/node-share"
-	PathInternalShareRequest = "/v1/internal/share-request"
-
-	nodeShareAAD  = "keyd node share v1"
-	keptDealings  = 3
-	nodeShareFile = ".share"
-)
+// UnsealedByWarmRejoin marks a node unsealed from node shares.
+const UnsealedByWarmRejoin = "warm-rejoin"
 
 // ErrNoHSM reports a node without an HSM: it holds no node share.
-var ErrNoHSM = errors.New("node: no HSM configured")
+var ErrNoHSM = nodeshare.ErrNoHSM
 
-func (n *Node) shareDir() string { return filepath.Join(n.cfg.DataDir, "node-shares") }
-
-func (n *Node) shareAAD(fp string) []byte {
-	return []byte(nodeShareAAD + "\x00" + n.cfg.NodeID + "\x00" + fp)
+// vault is this node's store of HSM-wrapped node shares.
+func (n *Node) vault() *nodeshare.Vault {
+	return &nodeshare.Vault{
+		Dir: filepath.Join(n.cfg.DataDir, "node-shares"), NodeID: n.cfg.NodeID,
+		Label: n.cfg.HSMKeyLabel, HSM: n.hsm.dev,
+	}
 }
 
-// storeNodeShare wraps sh with the HSM (AAD binds node id and dealing) and
-// writes it atomically; only the newest few dealings are kept.
-func (n *Node) storeNodeShare(ctx context.Context, fp string, sh shamir.Share) error {
-	if n.hsm == nil {
-		return ErrNoHSM
+// pruneCommitted prunes old share files once per committed dealing,
+// keeping the committed dealing's file (see nodeshare.Vault.Prune).
+func (n *Node) pruneCommitted() {
+	rec, err := n.fsm.NodeShares()
+	if err != nil || rec == nil {
+		return
 	}
-	pt, err := sh.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	defer clear(pt)
-	wrapped, err := n.hsm.Wrap(ctx, n.cfg.HSMKeyLabel, pt, n.shareAAD(fp))
-	if err != nil {
-		return fmt.Errorf("node: wrap node share: %w", err)
-	}
-	dir := n.shareDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "tmp-*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(wrapped)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), filepath.Join(dir, fp+nodeShareFile))
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("node: store node share: %w", werr)
-	}
-	n.pruneShares()
-	return nil
-}
-
-func (n *Node) pruneShares() {
-	entries, err := os.ReadDir(n.shareDir())
+	c, err := shamir.UnmarshalCommitments(rec.Commitments)
 	if err != nil {
 		return
 	}
-	type f struct {
-		name string
-		mod  time.Time
+	if fp := c.Fingerprint(); n.sealer.dealing.FirstPrune(fp) {
+		n.vault().Prune(fp)
 	}
-	var files []f
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), nodeShareFile) {
-			if fi, err := e.Info(); err == nil {
-				files = append(files, f{e.Name(), fi.ModTime()})
-			}
-		}
-	}
-	sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
-	for _, old := range files[min(len(files), keptDealings):] {
-		_ = os.Remove(filepath.Join(n.shareDir(), old.name))
-	}
-}
-
-// loadNodeShare unwraps this node's share of dealing fp with the HSM.
-func (n *Node) loadNodeShare(ctx context.Context, fp string) (shamir.Share, error) {
-	if n.hsm == nil {
-		return shamir.Share{}, ErrNoHSM
-	}
-	wrapped, err := os.ReadFile(filepath.Join(n.shareDir(), fp+nodeShareFile))
-	if err != nil {
-		return shamir.Share{}, fmt.Errorf("node: no node share for dealing %s on disk: %w", fp, err)
-	}
-	pt, err := n.hsm.Unwrap(ctx, n.cfg.HSMKeyLabel, wrapped, n.shareAAD(fp))
-	if err != nil {
-		return shamir.Share{}, fmt.Errorf("node: unwrap node share with the HSM: %w", err)
-	}
-	defer clear(pt)
-	return shamir.UnmarshalShare(pt)
 }
 
 // nodeShareCommitments loads the current dealing and checks it commits to
@@ -180,15 +108,14 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.dealNow:
+		case <-n.sealer.dealNow:
 			// An unseal, a removal or a root rotation: evaluate now.
-			n.dealing.mu.Lock()
-			n.dealing.next = time.Time{}
-			n.dealing.mu.Unlock()
+			n.sealer.dealing.Now()
 		case <-t.C:
 		}
-		n.dealing.ticks.Add(1)
+		n.sealer.dealing.Ticks.Add(1)
 		n.checkMembership(ctx)
+		n.pruneCommitted()
 		if n.keys.unsealed() {
 			if n.IsLeader() {
 				if err := n.maybeDeal(ctx); err != nil && ctx.Err() == nil {
@@ -223,7 +150,7 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 	if n.removedSelf() {
 		return errRemoved
 	}
-	if n.hsm == nil {
+	if n.hsm.dev == nil {
 		return &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM to hold a node share"}
 	}
 	c, err := shamir.UnmarshalCommitments(d.Commitments)
@@ -245,7 +172,7 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 	if err := c.Verify(sh); err != nil {
 		return &api.Error{Code: api.CodeInvalidShare, Message: "node share does not match the dealing"}
 	}
-	return n.storeNodeShare(ctx, c.Fingerprint(), sh)
+	return n.vault().Store(ctx, c.Fingerprint(), sh)
 }
 
 // AnswerShareRequest gives a rejoining voter this node's share of the
@@ -264,19 +191,19 @@ func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte)
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester is not a current member of the cluster"}
 	}
 	if !n.keys.unsealed() {
-		return nil, api.ErrSealed
+		return nil, errs.ErrSealed
 	}
 	rec, c, err := n.nodeShareCommitments()
 	if err != nil {
 		return nil, err
 	}
 	if rec == nil || c.Fingerprint() != req.Fingerprint {
-		return nil, &api.Error{Code: api.CodeConflict, Message: "not the current node-share dealing"}
+		return nil, &errs.Conflict{Reason: "not the current node-share dealing"}
 	}
 	if _, ok := rec.Holders[req.NodeID]; !ok {
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester holds no share of the current dealing"}
 	}
-	sh, err := n.loadNodeShare(ctx, req.Fingerprint)
+	sh, err := n.vault().Load(ctx, req.Fingerprint)
 	if err != nil {
 		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node cannot unwrap its own share"}
 	}
@@ -303,9 +230,9 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 	if byOperator {
 		return errors.New("sealed by an operator: custodian shares needed")
 	}
-	if n.hsm == nil {
-		if n.hsmErr != nil {
-			return fmt.Errorf("HSM unavailable (%v): custodian shares needed", n.hsmErr)
+	if n.hsm.dev == nil {
+		if n.hsm.err != nil {
+			return fmt.Errorf("HSM unavailable (%v): custodian shares needed", n.hsm.err)
 		}
 		return errors.New("no HSM configured: custodian shares needed")
 	}
@@ -324,7 +251,7 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 		return errors.New("node-share threshold below 2: custodian shares needed")
 	}
 	fp := c.Fingerprint()
-	own, err := n.loadNodeShare(ctx, fp)
+	own, err := n.vault().Load(ctx, fp)
 	if err != nil {
 		return err
 	}
@@ -355,7 +282,7 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 			break
 		}
 		var resp sharex.Response
-		if err := n.postJSON(ctx, id, PathInternalShareRequest, body, &resp); err != nil {
+		if err := n.peers.postJSON(ctx, id, api.PathInternalShareRequest, body, &resp); err != nil {
 			continue
 		}
 		if resp.Responder != id {
@@ -440,7 +367,7 @@ func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by str
 	n.sealer.mu.Unlock()
 	n.log.Info("unsealed", "by", by)
 	select {
-	case n.dealNow <- struct{}{}:
+	case n.sealer.dealNow <- struct{}{}:
 	default:
 	}
 	return nil
@@ -464,25 +391,25 @@ const hsmHealthTTL = time.Second
 // hsmStatus reports HSM health for the status endpoint, probing the
 // device at most once per hsmHealthTTL.
 func (n *Node) hsmStatus(ctx context.Context) string {
-	if n.hsm == nil {
-		if n.hsmErr != nil {
-			return "error: " + n.hsmErr.Error()
+	if n.hsm.dev == nil {
+		if n.hsm.err != nil {
+			return "error: " + n.hsm.err.Error()
 		}
 		return "none"
 	}
-	n.hsmHealth.mu.Lock()
-	defer n.hsmHealth.mu.Unlock()
-	if time.Since(n.hsmHealth.at) < hsmHealthTTL {
-		return n.hsmHealth.status
+	n.hsm.health.mu.Lock()
+	defer n.hsm.health.mu.Unlock()
+	if time.Since(n.hsm.health.at) < hsmHealthTTL {
+		return n.hsm.health.status
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	n.hsmHealth.status = "ok"
-	if err := n.hsm.Health(ctx); err != nil {
-		n.hsmHealth.status = "error: " + err.Error()
+	n.hsm.health.status = "ok"
+	if err := n.hsm.dev.Health(ctx); err != nil {
+		n.hsm.health.status = "error: " + err.Error()
 	}
-	n.hsmHealth.at = time.Now()
-	return n.hsmHealth.status
+	n.hsm.health.at = time.Now()
+	return n.hsm.health.status
 }
 
 // NodeShareCommitments returns the encoded commitments of the current

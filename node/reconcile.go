@@ -10,6 +10,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/membership"
+	"github.com/keyd/keyd/node/errs"
 )
 
 // catchUpSlack is how far (in log entries) a non-voter may lag the leader
@@ -21,7 +22,7 @@ const catchUpSlack = 64
 // (placement.go), and removes long-dead nodes. One Raft configuration
 // change per tick keeps each change small and ordered.
 func (n *Node) runReconcile(ctx context.Context) {
-	if n.gossip == nil {
+	if n.member.gossip == nil {
 		return
 	}
 	t := time.NewTicker(n.cfg.ReconcileInterval)
@@ -50,7 +51,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 		servers[string(s.ID)] = s
 	}
 	members := map[string]membership.Member{}
-	for _, m := range n.gossip.Members() {
+	for _, m := range n.member.gossip.Members() {
 		members[m.NodeID] = m
 	}
 	now := time.Now()
@@ -146,7 +147,7 @@ func (n *Node) RemoveNode(ctx context.Context, rid, id string) error {
 		}
 	}
 	if !known {
-		return &api.Error{Code: api.CodeNotFound, Message: "no node " + id + " in the Raft configuration"}
+		return &errs.NotFound{What: "node"}
 	}
 	if _, err := n.apply(ctx, &fsm.RemoveNode{Meta: fsm.Meta{RequestID: rid, At: time.Now().UTC()}, NodeID: id}); err != nil {
 		return err

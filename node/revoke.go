@@ -80,7 +80,7 @@ func (n *Node) peerHealth(ctx context.Context, addr string) (*api.Health, error)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := n.peerHTTP.Do(req)
+	resp, err := n.peers.do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/seal"
+	"github.com/keyd/keyd/seal/nodeshare"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -48,6 +49,13 @@ type sealer struct {
 	byOperator bool
 	// cust runs the custodian ceremonies; set by New.
 	cust *seal.Custodians
+
+	// dealNow asks runNodeShares to evaluate dealing at once (an
+	// unseal, a removal, a root rotation); buffered, never blocks.
+	dealNow chan struct{}
+	// dealing is the leader's node-share dealing state (dealing.go); it
+	// has its own lock, not mu.
+	dealing nodeshare.Backoff
 }
 
 // resetLocked drops pending custodian shares (the node unsealed).
@@ -78,7 +86,7 @@ func (h sealHost) RootRotated(secret *shamir.Secret) {
 	n.sealer.redeal = true
 	n.sealer.mu.Unlock()
 	select {
-	case n.dealNow <- struct{}{}:
+	case n.sealer.dealNow <- struct{}{}:
 	default:
 	}
 }

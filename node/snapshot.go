@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -54,12 +55,12 @@ func (n *Node) Initialized() bool {
 }
 
 // snapshotMACKey returns the snapshot MAC key of the root held in memory,
-// or api.ErrSealed.
+// or errs.ErrSealed.
 func (n *Node) snapshotMACKey() ([]byte, error) {
 	n.sealer.mu.Lock()
 	defer n.sealer.mu.Unlock()
 	if n.sealer.secret == nil || !n.keys.unsealed() {
-		return nil, api.ErrSealed
+		return nil, errs.ErrSealed
 	}
 	sb := n.sealer.secret.Bytes()
 	defer clear(sb)
@@ -128,7 +129,7 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 		return nil, &api.Error{Code: api.CodeAlreadyInitialized, Message: "the cluster is initialised: restoring over its state needs force (keyd operator snapshot restore -force)"}
 	}
 	if !n.snap.restoring.TryLock() {
-		return nil, &api.Error{Code: api.CodeConflict, Message: "a restore is already running"}
+		return nil, &errs.Conflict{Reason: "a restore is already running"}
 	}
 	defer n.snap.restoring.Unlock()
 	// Work directories of a restore cut short by a crash (one restore
@@ -244,7 +245,7 @@ func (n *Node) peerApplied(ctx context.Context, id string) uint64 {
 	if err != nil {
 		return 0
 	}
-	resp, err := n.peerHTTP.Do(req)
+	resp, err := n.peers.do(req)
 	if err != nil {
 		return 0
 	}

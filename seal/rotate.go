@@ -15,6 +15,7 @@ import (
 	"github.com/keyd/keyd/custodian"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -104,7 +105,7 @@ func checkApproval(approve, digest string) error {
 		return badRequest("approve required: the digest of the rotation you approve (the new custodian keys, N, T and the plaintext flag, as `keyd operator rotate-root status` shows them, digest %s); check the keys before you submit", digest)
 	}
 	if !api.SameRotationDigest(approve, digest) {
-		return &api.Error{Code: api.CodeConflict, Message: fmt.Sprintf("approve does not match this rotation: its dealing (new custodian keys, N, T, plaintext flag) has digest %s; compare its keys with the ones agreed out of band (`keyd operator rotate-root status`) and cancel a session you do not accept; the share was not counted", digest)}
+		return &errs.Conflict{Reason: fmt.Sprintf("approve does not match this rotation: its dealing (new custodian keys, N, T, plaintext flag) has digest %s; compare its keys with the ones agreed out of band (`keyd operator rotate-root status`) and cancel a session you do not accept; the share was not counted", digest)}
 	}
 	return nil
 }
@@ -193,7 +194,7 @@ func (c *Custodians) StartRootRotation(ctx context.Context, req api.RotateRootSt
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.activeLocked() {
-		return nil, &api.Error{Code: api.CodeConflict, Message: fmt.Sprintf("a root rotation is already in progress (%d of %d shares, expires %s); a holder of a current share can cancel it", len(r.shares), rec.Threshold, r.started.Add(rotationTTL).UTC().Format(time.RFC3339))}
+		return nil, &errs.Conflict{Reason: fmt.Sprintf("a root rotation is already in progress (%d of %d shares, expires %s); a holder of a current share can cancel it", len(r.shares), rec.Threshold, r.started.Add(rotationTTL).UTC().Format(time.RFC3339))}
 	}
 	r.resetLocked()
 	var b [16]byte
@@ -254,11 +255,11 @@ func (c *Custodians) SubmitRotationShare(ctx context.Context, req api.RotateRoot
 		return r.replayLocked(sh)
 	}
 	if !r.activeLocked() || subtle.ConstantTimeCompare([]byte(req.Nonce), []byte(r.nonce)) != 1 {
-		return nil, &api.Error{Code: api.CodeConflict, Message: "no root rotation with this nonce is in progress"}
+		return nil, &errs.Conflict{Reason: "no root rotation with this nonce is in progress"}
 	}
 	if !bytes.Equal(r.prev, rec.Commitments) {
 		r.resetLocked()
-		return nil, &api.Error{Code: api.CodeConflict, Message: "the root changed during the rotation; start again"}
+		return nil, &errs.Conflict{Reason: "the root changed during the rotation; start again"}
 	}
 	// Checked before the share is looked at: a share given for another
 	// dealing than the session's is never counted.
@@ -339,7 +340,7 @@ func (c *Custodians) CancelRootRotation(ctx context.Context, req api.RotateRootC
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.activeLocked() {
-		return nil, &api.Error{Code: api.CodeConflict, Message: "no root rotation is in progress"}
+		return nil, &errs.Conflict{Reason: "no root rotation is in progress"}
 	}
 	r.resetLocked()
 	c.log.Info("root rotation cancelled", "by_share", sh.Index)

@@ -29,6 +29,7 @@ import (
 	"github.com/keyd/keyd/custodian"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -425,7 +426,7 @@ func (c *Custodians) replayInit(rec *fsm.InitRecord, rid string, params []byte) 
 		return nil, api.ErrAlreadyInitialized
 	}
 	if subtle.ConstantTimeCompare(params, rec.Params) != 1 {
-		return nil, &api.Error{Code: api.CodeConflict, Message: "this request id initialized the cluster with other parameters"}
+		return nil, &errs.Conflict{Reason: "this request id initialized the cluster with other parameters"}
 	}
 	commits, err := shamir.UnmarshalCommitments(rec.Commitments)
 	if err != nil {

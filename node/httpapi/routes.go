@@ -83,13 +83,13 @@ func (s *Server) routes() []route {
 		cryptoRoute("/verify-hmac", policy.Verify, "key.verify_hmac", s.verifyHMAC),
 		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
 
-		{pattern: "POST /v1/internal/unseal-share", access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
-		{pattern: "POST /v1/internal/seal", access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
-		{pattern: "POST /v1/internal/node-share", access: internal, sealedOK: true, maxBody: small, op: "sys.node_share", handle: s.nodeShare},
+		{pattern: "POST " + api.PathInternalUnsealShare, access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
+		{pattern: "POST " + api.PathInternalSeal, access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
+		{pattern: "POST " + api.PathInternalNodeShare, access: internal, sealedOK: true, maxBody: small, op: "sys.node_share", handle: s.nodeShare},
 		// Not audited: anchors are themselves in the replicated log. Allowed
 		// while sealed: records of unseal attempts are anchored at once.
 		{pattern: "POST " + api.PathInternalAuditAnchor, access: internal, sealedOK: true, maxBody: small, handle: s.auditAnchor},
-		{pattern: "POST /v1/internal/share-request", access: internal, sealedOK: true, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
+		{pattern: "POST " + api.PathInternalShareRequest, access: internal, sealedOK: true, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
 	}
 }
 
