@@ -159,12 +159,24 @@ func (c *Client) ListTokens(ctx context.Context) (*api.TokenList, error) {
 // everywhere waits for LastIndex on every node. Errors: api.ErrNotFound,
 // api.ErrBadRequest (malformed accessor, checked locally), ...
 func (c *Client) RevokeToken(ctx context.Context, accessor string) error {
+	_, err := c.RevokeTokenReport(ctx, accessor)
+	return err
+}
+
+// RevokeTokenReport is RevokeToken returning the leader's reply: its
+// NotApplied names the nodes that had not applied the revocation when the
+// leader answered (unreachable, or cut off from the leader); every other
+// node already refuses the token.
+func (c *Client) RevokeTokenReport(ctx context.Context, accessor string) (*api.WriteResponse, error) {
 	if err := checkHex("accessor", accessor, accessorLen); err != nil {
-		return err
+		return nil, err
 	}
 	var r api.WriteResponse
 	in := api.RevokeTokenRequest{Accessor: accessor}
-	return c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathTokenRevoke, in: in, out: &r, emptyOK: true})
+	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.PathTokenRevoke, in: in, out: &r, emptyOK: true}); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // CreateIdentity binds a client certificate (req.Certificate, PEM) or a

@@ -321,11 +321,18 @@ func (c *cli) tokenRevoke(args []string) error {
 		return err
 	}
 	defer cl.Close()
-	if err := cl.RevokeToken(c.ctx, pos[0]); err != nil {
+	res, err := cl.RevokeTokenReport(c.ctx, pos[0])
+	if err != nil {
 		return err
 	}
+	if len(res.NotApplied) > 0 {
+		// Those nodes refuse the token once they apply the revocation;
+		// until then a node cut off from the leader may still accept it
+		// for crypto calls.
+		fmt.Fprintf(c.stderr, "keyd: warning: not yet applied on %s (unreachable or cut off from the leader)\n", strings.Join(res.NotApplied, ", "))
+	}
 	c.settle(cl, &a.cf, cl.LastIndex())
-	return a.done(&api.WriteResponse{Index: cl.LastIndex()}, func(w *errWriter) { w.printf("Revoked token %s\n", pos[0]) })
+	return a.done(&api.WriteResponse{Index: cl.LastIndex(), NotApplied: res.NotApplied}, func(w *errWriter) { w.printf("Revoked token %s\n", pos[0]) })
 }
 
 func (c *cli) identity(args []string) error {

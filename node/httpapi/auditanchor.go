@@ -18,7 +18,7 @@ type AuditTrail interface {
 
 func (s *Server) auditAnchors(c *call) (any, error) {
 	if s.cfg.AuditTrail == nil {
-		return nil, &api.Error{Code: api.CodeNotFound, Message: "audit anchors are not kept by this node"}
+		return nil, &api.Error{Code: api.CodeResourceNotFound, Message: "audit anchors are not kept by this node"}
 	}
 	node := c.r.URL.Query().Get("node")
 	if len(node) > 128 {
@@ -39,7 +39,7 @@ func (s *Server) auditAnchor(c *call) (any, error) {
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "a node may only anchor its own audit log"}
 	}
 	if s.cfg.AuditTrail == nil {
-		return nil, &api.Error{Code: api.CodeNotFound, Message: "audit anchors are not kept by this node"}
+		return nil, &api.Error{Code: api.CodeResourceNotFound, Message: "audit anchors are not kept by this node"}
 	}
 	if err := s.cfg.AuditTrail.SubmitAuditAnchor(c.r.Context(), from, req); err != nil {
 		return nil, err
