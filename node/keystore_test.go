@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
@@ -106,8 +108,23 @@ func TestKeystoreRetireUnderLoad(t *testing.T) {
 			}
 		}()
 	}
+	// Replace only while requests are running: on a busy machine the
+	// request goroutines may not have been scheduled yet.
+	waitRequests := func(min int64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for ok.Load()+bad.Load() < min {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d requests ran, want %d", ok.Load()+bad.Load(), min)
+			}
+			runtime.Gosched()
+		}
+	}
 	const replacements = 200
 	for i := 0; i < replacements; i++ {
+		if i%50 == 0 {
+			waitRequests(ok.Load() + bad.Load() + 1)
+		}
 		replace(1 + i%3)
 	}
 	s.seal()
