@@ -151,6 +151,19 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 		}
 		return nil, err
 	}
+	if initialized {
+		// A forced restore replaces the state, never the root: a snapshot
+		// of another cluster (one whose custodians the caller may hold
+		// alone) would hand its holder the cluster. Such a file goes into
+		// a fresh cluster instead.
+		_, c, err := n.commitments()
+		if err != nil {
+			return nil, err
+		}
+		if cur := c.Fingerprint(); b.Header.Cluster != cur {
+			return nil, &api.Error{Code: api.CodeForbidden, Message: fmt.Sprintf("snapshot belongs to another root (commitments %s, this cluster's are %s): a forced restore keeps the cluster's root; restore it into a fresh cluster", b.Header.Cluster, cur)}
+		}
+	}
 	// Raft installs the restore at max(its last index, meta.Index)+1.
 	// Asking for an index well above the last one makes that index known
 	// in advance, so the state records it as applied: reads waiting for
