@@ -313,6 +313,19 @@ func (n *Node) CreateIdentity(ctx context.Context, rid string, req api.CreateIde
 	if b, err := hex.DecodeString(id); err != nil || len(b) != 32 {
 		return nil, badRequest("give a certificate or a 64-hex-digit public-key hash as id")
 	}
+	// Creating an existing id replaces its policies: that takes the old
+	// ones away, which needs rights over them as a delete does.
+	recs, err := n.fsm.Identities()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.ID == id {
+			if err := n.checkBound(r.Policies, check); err != nil {
+				return nil, err
+			}
+		}
+	}
 	m := n.meta(rid)
 	res, err := n.propose(ctx, &fsm.PutIdentity{Meta: m, ID: id, Name: req.Name, Policies: req.Policies})
 	if err != nil {

@@ -101,6 +101,18 @@ func TestPolicyOverwriteEscalation(t *testing.T) {
 	if st, code := r.do(leader, "DELETE", api.PathIdentities+"/"+secID, minter, nil, nil); st != 403 || code != api.CodeForbidden {
 		t.Errorf("minter deletes the security team's identity: %d %s, want 403 forbidden", st, code)
 	}
+	// Re-creating the security team's identity under the same id would
+	// replace its policies: that takes rights away as a delete does.
+	if st, code := r.do(leader, "POST", api.PathIdentities, minter, api.CreateIdentityRequest{ID: secID, Policies: []string{"app1"}}, nil); st != 403 || code != api.CodeForbidden {
+		t.Errorf("minter overwrites the security team's identity: %d %s, want 403 forbidden", st, code)
+	}
+	var ids api.IdentityList
+	r.do(leader, "GET", api.PathIdentities, c.Token, nil, &ids)
+	for _, id := range ids.Identities {
+		if id.ID == secID && (len(id.Policies) != 1 || id.Policies[0] != "security") {
+			t.Errorf("security identity now carries %v", id.Policies)
+		}
+	}
 	if st, code := r.do(leader, "GET", api.PathWhoAmI, secTok, nil, nil); st != 200 {
 		t.Fatalf("security token after the attempts: %d %s", st, code)
 	}
