@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -264,6 +267,17 @@ func TestInitRetryGetsSameAnswer(t *testing.T) {
 			if plaintext && !logs.contains("plaintext_shares") {
 				t.Fatal("a plaintext init logged no warning")
 			}
+			// The request id is the credential of a retry: root on one
+			// node's disk must not find it in the state, the Raft log or
+			// the audit log and replay the init for its secrets.
+			if logs.contains(rid) {
+				t.Fatal("the init's request id reached the log")
+			}
+			for i := 0; i < c.Size(); i++ {
+				if f := fileHolding(t, c.Slot(i).Dir, rid); f != "" {
+					t.Fatalf("the init's request id is on disk in %s", f)
+				}
+			}
 		})
 	}
 }
@@ -519,4 +533,27 @@ func (s *syncBuffer) contains(sub string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return strings.Contains(s.b.String(), sub)
+}
+
+// fileHolding returns the first file under dir whose bytes contain s, or "".
+func fileHolding(t *testing.T, dir, s string) string {
+	t.Helper()
+	found := ""
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || found != "" {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(s)) {
+			found = path
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

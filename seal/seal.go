@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -395,7 +396,10 @@ func (c *Custodians) Init(ctx context.Context, rid string, req api.InitRequest, 
 		EncryptedShares: out.EncryptedShares, EncryptedAdminToken: out.EncryptedAdminToken,
 	}
 	if len(rid) >= minReplayRequestID {
-		cmd.InitRequestID, cmd.Params = rid, params
+		// Only a digest of the request id is replicated: the id is the
+		// retry's credential, and the state and the Raft log sit on every
+		// node's disk.
+		cmd.InitRequestID, cmd.Params = initRIDDigest(rid), params
 		// Kept before the proposal: if the reply is lost because the
 		// apply outlived this request, the retry still finds it.
 		c.keepInitReply(&initReply{rid: rid, fp: out.Fingerprint, resp: out})
@@ -422,7 +426,7 @@ func (c *Custodians) Init(ctx context.Context, rid string, req api.InitRequest, 
 // already_initialized (another rid) or conflict (same rid, other
 // parameters).
 func (c *Custodians) replayInit(rec *fsm.InitRecord, rid string, params []byte) (*api.InitResponse, error) {
-	if len(rid) < minReplayRequestID || subtle.ConstantTimeCompare([]byte(rid), []byte(rec.InitRequestID)) != 1 {
+	if len(rid) < minReplayRequestID || subtle.ConstantTimeCompare([]byte(initRIDDigest(rid)), []byte(rec.InitRequestID)) != 1 {
 		return nil, api.ErrAlreadyInitialized
 	}
 	if subtle.ConstantTimeCompare(params, rec.Params) != 1 {
@@ -453,6 +457,12 @@ func (c *Custodians) replayInit(rec *fsm.InitRecord, rid string, params []byte) 
 		out.AdminToken = kept.resp.AdminToken
 	}
 	return out, nil
+}
+
+// initRIDDigest is what the init record keeps of the init's request id.
+func initRIDDigest(rid string) string {
+	h := sha256.Sum256([]byte("keyd init request id v1\x00" + rid))
+	return hex.EncodeToString(h[:])
 }
 
 // keepInitReply holds r for initReplyWindow, replacing any earlier one.

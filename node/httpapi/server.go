@@ -459,6 +459,15 @@ func (s *Server) audit(c *call, rt route, resp any, err error) error {
 		// only its keyed HMAC is recorded.
 		rec.Hashed = map[string]string{"request": s.cfg.Audit.HMAC(c.body)}
 	}
+	if rt.op == "sys.init" && c.rid != "" {
+		// An init's request id is the credential of its retry (which
+		// answers with the init's secrets): only its keyed HMAC.
+		rec.RequestID = ""
+		if rec.Hashed == nil {
+			rec.Hashed = map[string]string{}
+		}
+		rec.Hashed["request_id"] = s.cfg.Audit.HMAC([]byte(c.rid))
+	}
 	s.addDetail(c, &rec, resp)
 	// The record is written even when the client hung up: the operation
 	// may have run.
