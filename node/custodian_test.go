@@ -94,14 +94,42 @@ func rawCall(t *testing.T, c *testcluster.Cluster, method, addr, path, rid strin
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS()}}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	var raw []byte
+	if in != nil {
+		raw, _ = json.Marshal(in)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
+	var (
+		resp *http.Response
+		b    []byte
+	)
+	for {
+		resp, err = hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An election on a busy machine: follow the new leader (or wait
+		// for one), as a client would, with the same request id.
+		var e api.Error
+		if resp.StatusCode != http.StatusMisdirectedRequest || json.Unmarshal(b, &e) != nil || e.Code != api.CodeNotLeader || ctx.Err() != nil {
+			break
+		}
+		if e.Leader != "" {
+			addr = e.Leader
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if req, err = http.NewRequestWithContext(ctx, method, "https://"+addr+path, bytes.NewReader(raw)); err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if rid != "" {
+			req.Header.Set(api.HeaderRequestID, rid)
+		}
 	}
 	return resp.StatusCode, b
 }

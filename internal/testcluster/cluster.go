@@ -387,7 +387,9 @@ func (c *Cluster) Client(t testing.TB) *client.Client {
 // ClientFor returns a client seeded with the given addresses only.
 func (c *Cluster) ClientFor(t testing.TB, addrs ...string) *client.Client {
 	t.Helper()
-	cl, err := client.New(context.Background(), client.Config{Addrs: addrs, Token: c.Token, TLS: c.TLS(), Timeout: 5 * time.Second, MaxRetries: 10})
+	// A TLS handshake under -race on a busy 2-core machine can take more
+	// than the client's LAN default of one second.
+	cl, err := client.New(context.Background(), client.Config{Addrs: addrs, Token: c.Token, TLS: c.TLS(), Timeout: 5 * time.Second, MaxRetries: 10, ConnectTimeout: Scaled(client.DefaultConnectTimeout)})
 	if err != nil {
 		t.Fatal(err)
 	}
