@@ -35,10 +35,51 @@ func (s *Server) whoami(c *call) (any, error) {
 	return &api.WhoAmI{Identity: c.p.ID(), Policies: c.p.Policies()}, nil
 }
 
-func (s *Server) listPolicies(c *call) (any, error) { return s.cfg.Admin.ListPolicies() }
+// listPolicies names the stored policies the caller may read (see
+// readPolicy); built-ins are public.
+func (s *Server) listPolicies(c *call) (any, error) {
+	l, err := s.cfg.Admin.ListPolicies()
+	if err != nil {
+		return nil, err
+	}
+	visible := l.Policies[:0:0]
+	for _, name := range l.Policies {
+		if _, err := s.visiblePolicy(c, name); err == nil {
+			visible = append(visible, name)
+		}
+	}
+	l.Policies = visible
+	return l, nil
+}
 
 func (s *Server) readPolicy(c *call) (any, error) {
-	return s.cfg.Admin.Policy(c.r.PathValue("policy"))
+	return s.visiblePolicy(c, c.r.PathValue("policy"))
+}
+
+// visiblePolicy returns a policy the caller may read: a built-in, one of
+// its own, or one it has rights over (policy.Covers, as for a change).
+// Any other is not_found, as a missing one: a policy names key patterns,
+// and an app token must not learn other applications' key names.
+func (s *Server) visiblePolicy(c *call, name string) (*api.PolicyInfo, error) {
+	info, err := s.cfg.Admin.Policy(name)
+	if err != nil {
+		return nil, err
+	}
+	if info.Builtin {
+		return info, nil
+	}
+	if c.p == nil {
+		return nil, &api.Error{Code: api.CodeResourceNotFound, Message: "no such policy"}
+	}
+	for _, own := range c.p.Policies() {
+		if own == name {
+			return info, nil
+		}
+	}
+	if p, perr := policy.Parse(name, info.Document); perr == nil && policy.Covers(c.p, p) {
+		return info, nil
+	}
+	return nil, &api.Error{Code: api.CodeResourceNotFound, Message: "no such policy"}
 }
 
 // coveredBy returns the check every policy change runs on each document
