@@ -178,7 +178,9 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 // AnswerShareRequest gives a rejoining voter this node's share of the
 // current dealing, sealed to the requester's ephemeral key. Only an
 // unsealed node answers, only to the node named by the caller's
-// certificate, and only to a holder of the current dealing.
+// certificate, only to a holder of the current dealing, and only when the
+// request proves knowledge of the requester's own share at the index the
+// dealing recorded for it (sharex.VerifyProof).
 func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte) (*sharex.Response, error) {
 	req, err := sharex.DecodeRequest(body)
 	if err != nil {
@@ -200,8 +202,16 @@ func (n *Node) AnswerShareRequest(ctx context.Context, from string, body []byte)
 	if rec == nil || c.Fingerprint() != req.Fingerprint {
 		return nil, &errs.Conflict{Reason: "not the current node-share dealing"}
 	}
-	if _, ok := rec.Holders[req.NodeID]; !ok {
+	index, ok := rec.Holders[req.NodeID]
+	if !ok {
 		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester holds no share of the current dealing"}
+	}
+	// The caller's certificate and key are files on its disk; only its
+	// HSM can unwrap its share. Without a proof of that share, an
+	// attacker with root on one node's disk could collect k shares.
+	if err := sharex.VerifyProof(c, req, index); err != nil {
+		n.log.Warn("share request refused: no valid proof of the requester's own share", "requester", from, "dealing", req.Fingerprint)
+		return nil, &api.Error{Code: api.CodeForbidden, Message: "requester did not prove it holds its own share of the current dealing"}
 	}
 	sh, err := n.vault().Load(ctx, req.Fingerprint)
 	if err != nil {
@@ -267,6 +277,10 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 	}()
 	req, priv, err := sharex.NewRequest(n.cfg.NodeID, fp)
 	if err != nil {
+		return err
+	}
+	// Peers answer only a requester that proves it holds its own share.
+	if err := req.Prove(c, own); err != nil {
 		return err
 	}
 	body, _ := json.Marshal(req)

@@ -4,6 +4,16 @@
 // X25519 key. The root itself never crosses the network, and a share in
 // flight is readable only by the requester, on top of the mutual TLS that
 // already authenticates both ends.
+//
+// The requester's TLS certificate and key are files on its disk, so mutual
+// TLS alone would let anyone with root on one node's disk (but not its
+// HSM) impersonate it and collect k shares from its peers. A request
+// therefore also carries a proof that the requester knows its own node
+// share (which only its HSM can unwrap): a Schnorr proof against the
+// dealing's Feldman commitments (shamir.ProveShare), bound to the
+// requester, the dealing and the request's ephemeral key, so a captured
+// proof cannot be reused with another key. Peers check it with
+// VerifyProof before answering.
 package sharex
 
 import (
@@ -14,6 +24,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,16 +37,76 @@ import (
 var (
 	ErrMalformed = errors.New("sharex: malformed message")
 	ErrOpen      = errors.New("sharex: cannot open share")
+	// ErrProof: the request carries no valid proof that the requester
+	// holds its own share of the dealing.
+	ErrProof = errors.New("sharex: requester did not prove it holds its share")
 )
 
 // MaxMessageSize bounds an encoded request or response.
 const MaxMessageSize = 4 << 10
 
 // Request asks a peer for its node share of the dealing Fingerprint.
+// Index and Proof prove that NodeID knows its own share (index Index) of
+// that dealing; see Prove and VerifyProof.
 type Request struct {
 	NodeID      string `json:"node_id"`
 	Fingerprint string `json:"fingerprint"`
 	Ephemeral   []byte `json:"ephemeral"`
+	Index       int    `json:"index,omitempty"`
+	Proof       []byte `json:"proof,omitempty"`
+}
+
+// proofContext is what a request's proof is bound to: the requester, the
+// dealing and the ephemeral key the answers will be sealed to. Each field
+// is length-prefixed so no two requests share a context.
+func proofContext(r Request) []byte {
+	var b bytes.Buffer
+	b.WriteString("keyd sharex pok v1\x00")
+	for _, f := range [][]byte{[]byte(r.NodeID), []byte(r.Fingerprint), r.Ephemeral} {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		b.Write(n[:])
+		b.Write(f)
+	}
+	return b.Bytes()
+}
+
+// Prove sets r.Index and r.Proof: a proof that the requester knows own,
+// its share of the dealing c, bound to r's node id, fingerprint and
+// ephemeral key. Call it after NewRequest; changing any of those fields
+// afterwards invalidates the proof. own must verify against c and c must be
+// the dealing named by r.Fingerprint.
+func (r *Request) Prove(c *shamir.Commitments, own shamir.Share) error {
+	if c.Fingerprint() != r.Fingerprint {
+		return fmt.Errorf("sharex: prove: commitments are not the requested dealing")
+	}
+	p, err := shamir.ProveShare(c, own, proofContext(*r), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("sharex: prove: %w", err)
+	}
+	r.Index, r.Proof = own.Index, p
+	return nil
+}
+
+// VerifyProof checks that req proves knowledge of the share with index
+// index (the index the dealing recorded for req.NodeID) of the dealing c.
+// It returns nil or an error wrapping ErrProof: no proof, another index,
+// another dealing, or a proof that does not verify for this requester and
+// ephemeral key. The error carries no secret.
+func VerifyProof(c *shamir.Commitments, req Request, index int) error {
+	if len(req.Proof) == 0 {
+		return fmt.Errorf("%w: no proof", ErrProof)
+	}
+	if req.Index != index {
+		return fmt.Errorf("%w: proof is for share %d, the requester holds share %d", ErrProof, req.Index, index)
+	}
+	if c.Fingerprint() == "" || c.Fingerprint() != req.Fingerprint {
+		return fmt.Errorf("%w: another dealing", ErrProof)
+	}
+	if err := c.VerifyShareProof(index, req.Proof, proofContext(req)); err != nil {
+		return fmt.Errorf("%w: proof does not verify", ErrProof)
+	}
+	return nil
 }
 
 // Response carries one peer's share, sealed to the request's ephemeral key.
@@ -174,6 +245,11 @@ func DecodeRequest(b []byte) (Request, error) {
 	}
 	if r.NodeID == "" || len(r.NodeID) > 128 || r.Fingerprint == "" || len(r.Fingerprint) > 64 || len(r.Ephemeral) != 32 {
 		return Request{}, fmt.Errorf("%w: missing or oversized field", ErrMalformed)
+	}
+	// Index and Proof may be absent (VerifyProof refuses such a request)
+	// but never out of range.
+	if r.Index < 0 || r.Index > shamir.MaxShares || len(r.Proof) > shamir.ProofSize {
+		return Request{}, fmt.Errorf("%w: share index or proof out of range", ErrMalformed)
 	}
 	return r, nil
 }

@@ -1,6 +1,7 @@
 package sharex
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -108,6 +109,13 @@ func FuzzDecodeRequest(f *testing.F) {
 	req, _, _ := NewRequest("n1", "abcd")
 	b, _ := json.Marshal(req)
 	f.Add(b)
+	shares, c := dealingF(f)
+	proved, _, _ := NewRequest("n1", c.Fingerprint())
+	if err := proved.Prove(c, shares[0]); err != nil {
+		f.Fatal(err)
+	}
+	pb, _ := json.Marshal(proved)
+	f.Add(pb)
 	f.Add([]byte(`{"node_id":""}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
@@ -117,8 +125,12 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 			return
 		}
-		if len(r.Ephemeral) != 32 || r.NodeID == "" {
+		if len(r.Ephemeral) != 32 || r.NodeID == "" || r.Index < 0 || r.Index > shamir.MaxShares || len(r.Proof) > shamir.ProofSize {
 			t.Fatal("accepted an invalid request")
+		}
+		// Only the genuine proof verifies, and only for its own request.
+		if VerifyProof(c, r, 1) == nil && (r.NodeID != proved.NodeID || !bytes.Equal(r.Ephemeral, proved.Ephemeral) || !bytes.Equal(r.Proof, proved.Proof)) {
+			t.Fatal("a fuzzed request's proof verified")
 		}
 	})
 }
@@ -151,4 +163,87 @@ func dealingF(f *testing.F) ([]shamir.Share, *shamir.Commitments) {
 		f.Fatal(err)
 	}
 	return shares, c
+}
+
+// TestVerifyProof: a requester proves it holds its own share; a thief with
+// the requester's identity but not its share, or replaying a captured
+// proof with its own ephemeral key, is refused.
+func TestVerifyProof(t *testing.T) {
+	t.Parallel()
+	shares, c := dealing(t)
+	_, other := dealing(t)
+	req, _, err := NewRequest("n1", c.Fingerprint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := req.Prove(c, shares[0]); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(req)
+	got, err := DecodeRequest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyProof(c, got, shares[0].Index); err != nil {
+		t.Fatalf("genuine proof refused: %v", err)
+	}
+
+	// The thief cannot prove with a share it does not hold.
+	thief, _, _ := NewRequest("n1", c.Fingerprint())
+	if err := thief.Prove(c, shamir.Share{Index: 1, Value: shares[1].Value}); err == nil {
+		t.Fatal("proved with a wrong share")
+	}
+	if err := thief.Prove(other, shares[0]); err == nil {
+		t.Fatal("proved against another dealing")
+	}
+	// Nor replay the genuine proof with its own ephemeral key.
+	replay := thief
+	replay.Index, replay.Proof = req.Index, req.Proof
+	// Another holder's genuine proof, claimed for n1.
+	n2, _, _ := NewRequest("n2", c.Fingerprint())
+	if err := n2.Prove(c, shares[1]); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		c     *shamir.Commitments
+		req   func() Request
+		index int
+	}{
+		{"no proof", c, func() Request { r := req; r.Index, r.Proof = 0, nil; return r }, 1},
+		{"index only", c, func() Request { r := req; r.Proof = nil; return r }, 1},
+		{"replayed with another ephemeral key", c, func() Request { return replay }, 1},
+		{"replayed for another node", c, func() Request { r := req; r.NodeID = "n3"; return r }, 1},
+		{"another holder's proof", c, func() Request { r := n2; r.NodeID = "n1"; return r }, 2},
+		{"another holder's proof at the recorded index", c, func() Request { r := n2; r.NodeID = "n1"; r.Index = 1; return r }, 1},
+		{"recorded index differs", c, func() Request { return req }, 2},
+		{"another dealing", other, func() Request { return req }, 1},
+		{"other fingerprint", c, func() Request { r := req; r.Fingerprint = "ffff"; return r }, 1},
+		{"flipped proof", c, func() Request {
+			r := req
+			r.Proof = append([]byte(nil), req.Proof...)
+			r.Proof[40] ^= 1
+			return r
+		}, 1},
+		{"truncated proof", c, func() Request { r := req; r.Proof = req.Proof[:31]; return r }, 1},
+		{"nil commitments", nil, func() Request { return req }, 1},
+	}
+	for _, tt := range tests {
+		if err := VerifyProof(tt.c, tt.req(), tt.index); !errors.Is(err, ErrProof) {
+			t.Errorf("%s: got %v, want ErrProof", tt.name, err)
+		}
+	}
+	// Out-of-range index or an oversized proof is malformed on the wire.
+	for _, mut := range []func(*Request){
+		func(r *Request) { r.Index = -1 },
+		func(r *Request) { r.Index = 256 },
+		func(r *Request) { r.Proof = make([]byte, shamir.ProofSize+1) },
+	} {
+		r := req
+		mut(&r)
+		b, _ := json.Marshal(r)
+		if _, err := DecodeRequest(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("DecodeRequest accepted %d/%d: %v", r.Index, len(r.Proof), err)
+		}
+	}
 }
