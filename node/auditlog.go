@@ -408,7 +408,7 @@ func (n *Node) submitAudit(ctx context.Context, req api.AuditAnchorRequest) erro
 	}
 	id, _ := n.Leader()
 	if id == "" {
-		return errors.New("no leader")
+		return n.notLeader()
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -509,7 +509,8 @@ func (n *Node) closeAudit() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := n.submitAudit(ctx, api.AuditAnchorRequest{Node: n.cfg.NodeID, Seq: h.Seq, Head: hex.EncodeToString(h.Hash[:])}); err != nil {
-		if errors.Is(err, api.ErrNotLeader) || errors.Is(err, api.ErrUnavailable) {
+		var ce *api.Error
+		if errors.Is(err, api.ErrNotLeader) || errors.Is(err, api.ErrUnavailable) || (errors.As(err, &ce) && api.Retryable(ce.Code)) || errors.Is(err, context.DeadlineExceeded) {
 			// The cluster is stopping too (no leader to take it): a
 			// normal stop. The head is anchored when the node starts again.
 			n.log.Info("audit: final anchor not committed (no leader); it is anchored at the next start", "seq", h.Seq, "err", err)

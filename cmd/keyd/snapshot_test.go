@@ -67,11 +67,21 @@ func TestOperatorSnapshotCLI(t *testing.T) {
 	if _, err := runCmd(t, second.env, "", "operator", "snapshot", "restore", filepath.Join(dir, "corrupt"), "-force"); err == nil {
 		t.Fatal("corrupt snapshot restored")
 	}
-	out, err = runCmd(t, second.env, "", "operator", "snapshot", "restore", file, "-force")
+	// -force replaces a live cluster's state, never its root: another
+	// cluster's snapshot (whose custodians one operator may hold) is refused
+	// and goes into a fresh cluster instead.
+	if _, err := runCmd(t, second.env, "", "operator", "snapshot", "restore", file, "-force"); !errors.Is(err, api.ErrForbidden) || !strings.Contains(err.Error(), "another root") {
+		t.Fatalf("forced restore of another cluster's snapshot: %v", err)
+	}
+	if _, err := runCmd(t, second.env, "", "key", "list"); err != nil {
+		t.Fatalf("second cluster after the refused restore: %v", err)
+	}
+	// The cluster's own snapshot restores over it with -force.
+	out, err = runCmd(t, first.env, "", "operator", "snapshot", "restore", file, "-force")
 	if err != nil || !strings.Contains(out, "sealed") {
 		t.Fatalf("restore -force: %q %v", out, err)
 	}
-	env := map[string]string{envAddr: second.env[envAddr], envCACert: second.env[envCACert], envToken: first.env[envToken]}
+	env := first.env
 	if _, err := runCmd(t, env, second.shares[0]+"\n", "operator", "unseal"); err == nil {
 		t.Fatal("the second cluster's own share unsealed the restored state")
 	}
