@@ -53,30 +53,7 @@ func blackhole(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
+	holdSilently(t, ln)
 	return ln.Addr().String()
 }
 
@@ -323,5 +300,35 @@ func FuzzLastNewline(f *testing.F) {
 		if err != nil || got != want {
 			t.Fatalf("got %d, %v, want %d", got, err, want)
 		}
+	})
+}
+
+// holdSilently accepts every connection on ln and never answers, like a
+// frozen process; the test's cleanup closes ln and the held connections.
+func holdSilently(t *testing.T, ln net.Listener) {
+	t.Helper()
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 	})
 }
