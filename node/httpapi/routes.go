@@ -125,7 +125,7 @@ func (s *Server) status(c *call) (any, error) {
 // Raft view and HSM detail: a credential with the cluster capability (as
 // for GET /v1/sys/cluster) or a cluster node's certificate.
 func (s *Server) seesTopology(r *http.Request) bool {
-	if r.Header.Get(api.HeaderAuthorization) == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
+	if r.Header.Get(api.HeaderAuthorization) == "" && r.Header.Get(api.HeaderVaultToken) == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
 		return false
 	}
 	if s.cfg.IsPeer != nil {
