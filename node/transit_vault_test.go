@@ -342,5 +342,46 @@ func TestVaultTransitClient(t *testing.T) {
 	if pt, err := decrypt(ct2, "tenant-1"); err != nil || pt != "hello vault" {
 		t.Fatalf("the good ciphertext after the bad ones: %q %v", pt, err)
 	}
-	_ = context.Background
+}
+
+// BenchmarkTransitEndToEnd compares one 1 KiB encrypt against a
+// one-node in-process cluster over TLS: keyd's Go client on keyd's route,
+// and Vault's Go client on the transit route (command and figures in
+// docs/BENCHMARKS.md).
+func BenchmarkTransitEndToEnd(b *testing.B) {
+	c := testcluster.New(b, testcluster.Options{Nodes: 1})
+	c.Init(b, 1, 1)
+	c.Unseal(b, 1)
+	ctx := context.Background()
+	cl := c.Client(b)
+	if _, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	pt := make([]byte, 1024)
+	b.Run("keyd-client", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := cl.Encrypt(ctx, "bench", pt, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Setenv("VAULT_TOKEN", "")
+	cfg := vault.DefaultConfig()
+	cfg.Address = "https://" + c.Slot(0).APIAddr
+	tr := &http.Transport{TLSClientConfig: c.TLS()}
+	b.Cleanup(tr.CloseIdleConnections)
+	cfg.HttpClient = &http.Client{Transport: tr}
+	vc, err := vault.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vc.SetToken(c.Token)
+	body := map[string]any{"plaintext": base64.StdEncoding.EncodeToString(pt)}
+	b.Run("vault-client-transit", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := vc.Logical().WriteWithContext(ctx, "transit/encrypt/bench", body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
