@@ -1,11 +1,13 @@
 package node_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -65,4 +67,49 @@ func TestMetricsListener(t *testing.T) {
 	if st, _, _ := scrape(t, hcTLS, c.Slot(0).APIAddr, ""); st != http.StatusUnauthorized {
 		t.Fatalf("the API's metrics without a token: %d", st)
 	}
+}
+
+// TestRaftPeerLastContactMetric: the leader exports, per follower, the
+// time since it last reached it; it grows for a stopped follower, and
+// followers export none.
+func TestRaftPeerLastContactMetric(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, testcluster.Options{Nodes: 3, Configure: func(_ int, cfg *node.Config) { cfg.UnauthenticatedMetrics = true }})
+	leader := c.WaitLeader(t)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS()}}
+	t.Cleanup(hc.CloseIdleConnections)
+	var followers []int
+	for i := 0; i < 3; i++ {
+		if i != leader {
+			followers = append(followers, i)
+		}
+	}
+	c.Eventually(t, 10*time.Second, func() error {
+		_, _, fams := scrape(t, hc, c.Slot(leader).APIAddr, "")
+		for _, f := range followers {
+			v, ok := value(fams, "keyd_raft_peer_last_contact_seconds", "peer", c.Slot(f).ID)
+			if !ok || v < 0 || v > 5 {
+				return fmt.Errorf("peer %s: %v %v", c.Slot(f).ID, v, ok)
+			}
+		}
+		if _, ok := value(fams, "keyd_raft_peer_last_contact_seconds", "peer", c.Slot(leader).ID); ok {
+			return fmt.Errorf("the leader reports contact with itself")
+		}
+		return nil
+	})
+	_, _, fams := scrape(t, hc, c.Slot(followers[0]).APIAddr, "")
+	if _, ok := fams["keyd_raft_peer_last_contact_seconds"]; ok {
+		t.Fatal("a follower exports per-peer contact")
+	}
+	stopped := followers[1]
+	c.Stop(t, stopped)
+	c.Eventually(t, 15*time.Second, func() error {
+		l := c.WaitLeader(t)
+		_, _, fams := scrape(t, hc, c.Slot(l).APIAddr, "")
+		v, ok := value(fams, "keyd_raft_peer_last_contact_seconds", "peer", c.Slot(stopped).ID)
+		if !ok || v < 1 {
+			return fmt.Errorf("stopped peer: %v %v", v, ok)
+		}
+		return nil
+	})
 }
