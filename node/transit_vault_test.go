@@ -342,6 +342,14 @@ func TestVaultTransitClient(t *testing.T) {
 	if pt, err := decrypt(ct2, "tenant-1"); err != nil || pt != "hello vault" {
 		t.Fatalf("the good ciphertext after the bad ones: %q %v", pt, err)
 	}
+
+	// A sealed node answers 503 in Vault's error shape.
+	c.Node(follower).SealLocal()
+	_, err = decrypt(ct2, "tenant-1")
+	var re *vault.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != 503 || len(re.Errors) != 1 || !strings.HasPrefix(re.Errors[0], "sealed: ") {
+		t.Fatalf("sealed node: %v", err)
+	}
 }
 
 // stateWithoutAudit is the replicated state but the audit anchors,
