@@ -190,6 +190,10 @@ func (n *Node) Start(ctx context.Context) error {
 			n.log.Error("api server stopped", "err", err)
 		}
 	})
+	if err := n.startMetricsListener(); err != nil {
+		_ = n.Close()
+		return err
+	}
 	if err := n.startGossip(); err != nil {
 		_ = n.Close()
 		return fmt.Errorf("node: gossip: %w", err)

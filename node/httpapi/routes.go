@@ -26,7 +26,7 @@ func (s *Server) routes() []route {
 		rt.staleOK = true
 		return rt
 	}
-	return []route{
+	return append(s.transitRoutes(), []route{
 		{pattern: "GET " + api.PathHealth, access: open, sealedOK: true, maxBody: 0, handle: s.health},
 		{pattern: "GET " + api.PathStatus, access: open, sealedOK: true, maxBody: 0, handle: s.status},
 		// Sealed nodes report metrics too (the seal state is one of them).
@@ -90,7 +90,7 @@ func (s *Server) routes() []route {
 		// while sealed: records of unseal attempts are anchored at once.
 		{pattern: "POST " + api.PathInternalAuditAnchor, access: internal, sealedOK: true, maxBody: small, handle: s.auditAnchor},
 		{pattern: "POST " + api.PathInternalShareRequest, access: internal, sealedOK: true, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
-	}
+	}...)
 }
 
 func (s *Server) health(c *call) (any, error) {
@@ -125,7 +125,7 @@ func (s *Server) status(c *call) (any, error) {
 // Raft view and HSM detail: a credential with the cluster capability (as
 // for GET /v1/sys/cluster) or a cluster node's certificate.
 func (s *Server) seesTopology(r *http.Request) bool {
-	if r.Header.Get(api.HeaderAuthorization) == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
+	if r.Header.Get(api.HeaderAuthorization) == "" && r.Header.Get(api.HeaderVaultToken) == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
 		return false
 	}
 	if s.cfg.IsPeer != nil {

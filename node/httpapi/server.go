@@ -176,7 +176,11 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	for _, rt := range s.routes() {
-		s.mux.Handle(rt.pattern, s.wrap(rt))
+		h := s.wrap(rt)
+		if rt.outer != nil {
+			h = rt.outer(h)
+		}
+		s.mux.Handle(rt.pattern, h)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &api.Error{Code: api.CodeResourceNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)
@@ -229,6 +233,9 @@ type route struct {
 	// op names the request in the audit log; empty: not audited.
 	op     string
 	handle func(c *call) (any, error)
+	// outer, when set, wraps the whole route, middleware included: another
+	// API shape's envelope and error format (transit.go).
+	outer func(http.Handler) http.Handler
 }
 
 // call is one request as handlers see it.
