@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/keyd/keyd/fpe"
+	"github.com/tink-crypto/tink-go/v2/daead/subtle"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -52,6 +54,11 @@ type keyVersion struct {
 	// an HMAC to its keyed initial state, so reuse skips re-deriving the
 	// pads and about eight allocations per call.
 	macs *sync.Pool
+	// siv (AES256SIV), ff1 (FF1AES256) and pseudo (HMACSHA256: the
+	// pseudonym subkey) are set up by initPII, see pii.go.
+	siv    *subtle.AESSIV
+	ff1    *fpe.FF1
+	pseudo *sync.Pool
 }
 
 // Key is an immutable, unwrapped, in-memory customer key with all its usable
@@ -152,6 +159,9 @@ func newKeyVersion(name string, t KeyType, v Version) (keyVersion, error) {
 	case HMACSHA256:
 		kv.macs = &sync.Pool{New: func() any { return hmac.New(sha256.New, m) }}
 	}
+	if err := kv.initPII(t, m); err != nil {
+		return keyVersion{}, err
+	}
 	return kv, nil
 }
 
@@ -245,6 +255,9 @@ func (k *Key) EncryptTo(dst []byte, rand io.Reader, plaintext, context []byte) (
 	if err != nil {
 		return dst, err
 	}
+	if kv.siv != nil {
+		return kv.sivEncryptTo(dst, plaintext, context)
+	}
 	ns, ov := kv.aead.NonceSize(), kv.aead.Overhead()
 	r := ns + len(plaintext) + ov
 	e := b64.EncodedLen(r)
@@ -284,6 +297,9 @@ func (k *Key) EncryptedLen(plaintextLen, contextLen int) int {
 		return 0
 	}
 	kv := &k.versions[len(k.versions)-1]
+	if kv.siv != nil {
+		return textHeaderLen(kv.num) + b64.EncodedLen(sivTagLen+plaintextLen)
+	}
 	r := kv.aead.NonceSize() + plaintextLen + kv.aead.Overhead()
 	n := textHeaderLen(kv.num) + b64.EncodedLen(r) + r
 	if contextLen > 0 {
@@ -302,6 +318,9 @@ func (k *Key) EncryptedLen(plaintextLen, contextLen int) int {
 func (k *Key) Decrypt(ciphertext string, context []byte) (plaintext []byte, version uint32, err error) {
 	if !k.typ.CanEncrypt() {
 		return nil, 0, k.unsupported("decrypt")
+	}
+	if k.typ == AES256SIV {
+		return k.sivDecrypt(ciphertext, context)
 	}
 	v, enc, err := parseTextHeader(ciphertext)
 	if err != nil {
