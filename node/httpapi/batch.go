@@ -49,7 +49,15 @@ func (s *Server) batchOp(c *call, op string) (any, error) {
 	if !ok {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: "unknown batch operation " + strconv.Quote(op)}
 	}
-	if err := c.authorize(capability, c.name()); err != nil {
+	full := true
+	if op == "decrypt" {
+		// decrypt or decrypt-masked (pii.go); masked-only callers get
+		// masked items.
+		var err error
+		if full, err = decryptAccess(c); err != nil {
+			return nil, err
+		}
+	} else if err := c.authorize(capability, c.name()); err != nil {
 		return nil, err
 	}
 	k, release, err := s.cfg.Crypto.AcquireCryptoKey(c.name())
@@ -95,12 +103,12 @@ func (s *Server) batchOp(c *call, op string) (any, error) {
 				out.Results[i] = api.BatchDecryptItem{Ciphertext: r.Ciphertext, Version: r.Version}
 				continue
 			}
-			pt, v, err := k.Decrypt(it.Ciphertext, it.Context)
+			r, err := decryptOne(k, full, &it)
 			if err != nil {
 				out.Results[i].Error = itemError(err)
 				continue
 			}
-			out.Results[i] = api.BatchDecryptItem{Plaintext: pt, Version: v}
+			out.Results[i] = api.BatchDecryptItem{Plaintext: r.Plaintext, Masked: r.Masked, Version: r.Version}
 		}
 		return out, nil
 	case "datakey":

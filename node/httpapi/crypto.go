@@ -46,15 +46,8 @@ func encryptOne(k *keyring.Key, rnd io.Reader, plaintext, context []byte) (*api.
 	return &api.EncryptResponse{Ciphertext: ct, Version: k.Latest()}, nil
 }
 
-func (s *Server) decrypt(c *call) (any, error) {
-	return withKey(s, c, func(k *keyring.Key, req *api.DecryptRequest) (any, error) {
-		pt, v, err := k.Decrypt(req.Ciphertext, req.Context)
-		if err != nil {
-			return nil, err
-		}
-		return &api.DecryptResponse{Plaintext: pt, Version: v}, nil
-	})
-}
+// POST /decrypt is served by decryptPII (pii.go): it also answers
+// callers holding decrypt-masked.
 
 func reencryptOne(k *keyring.Key, rnd io.Reader, ciphertext string, context []byte) (*api.EncryptResponse, error) {
 	pt, _, err := k.Decrypt(ciphertext, context)

@@ -1,0 +1,175 @@
+package httpapi
+
+import (
+	"errors"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fpe"
+	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/mask"
+	"github.com/keyd/keyd/policy"
+)
+
+// PII handlers (issue 14, docs/PII.md): keyed pseudonyms, format-preserving
+// encryption and masked decryption. Deterministic encryption (aes256-siv)
+// needs no handler: it is a key type served by /encrypt and /decrypt.
+
+// decryptAccess authorizes a decrypting route before anything else is
+// done (so a caller without rights learns nothing, not even whether the
+// key exists). full reports that the caller holds decrypt; a caller with
+// only decrypt-masked gets full=false and must only ever see masked forms.
+func decryptAccess(c *call) (full bool, err error) {
+	name := c.name()
+	switch {
+	case c.p == nil:
+		return false, forbidden(policy.Decrypt)
+	case c.p.Allowed(policy.Decrypt, name):
+		return true, nil
+	case c.p.Allowed(policy.DecryptMasked, name):
+		return false, nil
+	}
+	return false, forbidden(policy.Decrypt)
+}
+
+// maskFor decides whether one result is masked, and how: always for a
+// masked-only caller (default shape last4), and for a full caller only
+// when it asked.
+func maskFor(full bool, requested string) (shape mask.Shape, masked bool, err error) {
+	if full && requested == "" {
+		return "", false, nil
+	}
+	shape, err = mask.ParseShape(requested)
+	if err != nil {
+		return "", false, &api.Error{Code: api.CodeBadRequest, Message: "mask must be last4 or full"}
+	}
+	return shape, true, nil
+}
+
+// decryptOne decrypts one ciphertext and returns what the caller may see.
+// A masked result never carries the plaintext, which is zeroed here.
+func decryptOne(k *keyring.Key, full bool, req *api.DecryptRequest) (*api.DecryptResponse, error) {
+	shape, masked, err := maskFor(full, req.Mask)
+	if err != nil {
+		return nil, err
+	}
+	pt, v, err := k.Decrypt(req.Ciphertext, req.Context)
+	if err != nil {
+		return nil, err
+	}
+	if !masked {
+		return &api.DecryptResponse{Plaintext: pt, Version: v}, nil
+	}
+	defer clear(pt)
+	return &api.DecryptResponse{Masked: mask.Apply(pt, shape), Version: v}, nil
+}
+
+// decryptPII serves POST /v1/keys/{name}/decrypt for callers with decrypt
+// or decrypt-masked.
+func (s *Server) decryptPII(c *call) (any, error) {
+	full, err := decryptAccess(c)
+	if err != nil {
+		return nil, err
+	}
+	return withKey(s, c, func(k *keyring.Key, req *api.DecryptRequest) (any, error) {
+		if !full || req.Mask != "" {
+			c.detail.op = "key.decrypt_masked"
+		}
+		return decryptOne(k, full, req)
+	})
+}
+
+func (s *Server) pseudonym(c *call) (any, error) {
+	return withKey(s, c, func(k *keyring.Key, req *api.PseudonymRequest) (any, error) {
+		if len(req.Value) > api.MaxPlaintextBytes {
+			return nil, tooLarge("value")
+		}
+		if len(req.Context) > api.MaxPlaintextBytes {
+			return nil, tooLarge("context")
+		}
+		p, v, err := k.Pseudonym(req.Value, req.Context, req.Version)
+		if err != nil {
+			return nil, err
+		}
+		return &api.PseudonymResponse{Pseudonym: p, Version: v}, nil
+	})
+}
+
+func checkFPE(req *api.FPERequest) (fpe.Format, error) {
+	if len(req.Value) > api.MaxFPEValueBytes {
+		return "", &api.Error{Code: api.CodeBadRequest, Message: "value exceeds the limit of 1024 bytes"}
+	}
+	if len(req.Tweak) > api.MaxFPETweakBytes {
+		return "", &api.Error{Code: api.CodeBadRequest, Message: "tweak exceeds the limit of 1024 bytes"}
+	}
+	f, err := fpe.ParseFormat(req.Format)
+	if err != nil {
+		return "", fpeError(err)
+	}
+	return f, nil
+}
+
+// fpeError maps package fpe's errors to fixed messages; the value is never
+// echoed.
+func fpeError(err error) error {
+	msg := ""
+	switch {
+	case errors.Is(err, fpe.ErrUnknownFormat):
+		msg = "format must be one of digits, alphanumeric, card, phone, ssn, national-id, email-local"
+	case errors.Is(err, fpe.ErrLuhn):
+		msg = "card number fails the Luhn check"
+	case errors.Is(err, fpe.ErrDomain):
+		msg = "value has too few characters to encipher safely: FF1 needs at least 1,000,000 possible values " +
+			"(6 digits, or 4 letters and digits for alphanumeric and email-local)"
+	case errors.Is(err, fpe.ErrInvalidValue):
+		msg = "value does not match the format (a character the format neither enciphers nor keeps, " +
+			"a wrong number of digits, or a malformed e-mail address)"
+	default:
+		return err
+	}
+	return &api.Error{Code: api.CodeBadRequest, Message: msg}
+}
+
+func (s *Server) fpeEncrypt(c *call) (any, error) {
+	return withKey(s, c, func(k *keyring.Key, req *api.FPERequest) (any, error) {
+		if req.Mask != "" {
+			return nil, &api.Error{Code: api.CodeBadRequest, Message: "mask applies to fpe/decrypt only"}
+		}
+		f, err := checkFPE(req)
+		if err != nil {
+			return nil, err
+		}
+		out, v, err := k.FPEEncrypt(f, req.Value, req.Tweak, req.Version)
+		if err != nil {
+			return nil, fpeError(err)
+		}
+		return &api.FPEResponse{Value: out, Version: v}, nil
+	})
+}
+
+// fpeDecrypt serves POST /v1/keys/{name}/fpe/decrypt for callers with
+// decrypt, or decrypt-masked (masked result only).
+func (s *Server) fpeDecrypt(c *call) (any, error) {
+	full, err := decryptAccess(c)
+	if err != nil {
+		return nil, err
+	}
+	return withKey(s, c, func(k *keyring.Key, req *api.FPERequest) (any, error) {
+		shape, masked, err := maskFor(full, req.Mask)
+		if err != nil {
+			return nil, err
+		}
+		f, err := checkFPE(req)
+		if err != nil {
+			return nil, err
+		}
+		out, v, err := k.FPEDecrypt(f, req.Value, req.Tweak, req.Version)
+		if err != nil {
+			return nil, fpeError(err)
+		}
+		if masked {
+			c.detail.op = "key.fpe_decrypt_masked"
+			return &api.FPEResponse{Masked: mask.Apply([]byte(out), shape), Version: v}, nil
+		}
+		return &api.FPEResponse{Value: out, Version: v}, nil
+	})
+}
