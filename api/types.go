@@ -137,7 +137,8 @@ const (
 type CreateKeyRequest struct {
 	Name string `json:"name"`
 	// Type is one of aes256-gcm (default), xchacha20-poly1305,
-	// hmac-sha256, ed25519, ecdsa-p256.
+	// hmac-sha256, ed25519, ecdsa-p256, aes256-siv (deterministic) and
+	// ff1-aes256 (format-preserving); see docs/PII.md.
 	Type string `json:"type,omitempty"`
 	// RotationPeriod, when set ("720h"), makes the leader rotate the key
 	// automatically once each period.
