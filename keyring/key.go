@@ -242,8 +242,9 @@ func (k *Key) Encrypt(rand io.Reader, plaintext, context []byte) (string, error)
 }
 
 // EncryptTo is Encrypt that appends the text to dst and returns the extended
-// slice; it allocates nothing when cap(dst)-len(dst) is at least
-// EncryptedLen(len(plaintext), len(context)). The spare capacity past the
+// slice; for the AEAD types it allocates nothing when cap(dst)-len(dst) is
+// at least EncryptedLen(len(plaintext), len(context)) (AES256SIV, whose
+// library returns a new slice, always allocates). The spare capacity past the
 // returned length is used as scratch (it ends up holding the raw nonce,
 // ciphertext and AAD, none of them secret). plaintext and context must not
 // overlap dst's capacity. On error dst is returned unchanged.
