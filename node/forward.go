@@ -138,7 +138,7 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 		req.Header.Set(HeaderCertIdentity, hex.EncodeToString(id[:]))
 	}
 	req.Header.Set(api.HeaderForwarded, n.cfg.NodeID)
-	resp, err := n.peers.do(req)
+	resp, err := n.peers.doPeer(leaderID, req)
 	if err != nil {
 		// The write may or may not have reached the leader: the client
 		// retries with the same request id.

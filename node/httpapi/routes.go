@@ -47,8 +47,8 @@ func (s *Server) routes() []route {
 		{pattern: "GET " + api.PathSnapshot, access: token, maxBody: 0, capability: policy.Snapshot, op: "sys.snapshot_save", handle: s.snapshotSave},
 		// Allowed while sealed: a fresh (uninitialised, so sealed) cluster is
 		// where a DR restore lands; the handler refuses a live cluster without
-		// force and an authorised caller.
-		{pattern: "POST " + api.PathSnapshotRestore, access: open, sealedOK: true, maxBody: api.MaxSnapshotBytes, op: "sys.snapshot_restore", handle: s.snapshotRestore},
+		// force and an authorised caller, before it reads the body.
+		{pattern: "POST " + api.PathSnapshotRestore, access: open, sealedOK: true, streamBody: true, maxBody: api.MaxSnapshotBytes, op: "sys.snapshot_restore", handle: s.snapshotRestore},
 		{pattern: "GET " + api.PathAuditLog, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.read", handle: s.auditLog},
 		{pattern: "GET " + api.PathAuditAnchors, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.anchors", handle: s.auditAnchors},
 
