@@ -293,3 +293,45 @@ func TestDecryptMaskedNeverShowsClear(t *testing.T) {
 		t.Fatalf("full decrypt: %+v", d)
 	}
 }
+
+// TestMaskedCallerGetsNoDeterministicOracle: a caller with decrypt-masked
+// and encrypt (but not decrypt) could encrypt guesses under a
+// deterministic key and compare them with stored ciphertexts, recovering
+// a value it may only see masked. keyd refuses that combination on
+// aes256-siv and ff1-aes256 keys, and only there.
+func TestMaskedCallerGetsNoDeterministicOracle(t *testing.T) {
+	r := newPIICluster(t)
+	r.createKey("pii-gcm", "aes256-gcm")
+	r.createKey("pii-det", "aes256-siv")
+	r.createKey("pii-fpe", "ff1-aes256")
+	pol := &policy.Policy{Name: "masked-enc", Rules: []policy.Rule{{
+		Effect: policy.Allow, Capabilities: []policy.Capability{policy.DecryptMasked, policy.Encrypt, policy.DataKey}, Keys: []string{"pii-*"},
+	}}}
+	doc, _ := pol.Marshal()
+	if st, code := r.do(0, "PUT", api.PathPolicies+"/masked-enc", r.c.Token, doc, nil); st != 200 {
+		t.Fatalf("write policy: %d %s", st, code)
+	}
+	tok, _ := r.token("masked-enc")
+	enc := api.EncryptRequest{Plaintext: []byte("4111 1111 1113 1234")}
+	for _, c := range []struct {
+		path string
+		body any
+		want int
+	}{
+		{api.KeyPath("pii-det", "encrypt"), enc, 403},
+		{api.KeyPath("pii-det", "batch", "encrypt"), api.BatchEncryptRequest{Items: []api.EncryptRequest{enc}}, 403},
+		{api.KeyPath("pii-fpe", "fpe", "encrypt"), api.FPERequest{Value: "4111 1111 1113 1234", Format: "card"}, 403},
+		// Randomized keys, and non-encrypt operations, stay allowed.
+		{api.KeyPath("pii-gcm", "encrypt"), enc, 200},
+		{api.KeyPath("pii-gcm", "batch", "encrypt"), api.BatchEncryptRequest{Items: []api.EncryptRequest{enc}}, 200},
+		{api.KeyPath("pii-det", "datakey"), api.DataKeyRequest{WithoutPlaintext: true}, 200},
+	} {
+		if st, code, body := r.piiRaw("POST", c.path, tok, c.body); st != c.want {
+			t.Errorf("%s: %d %s %s, want %d", c.path, st, code, body, c.want)
+		}
+	}
+	// The admin (decrypt and encrypt) is not affected.
+	if st, code := r.do(0, "POST", api.KeyPath("pii-det", "encrypt"), r.c.Token, enc, nil); st != 200 {
+		t.Fatalf("admin encrypt: %d %s", st, code)
+	}
+}

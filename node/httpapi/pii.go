@@ -130,6 +130,9 @@ func fpeError(err error) error {
 }
 
 func (s *Server) fpeEncrypt(c *call) (any, error) {
+	if err := s.checkMaskedOracle(c); err != nil {
+		return nil, err
+	}
 	return withKey(s, c, func(k *keyring.Key, req *api.FPERequest) (any, error) {
 		if req.Mask != "" {
 			return nil, &api.Error{Code: api.CodeBadRequest, Message: "mask applies to fpe/decrypt only"}
@@ -172,4 +175,45 @@ func (s *Server) fpeDecrypt(c *call) (any, error) {
 		}
 		return &api.FPEResponse{Value: out, Version: v}, nil
 	})
+}
+
+// errMaskedOracle refuses a deterministic encryption oracle to a
+// masked-only caller: with the masked form (length, separators, last four)
+// and the right to encrypt chosen values under a deterministic key, the
+// caller could test guesses against stored ciphertexts and recover the
+// clear value it must never see.
+var errMaskedOracle = &api.Error{Code: api.CodeForbidden, Message: "a caller with decrypt-masked but not decrypt may not encrypt with a deterministic key " +
+	"(aes256-siv, ff1-aes256): it would let it confirm guesses of masked values"}
+
+// checkMaskedOracle returns errMaskedOracle when the caller holds
+// decrypt-masked but not decrypt on the path's key and the key is
+// deterministic. Callers without decrypt-masked pay one policy lookup.
+func (s *Server) checkMaskedOracle(c *call) error {
+	name := c.name()
+	if c.p == nil || c.p.Allowed(policy.Decrypt, name) || !c.p.Allowed(policy.DecryptMasked, name) {
+		return nil
+	}
+	k, release, err := s.cfg.Crypto.AcquireCryptoKey(name)
+	if err != nil {
+		return nil // the handler reports it, after its own checks
+	}
+	defer release()
+	if t := k.Type(); t == keyring.AES256SIV || t == keyring.FF1AES256 {
+		return errMaskedOracle
+	}
+	return nil
+}
+
+// guardMaskedOracle wraps /encrypt and /batch/{op} (for op encrypt) with
+// checkMaskedOracle.
+func (s *Server) guardMaskedOracle(h func(*call) (any, error)) func(*call) (any, error) {
+	return func(c *call) (any, error) {
+		if op := c.r.PathValue("op"); op != "" && op != "encrypt" {
+			return h(c)
+		}
+		if err := s.checkMaskedOracle(c); err != nil {
+			return nil, err
+		}
+		return h(c)
+	}
 }

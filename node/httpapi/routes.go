@@ -73,7 +73,7 @@ func (s *Server) routes() []route {
 		keyRoute("POST", "/schedule-deletion", policy.Delete, "key.schedule_deletion", true, s.scheduleDeletion),
 		keyRoute("POST", "/cancel-deletion", policy.Delete, "key.cancel_deletion", true, s.cancelDeletion),
 
-		cryptoRoute("/encrypt", policy.Encrypt, "key.encrypt", s.encrypt),
+		cryptoRoute("/encrypt", policy.Encrypt, "key.encrypt", s.guardMaskedOracle(s.encrypt)), // pii.go
 		// decrypt or decrypt-masked: decryptPII authorizes (pii.go).
 		cryptoRoute("/decrypt", "", "key.decrypt", s.decryptPII),
 		cryptoRoute("/reencrypt", policy.Rewrap, "key.reencrypt", s.reencrypt),
@@ -85,7 +85,7 @@ func (s *Server) routes() []route {
 		cryptoRoute("/pseudonym", policy.Pseudonym, "key.pseudonym", s.pseudonym),
 		cryptoRoute("/fpe/encrypt", policy.Encrypt, "key.fpe_encrypt", s.fpeEncrypt),
 		cryptoRoute("/fpe/decrypt", "", "key.fpe_decrypt", s.fpeDecrypt), // decrypt or decrypt-masked
-		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
+		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.guardMaskedOracle(s.batch)},
 
 		{pattern: "POST " + api.PathInternalUnsealShare, access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
 		{pattern: "POST " + api.PathInternalSeal, access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
