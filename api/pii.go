@@ -52,3 +52,39 @@ type FPEResponse struct {
 	Masked  string `json:"masked,omitempty"`
 	Version uint32 `json:"version"`
 }
+
+// BatchPseudonymRequest: POST /v1/keys/{name}/batch/pseudonym.
+type BatchPseudonymRequest struct {
+	Items []PseudonymRequest `json:"items"`
+}
+
+// BatchPseudonymItem is one result: Pseudonym and Version, or Error.
+type BatchPseudonymItem struct {
+	Pseudonym string          `json:"pseudonym,omitempty"`
+	Version   uint32          `json:"version,omitempty"`
+	Error     *BatchItemError `json:"error,omitempty"`
+}
+
+// BatchPseudonymResponse holds one result per item, in order.
+type BatchPseudonymResponse struct {
+	Results []BatchPseudonymItem `json:"results"`
+}
+
+// BatchFPERequest: POST /v1/keys/{name}/batch/fpe-encrypt and
+// /batch/fpe-decrypt.
+type BatchFPERequest struct {
+	Items []FPERequest `json:"items"`
+}
+
+// BatchFPEItem is one result: Value (or Masked) and Version, or Error.
+type BatchFPEItem struct {
+	Value   string          `json:"value,omitempty"`
+	Masked  string          `json:"masked,omitempty"`
+	Version uint32          `json:"version,omitempty"`
+	Error   *BatchItemError `json:"error,omitempty"`
+}
+
+// BatchFPEResponse holds one result per item, in order.
+type BatchFPEResponse struct {
+	Results []BatchFPEItem `json:"results"`
+}

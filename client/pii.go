@@ -65,3 +65,34 @@ func (c *Client) DecryptMasked(ctx context.Context, name, ciphertext string, enc
 	}
 	return &r, nil
 }
+
+// BatchPseudonym computes one pseudonym per item in one request (at most
+// api.MaxBatchItems). Each result carries Pseudonym and Version, or its own
+// Error; the call fails as a whole only for a bad request or an unusable
+// key.
+func (c *Client) BatchPseudonym(ctx context.Context, name string, items []api.PseudonymRequest) ([]api.BatchPseudonymItem, error) {
+	var r api.BatchPseudonymResponse
+	if err := c.batch(ctx, name, "pseudonym", api.BatchPseudonymRequest{Items: items}, &r); err != nil {
+		return nil, err
+	}
+	return results(r.Results, len(items))
+}
+
+// BatchFPEEncrypt is FPEEncrypt for many items in one request.
+func (c *Client) BatchFPEEncrypt(ctx context.Context, name string, items []api.FPERequest) ([]api.BatchFPEItem, error) {
+	var r api.BatchFPEResponse
+	if err := c.batch(ctx, name, "fpe-encrypt", api.BatchFPERequest{Items: items}, &r); err != nil {
+		return nil, err
+	}
+	return results(r.Results, len(items))
+}
+
+// BatchFPEDecrypt is FPEDecrypt for many items in one request; masked
+// results carry Masked instead of Value.
+func (c *Client) BatchFPEDecrypt(ctx context.Context, name string, items []api.FPERequest) ([]api.BatchFPEItem, error) {
+	var r api.BatchFPEResponse
+	if err := c.batch(ctx, name, "fpe-decrypt", api.BatchFPERequest{Items: items}, &r); err != nil {
+		return nil, err
+	}
+	return results(r.Results, len(items))
+}

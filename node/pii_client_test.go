@@ -54,6 +54,27 @@ func TestPIIClient(t *testing.T) {
 		t.Fatalf("DecryptMasked: %+v %v", m, err)
 	}
 
+	// Batches: same answers as the single calls, per-item errors.
+	bp, err := cl.BatchPseudonym(ctx, "pseudo", []api.PseudonymRequest{{Value: []byte("alice"), Context: []byte("ctx")}, {Value: []byte("bob"), Context: []byte("ctx"), Version: 9}})
+	if err != nil || len(bp) != 2 || bp[0].Pseudonym != p1.Pseudonym || bp[1].Error == nil || bp[1].Error.Code != api.CodeDecrypt {
+		t.Fatalf("BatchPseudonym: %+v %v", bp, err)
+	}
+	be, err := cl.BatchFPEEncrypt(ctx, "cards", []api.FPERequest{
+		{Value: "+1 (415) 555-0132", Format: "phone", Tweak: []byte("t")},
+		{Value: "4111 1111 1111 1112", Format: "card"},
+		{Value: "078-05-1120", Format: "ssn"},
+	})
+	if err != nil || len(be) != 3 || be[0].Value != e.Value || be[1].Error == nil || be[1].Error.Code != api.CodeBadRequest || be[2].Value == "" {
+		t.Fatalf("BatchFPEEncrypt: %+v %v", be, err)
+	}
+	bd, err := cl.BatchFPEDecrypt(ctx, "cards", []api.FPERequest{
+		{Value: be[0].Value, Format: "phone", Tweak: []byte("t"), Version: be[0].Version},
+		{Value: be[2].Value, Format: "ssn", Mask: "last4"},
+	})
+	if err != nil || len(bd) != 2 || bd[0].Value != "+1 (415) 555-0132" || bd[1].Masked != "***-**-1120" || bd[1].Value != "" {
+		t.Fatalf("BatchFPEDecrypt: %+v %v", bd, err)
+	}
+
 	// A decrypt-masked-only token: Decrypt fails with ErrMasked (never an
 	// empty plaintext), DecryptMasked works.
 	pol := &policy.Policy{Name: "masked", Rules: []policy.Rule{{Effect: policy.Allow, Capabilities: []policy.Capability{policy.DecryptMasked}, Keys: []string{"pii-*"}}}}

@@ -263,6 +263,18 @@ func TestDecryptMaskedNeverShowsClear(t *testing.T) {
 	if fd.Value != "" || fd.Masked != "**** **** **** 1234" {
 		t.Fatalf("fpe decrypt masked: %+v", fd)
 	}
+	// 3b. batch/fpe-decrypt: masked items only.
+	st, code, body = r.piiRaw("POST", api.KeyPath("pii-fpe", "batch", "fpe-decrypt"), masked,
+		api.BatchFPERequest{Items: []api.FPERequest{{Value: fe.Value, Format: "card"}, {Value: fe.Value, Format: "card", Mask: "full"}}})
+	if st != 200 {
+		t.Fatalf("batch fpe decrypt: %d %s", st, code)
+	}
+	noClear("batch fpe decrypt", body)
+	var bf api.BatchFPEResponse
+	_ = json.Unmarshal(body, &bf)
+	if len(bf.Results) != 2 || bf.Results[0].Masked != "**** **** **** 1234" || bf.Results[1].Masked != "**** **** **** ****" || bf.Results[0].Value != "" {
+		t.Fatalf("batch fpe decrypt masked: %+v", bf.Results)
+	}
 	// 4. Every other route that could carry or produce the clear value is
 	// forbidden.
 	for _, c := range []struct {
@@ -280,6 +292,9 @@ func TestDecryptMaskedNeverShowsClear(t *testing.T) {
 		{api.KeyPath("other", "decrypt"), api.DecryptRequest{Ciphertext: ct.Ciphertext}},
 		{api.KeyPath("other", "batch", "decrypt"), api.BatchDecryptRequest{Items: []api.DecryptRequest{{Ciphertext: ct.Ciphertext}}}},
 		{api.KeyPath("other", "fpe", "decrypt"), api.FPERequest{Value: fe.Value, Format: "card"}},
+		{api.KeyPath("other", "batch", "fpe-decrypt"), api.BatchFPERequest{Items: []api.FPERequest{{Value: fe.Value, Format: "card"}}}},
+		{api.KeyPath("pii-fpe", "batch", "fpe-encrypt"), api.BatchFPERequest{Items: []api.FPERequest{{Value: fe.Value, Format: "card"}}}},
+		{api.KeyPath("pii-pseudo", "batch", "pseudonym"), api.BatchPseudonymRequest{Items: []api.PseudonymRequest{{Value: []byte(secret)}}}},
 	} {
 		st, code, body := r.piiRaw("POST", c.path, masked, c.body)
 		if st != 403 || code != api.CodeForbidden {
@@ -321,6 +336,7 @@ func TestMaskedCallerGetsNoDeterministicOracle(t *testing.T) {
 		{api.KeyPath("pii-det", "encrypt"), enc, 403},
 		{api.KeyPath("pii-det", "batch", "encrypt"), api.BatchEncryptRequest{Items: []api.EncryptRequest{enc}}, 403},
 		{api.KeyPath("pii-fpe", "fpe", "encrypt"), api.FPERequest{Value: "4111 1111 1113 1234", Format: "card"}, 403},
+		{api.KeyPath("pii-fpe", "batch", "fpe-encrypt"), api.BatchFPERequest{Items: []api.FPERequest{{Value: "4111 1111 1113 1234", Format: "card"}}}, 403},
 		// Randomized keys, and non-encrypt operations, stay allowed.
 		{api.KeyPath("pii-gcm", "encrypt"), enc, 200},
 		{api.KeyPath("pii-gcm", "batch", "encrypt"), api.BatchEncryptRequest{Items: []api.EncryptRequest{enc}}, 200},

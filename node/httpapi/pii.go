@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fpe"
@@ -80,18 +81,22 @@ func (s *Server) decryptPII(c *call) (any, error) {
 
 func (s *Server) pseudonym(c *call) (any, error) {
 	return withKey(s, c, func(k *keyring.Key, req *api.PseudonymRequest) (any, error) {
-		if len(req.Value) > api.MaxPlaintextBytes {
-			return nil, tooLarge("value")
-		}
-		if len(req.Context) > api.MaxPlaintextBytes {
-			return nil, tooLarge("context")
-		}
-		p, v, err := k.Pseudonym(req.Value, req.Context, req.Version)
-		if err != nil {
-			return nil, err
-		}
-		return &api.PseudonymResponse{Pseudonym: p, Version: v}, nil
+		return pseudonymOne(k, req)
 	})
+}
+
+func pseudonymOne(k *keyring.Key, req *api.PseudonymRequest) (*api.PseudonymResponse, error) {
+	if len(req.Value) > api.MaxPlaintextBytes {
+		return nil, tooLarge("value")
+	}
+	if len(req.Context) > api.MaxPlaintextBytes {
+		return nil, tooLarge("context")
+	}
+	p, v, err := k.Pseudonym(req.Value, req.Context, req.Version)
+	if err != nil {
+		return nil, err
+	}
+	return &api.PseudonymResponse{Pseudonym: p, Version: v}, nil
 }
 
 func checkFPE(req *api.FPERequest) (fpe.Format, error) {
@@ -134,19 +139,23 @@ func (s *Server) fpeEncrypt(c *call) (any, error) {
 		return nil, err
 	}
 	return withKey(s, c, func(k *keyring.Key, req *api.FPERequest) (any, error) {
-		if req.Mask != "" {
-			return nil, &api.Error{Code: api.CodeBadRequest, Message: "mask applies to fpe/decrypt only"}
-		}
-		f, err := checkFPE(req)
-		if err != nil {
-			return nil, err
-		}
-		out, v, err := k.FPEEncrypt(f, req.Value, req.Tweak, req.Version)
-		if err != nil {
-			return nil, fpeError(err)
-		}
-		return &api.FPEResponse{Value: out, Version: v}, nil
+		return fpeEncryptOne(k, req)
 	})
+}
+
+func fpeEncryptOne(k *keyring.Key, req *api.FPERequest) (*api.FPEResponse, error) {
+	if req.Mask != "" {
+		return nil, &api.Error{Code: api.CodeBadRequest, Message: "mask applies to fpe/decrypt only"}
+	}
+	f, err := checkFPE(req)
+	if err != nil {
+		return nil, err
+	}
+	out, v, err := k.FPEEncrypt(f, req.Value, req.Tweak, req.Version)
+	if err != nil {
+		return nil, fpeError(err)
+	}
+	return &api.FPEResponse{Value: out, Version: v}, nil
 }
 
 // fpeDecrypt serves POST /v1/keys/{name}/fpe/decrypt for callers with
@@ -157,24 +166,31 @@ func (s *Server) fpeDecrypt(c *call) (any, error) {
 		return nil, err
 	}
 	return withKey(s, c, func(k *keyring.Key, req *api.FPERequest) (any, error) {
-		shape, masked, err := maskFor(full, req.Mask)
-		if err != nil {
-			return nil, err
-		}
-		f, err := checkFPE(req)
-		if err != nil {
-			return nil, err
-		}
-		out, v, err := k.FPEDecrypt(f, req.Value, req.Tweak, req.Version)
-		if err != nil {
-			return nil, fpeError(err)
-		}
-		if masked {
+		r, err := fpeDecryptOne(k, full, req)
+		if err == nil && r.Masked != "" {
 			c.detail.op = "key.fpe_decrypt_masked"
-			return &api.FPEResponse{Masked: mask.Apply([]byte(out), shape), Version: v}, nil
 		}
-		return &api.FPEResponse{Value: out, Version: v}, nil
+		return r, err
 	})
+}
+
+func fpeDecryptOne(k *keyring.Key, full bool, req *api.FPERequest) (*api.FPEResponse, error) {
+	shape, masked, err := maskFor(full, req.Mask)
+	if err != nil {
+		return nil, err
+	}
+	f, err := checkFPE(req)
+	if err != nil {
+		return nil, err
+	}
+	out, v, err := k.FPEDecrypt(f, req.Value, req.Tweak, req.Version)
+	if err != nil {
+		return nil, fpeError(err)
+	}
+	if masked {
+		return &api.FPEResponse{Masked: mask.Apply([]byte(out), shape), Version: v}, nil
+	}
+	return &api.FPEResponse{Value: out, Version: v}, nil
 }
 
 // errMaskedOracle refuses a deterministic encryption oracle to a
@@ -215,5 +231,94 @@ func (s *Server) guardMaskedOracle(h func(*call) (any, error)) func(*call) (any,
 			return nil, err
 		}
 		return h(c)
+	}
+}
+
+// batchPII serves POST /v1/keys/{name}/batch/pseudonym, /batch/fpe-encrypt
+// and /batch/fpe-decrypt: the same checks as the single routes, one
+// authorization for the request, each item succeeding or failing on its
+// own.
+func (s *Server) batchPII(op string) func(c *call) (any, error) {
+	return func(c *call) (any, error) {
+		name := c.name()
+		full := true
+		switch op {
+		case "pseudonym":
+			if err := c.authorize(policy.Pseudonym, name); err != nil {
+				return nil, err
+			}
+		case "fpe-encrypt":
+			if err := c.authorize(policy.Encrypt, name); err != nil {
+				return nil, err
+			}
+			if err := s.checkMaskedOracle(c); err != nil {
+				return nil, err
+			}
+		default: // fpe-decrypt
+			var err error
+			if full, err = decryptAccess(c); err != nil {
+				return nil, err
+			}
+		}
+		k, release, err := s.cfg.Crypto.AcquireCryptoKey(name)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		d := &c.detail
+		count := func(err error, v uint32) {
+			d.items++
+			if err != nil {
+				d.failed++
+			} else if v != 0 && !slices.Contains(d.versions, v) {
+				d.versions = append(d.versions, v)
+			}
+		}
+		defer func() { slices.Sort(d.versions) }()
+		if op == "pseudonym" {
+			var req api.BatchPseudonymRequest
+			if err := c.decode(&req); err != nil {
+				return nil, err
+			}
+			if err := checkItems(len(req.Items)); err != nil {
+				return nil, err
+			}
+			out := &api.BatchPseudonymResponse{Results: make([]api.BatchPseudonymItem, len(req.Items))}
+			for i := range req.Items {
+				r, err := pseudonymOne(k, &req.Items[i])
+				if err != nil {
+					out.Results[i].Error = itemError(err)
+					count(err, 0)
+					continue
+				}
+				out.Results[i] = api.BatchPseudonymItem{Pseudonym: r.Pseudonym, Version: r.Version}
+				count(nil, r.Version)
+			}
+			return out, nil
+		}
+		var req api.BatchFPERequest
+		if err := c.decode(&req); err != nil {
+			return nil, err
+		}
+		if err := checkItems(len(req.Items)); err != nil {
+			return nil, err
+		}
+		out := &api.BatchFPEResponse{Results: make([]api.BatchFPEItem, len(req.Items))}
+		for i := range req.Items {
+			var r *api.FPEResponse
+			if op == "fpe-encrypt" {
+				r, err = fpeEncryptOne(k, &req.Items[i])
+			} else {
+				r, err = fpeDecryptOne(k, full, &req.Items[i])
+			}
+			if err != nil {
+				out.Results[i].Error = itemError(err)
+				count(err, 0)
+				continue
+			}
+			out.Results[i] = api.BatchFPEItem{Value: r.Value, Masked: r.Masked, Version: r.Version}
+			count(nil, r.Version)
+		}
+		return out, nil
 	}
 }

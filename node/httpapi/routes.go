@@ -86,6 +86,10 @@ func (s *Server) routes() []route {
 		cryptoRoute("/fpe/encrypt", policy.Encrypt, "key.fpe_encrypt", s.fpeEncrypt),
 		cryptoRoute("/fpe/decrypt", "", "key.fpe_decrypt", s.fpeDecrypt), // decrypt or decrypt-masked
 		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.guardMaskedOracle(s.batch)},
+		// PII batches (pii.go); the handler authorizes.
+		{pattern: "POST " + k + "/batch/pseudonym", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.pseudonym", handle: s.batchPII("pseudonym")},
+		{pattern: "POST " + k + "/batch/fpe-encrypt", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.fpe_encrypt", handle: s.batchPII("fpe-encrypt")},
+		{pattern: "POST " + k + "/batch/fpe-decrypt", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.fpe_decrypt", handle: s.batchPII("fpe-decrypt")},
 
 		{pattern: "POST " + api.PathInternalUnsealShare, access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
 		{pattern: "POST " + api.PathInternalSeal, access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
