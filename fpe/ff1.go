@@ -13,9 +13,11 @@ package fpe
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
+	"math/bits"
 )
 
 // Limits of this implementation. SP 800-38G requires 2 <= radix <= 2^16,
@@ -104,6 +106,10 @@ func (f *FF1) Decrypt(radix int, x []uint16, tweak []byte) ([]uint16, error) {
 	return f.cipher(radix, x, tweak, false)
 }
 
+// useSmall lets tests force the math/big path on inputs the uint64 path
+// would take, to compare the two.
+var useSmall = true
+
 func (f *FF1) cipher(radix int, x []uint16, tweak []byte, enc bool) ([]uint16, error) {
 	n := len(x)
 	if err := CheckDomain(radix, n); err != nil {
@@ -121,6 +127,12 @@ func (f *FF1) cipher(radix int, x []uint16, tweak []byte, enc bool) ([]uint16, e
 	// Steps 1-2: split X into A (u numerals) and B (v numerals).
 	u := n / 2
 	v := n - u
+	if useSmall {
+		if radixV, ok := pow64(radix, v); ok {
+			radixU, _ := pow64(radix, u)
+			return f.cipher64(radix, x, tweak, enc, u, v, radixU, radixV), nil
+		}
+	}
 	bigRadix := big.NewInt(int64(radix))
 	// Step 3: b = ceil(ceil(v*log2(radix))/8). ceil(v*log2(radix)) is the
 	// bit length of radix^v - 1, computed exactly with integers.
@@ -247,4 +259,129 @@ func mod(a, m int) int {
 
 func putUint32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+// pow64 returns radix^e and whether it fits in a uint64.
+func pow64(radix, e int) (uint64, bool) {
+	p := uint64(1)
+	for range e {
+		hi, lo := bits.Mul64(p, uint64(radix))
+		if hi != 0 {
+			return 0, false
+		}
+		p = lo
+	}
+	return p, true
+}
+
+// cipher64 is Algorithms 7 and 8 with uint64 arithmetic, for when
+// radix^v (so every numeral string half) fits in a uint64. It follows the
+// same steps as the math/big path in cipher, which it must match exactly
+// (TestFF1SmallMatchesBig, FuzzFF1SmallMatchesBig).
+func (f *FF1) cipher64(radix int, x []uint16, tweak []byte, enc bool, u, v int, radixU, radixV uint64) []uint16 {
+	n, t := len(x), len(tweak)
+	r64 := uint64(radix)
+	b := (bits.Len64(radixV-1) + 7) / 8 // step 3: bit length of radix^v - 1
+	d := 4*((b+3)/4) + 4                // step 4
+	var p [16]byte                      // step 5
+	p[0], p[1], p[2] = 1, 2, 1
+	p[3], p[4], p[5] = byte(radix>>16), byte(radix>>8), byte(radix)
+	p[6] = 10
+	p[7] = byte(u)
+	putUint32(p[8:12], uint32(n))
+	putUint32(p[12:16], uint32(t))
+	pad := mod(-t-b-1, 16)
+	q := make([]byte, t+pad+1+b)
+	copy(q, tweak)
+	var y0 [16]byte
+	f.block.Encrypt(y0[:], p[:])
+	num64 := func(xs []uint16) uint64 {
+		z := uint64(0)
+		for _, d := range xs {
+			z = z*r64 + uint64(d)
+		}
+		return z
+	}
+	a, bb := num64(x[:u]), num64(x[u:])
+	sLen := ((d + 15) / 16) * 16
+	s := make([]byte, sLen)
+	var r, blk [16]byte
+	var be [8]byte
+	// round returns y mod m for round i with input in (NUM(B) or NUM(A)).
+	round := func(i int, in uint64, m uint64) uint64 {
+		q[t+pad] = byte(i)
+		binary.BigEndian.PutUint64(be[:], in)
+		copy(q[t+pad+1:], be[8-b:])
+		r = y0
+		for j := 0; j < len(q); j += 16 {
+			for k := range 16 {
+				r[k] ^= q[j+k]
+			}
+			f.block.Encrypt(r[:], r[:])
+		}
+		copy(s, r[:])
+		for j := 1; j < len(s)/16; j++ {
+			blk = r
+			blk[15] ^= byte(j)
+			blk[14] ^= byte(j >> 8)
+			blk[13] ^= byte(j >> 16)
+			blk[12] ^= byte(j >> 24)
+			f.block.Encrypt(s[16*j:16*j+16], blk[:])
+		}
+		// y mod m, reading S[0..d) as a big-endian number byte by byte.
+		ym := uint64(0)
+		for _, c := range s[:d] {
+			hi, lo := bits.Mul64(ym, 256)
+			lo, carry := bits.Add64(lo, uint64(c), 0)
+			hi += carry
+			if hi == 0 {
+				ym = lo % m
+			} else {
+				// hi < 256; reduce hi first so Div64's hi < m holds even
+				// for m <= 256.
+				_, ym = bits.Div64(hi%m, lo, m)
+			}
+		}
+		return ym
+	}
+	addMod := func(a, y, m uint64) uint64 { // (a + y) mod m, a, y < m
+		s, carry := bits.Add64(a, y, 0)
+		if carry != 0 || s >= m {
+			s -= m
+		}
+		return s
+	}
+	if enc {
+		for i := range 10 {
+			m := radixU
+			if i%2 == 1 {
+				m = radixV
+			}
+			c := addMod(a, round(i, bb, m), m)
+			a, bb = bb, c
+		}
+	} else {
+		for i := 9; i >= 0; i-- {
+			m := radixU
+			if i%2 == 1 {
+				m = radixV
+			}
+			y := round(i, a, m)
+			c := bb - y
+			if bb < y {
+				c = bb + (m - y)
+			}
+			bb, a = a, c
+		}
+	}
+	out := make([]uint16, n)
+	str64 := func(o []uint16, z uint64) {
+		for i := len(o) - 1; i >= 0; i-- {
+			o[i] = uint16(z % r64)
+			z /= r64
+		}
+	}
+	str64(out[:u], a)
+	str64(out[u:], bb)
+	return out
 }

@@ -203,3 +203,86 @@ func FuzzFF1RoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// bigOnly runs fn with the uint64 path disabled. Tests using it must not
+// run in parallel.
+func bigOnly(fn func()) {
+	useSmall = false
+	defer func() { useSmall = true }()
+	fn()
+}
+
+// TestFF1SmallMatchesBig compares the uint64 path with the math/big path
+// (which is the reference: it also serves long inputs) on every radix
+// class, including radixes below 256 where y mod m needs care, and on the
+// NIST samples.
+func TestFF1SmallMatchesBig(t *testing.T) {
+	ff, _ := NewFF1(bytes.Repeat([]byte{0x33}, 32))
+	for _, v := range nistFF1 {
+		key, _ := hex.DecodeString(v.key)
+		tweak, _ := hex.DecodeString(v.tweak)
+		f, _ := NewFF1(key)
+		var got []uint16
+		bigOnly(func() { got, _ = f.Encrypt(v.radix, toNums(t, v.pt), tweak) })
+		if fromNums(got) != v.ct {
+			t.Errorf("sample %d on the math/big path: got %s, want %s", v.sample, fromNums(got), v.ct)
+		}
+	}
+	for _, radix := range []int{2, 3, 7, 10, 16, 36, 62, 101, 255, 256, 1000, 4096, 65535, 65536} {
+		for n := 2; n <= 40; n++ {
+			if CheckDomain(radix, n) != nil {
+				continue
+			}
+			if _, ok := pow64(radix, n-n/2); !ok {
+				break
+			}
+			x := make([]uint16, n)
+			for i := range x {
+				x[i] = uint16((i*31 + n*7 + radix) % radix)
+			}
+			for _, tw := range [][]byte{nil, []byte("tweak"), bytes.Repeat([]byte{9}, 40)} {
+				small, err := ff.Encrypt(radix, x, tw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var big, bigDec []uint16
+				bigOnly(func() {
+					big, _ = ff.Encrypt(radix, x, tw)
+					bigDec, _ = ff.Decrypt(radix, small, tw)
+				})
+				if !equalNums(small, big) {
+					t.Fatalf("radix %d n %d: uint64 and math/big paths differ", radix, n)
+				}
+				dec, _ := ff.Decrypt(radix, small, tw)
+				if !equalNums(dec, x) || !equalNums(bigDec, x) {
+					t.Fatalf("radix %d n %d: decrypt mismatch", radix, n)
+				}
+			}
+		}
+	}
+}
+
+func FuzzFF1SmallMatchesBig(f *testing.F) {
+	f.Add([]byte("0123456789"), []byte("t"), uint16(10))
+	f.Add([]byte{1, 2, 3}, []byte{}, uint16(99))
+	ff, _ := NewFF1(bytes.Repeat([]byte{0x44}, 32))
+	f.Fuzz(func(t *testing.T, raw, tweak []byte, r uint16) {
+		radix := int(r)%(MaxRadix-1) + 2
+		if len(raw) > 40 || len(tweak) > MaxTweakLen {
+			return
+		}
+		x := make([]uint16, len(raw))
+		for i, b := range raw {
+			x[i] = uint16((int(b) * 257) % radix)
+		}
+		small, err := ff.Encrypt(radix, x, tweak)
+		if err != nil {
+			return
+		}
+		var big []uint16
+		bigOnly(func() { big, _ = ff.Encrypt(radix, x, tweak) })
+		if !equalNums(small, big) {
+			t.Fatalf("paths differ")
+		}
+	})
+}
