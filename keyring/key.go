@@ -56,9 +56,10 @@ type keyVersion struct {
 	macs *sync.Pool
 	// siv (AES256SIV), ff1 (FF1AES256) and pseudo (HMACSHA256: the
 	// pseudonym subkey) are set up by initPII, see pii.go.
-	siv    *subtle.AESSIV
-	ff1    *fpe.FF1
-	pseudo *sync.Pool
+	siv       *subtle.AESSIV
+	ff1       *fpe.FF1
+	pseudo    *sync.Pool
+	pseudoKey []byte // the pseudonym subkey, zeroed by Destroy
 }
 
 // Key is an immutable, unwrapped, in-memory customer key with all its usable
@@ -518,6 +519,7 @@ func (k *Key) Destroy() {
 		kv := &k.versions[i]
 		kv.material.Destroy()
 		clear(kv.edPriv)
+		clear(kv.pseudoKey)
 		*kv = keyVersion{}
 	}
 	k.versions = nil

@@ -76,6 +76,7 @@ func (kv *keyVersion) initPII(t KeyType, m []byte) error {
 		ext := hmac.New(sha256.New, []byte(pseudonymSubkeyLabel))
 		ext.Write(m)
 		sub := ext.Sum(nil)
+		kv.pseudoKey = sub
 		kv.pseudo = &sync.Pool{New: func() any { return hmac.New(sha256.New, sub) }}
 	}
 	return nil
