@@ -13,6 +13,12 @@ package policy
 //	sign        POST /v1/keys/{name}/sign (and batch/sign)
 //	verify      POST /v1/keys/{name}/verify, verify-hmac (and their batches)
 //	hmac        POST /v1/keys/{name}/hmac (and batch/hmac)
+//	pseudonym   POST /v1/keys/{name}/pseudonym
+//	decrypt-masked
+//	            POST /v1/keys/{name}/decrypt and batch/decrypt answer
+//	            only a masked form, never the plaintext (when the caller
+//	            lacks decrypt); no other route accepts it
+//	(fpe/encrypt and fpe/decrypt take encrypt and decrypt)
 //	create      POST /v1/keys
 //	rotate      POST /v1/keys/{name}/rotate, enable, disable, config:
 //	            every lifecycle change that is not a deletion
@@ -37,18 +43,22 @@ type Capability string
 
 // Key capabilities. A rule granting any of them must name key patterns.
 const (
-	Encrypt   Capability = "encrypt"
-	Decrypt   Capability = "decrypt"
-	Rewrap    Capability = "rewrap"
-	DataKey   Capability = "datakey"
-	Sign      Capability = "sign"
-	Verify    Capability = "verify"
-	HMAC      Capability = "hmac"
-	Create    Capability = "create"
-	Rotate    Capability = "rotate" // also enable, disable and config
-	Read      Capability = "read"
-	Delete    Capability = "delete" // schedule and cancel deletion
-	SetPolicy Capability = "set-policy"
+	Encrypt Capability = "encrypt"
+	Decrypt Capability = "decrypt"
+	Rewrap  Capability = "rewrap"
+	DataKey Capability = "datakey"
+	Sign    Capability = "sign"
+	Verify  Capability = "verify"
+	HMAC    Capability = "hmac"
+	// Pseudonym computes keyed pseudonyms (issue 14).
+	Pseudonym Capability = "pseudonym"
+	// DecryptMasked decrypts to a masked form only (issue 14).
+	DecryptMasked Capability = "decrypt-masked"
+	Create        Capability = "create"
+	Rotate        Capability = "rotate" // also enable, disable and config
+	Read          Capability = "read"
+	Delete        Capability = "delete" // schedule and cancel deletion
+	SetPolicy     Capability = "set-policy"
 )
 
 // System capabilities. A rule granting any of them must not name keys.
@@ -73,6 +83,8 @@ const (
 	iSign
 	iVerify
 	iHMAC
+	iPseudonym
+	iDecryptMasked
 	iCreate
 	iRotate
 	iRead
@@ -93,6 +105,7 @@ const numKeyCaps = iCluster
 // allCaps lists every capability in index order.
 var allCaps = [numCaps]Capability{
 	Encrypt, Decrypt, Rewrap, DataKey, Sign, Verify, HMAC,
+	Pseudonym, DecryptMasked,
 	Create, Rotate, Read, Delete, SetPolicy,
 	Cluster, Snapshot, AuditRead, TokenAdmin,
 	Metrics,
@@ -116,6 +129,10 @@ func (c Capability) index() (capIndex, bool) {
 		return iVerify, true
 	case HMAC:
 		return iHMAC, true
+	case Pseudonym:
+		return iPseudonym, true
+	case DecryptMasked:
+		return iDecryptMasked, true
 	case Create:
 		return iCreate, true
 	case Rotate:

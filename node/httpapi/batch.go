@@ -25,7 +25,15 @@ func (s *Server) batchOp(c *call, op keyops.Op) (any, error) {
 	if !ok {
 		return nil, &api.Error{Code: api.CodeBadRequest, Message: "unknown batch operation " + strconv.Quote(string(op))}
 	}
-	if err := c.authorize(capability, c.name()); err != nil {
+	full := true
+	if op == keyops.OpDecrypt {
+		// decrypt or decrypt-masked (pii.go); masked-only callers get
+		// masked items.
+		var err error
+		if full, err = decryptAccess(c); err != nil {
+			return nil, err
+		}
+	} else if err := c.authorize(capability, c.name()); err != nil {
 		return nil, err
 	}
 	k, release, err := s.cfg.Crypto.AcquireCryptoKey(c.name())
@@ -48,7 +56,20 @@ func (s *Server) batchOp(c *call, op keyops.Op) (any, error) {
 		if op == keyops.OpReencrypt {
 			return reply(keyops.BatchReencrypt(k, s.cfg.Rand, req.Items))
 		}
-		return reply(keyops.BatchDecrypt(k, req.Items))
+		if err := keyops.CheckItems(len(req.Items)); err != nil {
+			return nil, err
+		}
+		// decryptOne masks per item for a masked-only caller or on request.
+		out := &api.BatchDecryptResponse{Results: make([]api.BatchDecryptItem, len(req.Items))}
+		for i := range req.Items {
+			r, err := decryptOne(k, full, &req.Items[i])
+			if err != nil {
+				out.Results[i].Error = keyops.ItemError(err)
+				continue
+			}
+			out.Results[i] = api.BatchDecryptItem{Plaintext: r.Plaintext, Masked: r.Masked, Version: r.Version}
+		}
+		return out, nil
 	case keyops.OpDataKey:
 		var req api.BatchDataKeyRequest
 		if err := c.decode(&req); err != nil {

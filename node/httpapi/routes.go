@@ -73,15 +73,23 @@ func (s *Server) routes() []route {
 		keyRoute("POST", "/schedule-deletion", policy.Delete, "key.schedule_deletion", true, s.scheduleDeletion),
 		keyRoute("POST", "/cancel-deletion", policy.Delete, "key.cancel_deletion", true, s.cancelDeletion),
 
-		cryptoRoute("/encrypt", policy.Encrypt, "key.encrypt", s.encrypt),
-		cryptoRoute("/decrypt", policy.Decrypt, "key.decrypt", s.decrypt),
+		cryptoRoute("/encrypt", policy.Encrypt, "key.encrypt", s.guardMaskedOracle(s.encrypt)), // pii.go
+		// decrypt or decrypt-masked: decryptPII authorizes (pii.go).
+		cryptoRoute("/decrypt", "", "key.decrypt", s.decryptPII),
 		cryptoRoute("/reencrypt", policy.Rewrap, "key.reencrypt", s.reencrypt),
 		cryptoRoute("/datakey", policy.DataKey, "key.datakey", s.datakey),
 		cryptoRoute("/sign", policy.Sign, "key.sign", s.sign),
 		cryptoRoute("/verify", policy.Verify, "key.verify", s.verify),
 		cryptoRoute("/hmac", policy.HMAC, "key.hmac", s.hmac),
 		cryptoRoute("/verify-hmac", policy.Verify, "key.verify_hmac", s.verifyHMAC),
-		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
+		cryptoRoute("/pseudonym", policy.Pseudonym, "key.pseudonym", s.pseudonym),
+		cryptoRoute("/fpe/encrypt", policy.Encrypt, "key.fpe_encrypt", s.fpeEncrypt),
+		cryptoRoute("/fpe/decrypt", "", "key.fpe_decrypt", s.fpeDecrypt), // decrypt or decrypt-masked
+		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.guardMaskedOracle(s.batch)},
+		// PII batches (pii.go); the handler authorizes.
+		{pattern: "POST " + k + "/batch/pseudonym", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.pseudonym", handle: s.batchPII("pseudonym")},
+		{pattern: "POST " + k + "/batch/fpe-encrypt", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.fpe_encrypt", handle: s.batchPII("fpe-encrypt")},
+		{pattern: "POST " + k + "/batch/fpe-decrypt", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.fpe_decrypt", handle: s.batchPII("fpe-decrypt")},
 
 		{pattern: "POST " + api.PathInternalUnsealShare, access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
 		{pattern: "POST " + api.PathInternalSeal, access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},

@@ -50,7 +50,8 @@ func (s *Server) transitRoutes() []route {
 			capability: capability, keyed: true, op: op, handle: h, outer: transitShape(http.StatusBadRequest)}
 	}
 	rts := []route{
-		crypto("/encrypt/{name}", policy.Encrypt, "transit.encrypt", s.transitEncrypt),
+		// Guarded as keyd's /encrypt: no deterministic oracle for masked-only callers.
+		crypto("/encrypt/{name}", policy.Encrypt, "transit.encrypt", s.guardMaskedOracle(s.transitEncrypt)),
 		crypto("/decrypt/{name}", policy.Decrypt, "transit.decrypt", s.transitDecrypt),
 		crypto("/rewrap/{name}", policy.Rewrap, "transit.rewrap", s.transitRewrap),
 		crypto("/datakey/{kind}/{name}", policy.DataKey, "transit.datakey", s.transitDataKey),
