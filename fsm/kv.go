@@ -24,12 +24,12 @@ var bucketKV = []byte("kv") // path -> KVRecord
 
 // KV commands. Values are part of the log format.
 const (
-	OpKVPut      Op = 112 + iota // write a new version
-	OpKVDelete                  // soft-delete versions
-	OpKVUndelete                // undo a soft delete
-	OpKVDestroy                 // remove versions' ciphertext for good
-	OpKVConfig                  // set max_versions / cas_required
-	OpKVDeleteAll               // remove the secret with every version
+	OpKVPut       Op = 112 + iota // write a new version
+	OpKVDelete                    // soft-delete versions
+	OpKVUndelete                  // undo a soft delete
+	OpKVDestroy                   // remove versions' ciphertext for good
+	OpKVConfig                    // set max_versions / cas_required
+	OpKVDeleteAll                 // remove the secret with every version
 )
 
 // KV limits.

@@ -133,8 +133,12 @@ type Config struct {
 	NodeShares NodeShares
 	Membership Membership
 	Rotation   RootRotation
-	Auth       Authenticator
-	IsPeer     PeerCheck
+	// KV and Vault serve versioned secrets and tokenization; nil: their
+	// routes are not served.
+	KV     KV
+	Vault  Vault
+	Auth   Authenticator
+	IsPeer PeerCheck
 	// Audit records every request that touches a key or the system; nil
 	// turns auditing off (tests of the HTTP layer only).
 	Audit Auditor
@@ -177,6 +181,11 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.pattern, s.wrap(rt))
+	}
+	if cfg.KV != nil && cfg.Vault != nil {
+		for _, rt := range s.kvRoutes() {
+			s.mux.Handle(rt.pattern, s.wrap(rt))
+		}
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &api.Error{Code: api.CodeResourceNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)

@@ -1,0 +1,150 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/fsm"
+	"github.com/keyd/keyd/node/errs"
+)
+
+// Tokenization (vault mode). A token is "kdt_" and 24 random bytes in
+// unpadded base64url: it says nothing about its value, and the same value
+// tokenized twice gets two tokens (no equality leaks from the tokens).
+// The value is sealed under the barrier by the leader and stored in the
+// replicated state under the key's name and the token's SHA-256.
+const (
+	tokenPrefix    = "kdt_"
+	tokenRandBytes = 24
+	// MaxTokenTTL bounds a token's ttl.
+	MaxTokenTTL = 10 * 365 * 24 * time.Hour
+	// maxTokenizeRetries bounds draws after a token collision (never
+	// expected with 192 random bits).
+	maxTokenizeRetries = 3
+)
+
+var errNoToken = &errs.NotFound{What: "token"}
+
+// Tokenize stores value under a fresh random token of key name and
+// returns the token. The key must exist and be enabled; its policy
+// (capability tokenize) governs the call. A retry of a request id that
+// already stored a token cannot answer the token again (only its hash
+// is kept): it fails with a conflict and the first token stays valid
+// until it expires.
+func (n *Node) Tokenize(ctx context.Context, rid, name string, req api.TokenizeRequest) (*api.TokenizeResponse, error) {
+	if !api.ValidKeyName(name) {
+		return nil, fsm.ErrKeyNotFound
+	}
+	if req.Value == "" || len(req.Value) > api.MaxTokenizeValue {
+		return nil, badRequest("value must be 1-%d bytes", api.MaxTokenizeValue)
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 || d > MaxTokenTTL {
+			return nil, badRequest("ttl must be a positive duration up to %s, like 720h", MaxTokenTTL)
+		}
+		ttl = d
+	}
+	for attempt := 0; ; attempt++ {
+		if err := n.notLeaderOrSealed(); err != nil {
+			return nil, err
+		}
+		m := n.scopedMeta(ctx, rid)
+		if _, ok, err := n.fsm.Request(m); err != nil {
+			return nil, err
+		} else if ok {
+			return nil, &errs.Conflict{Reason: "this request id already created a token, which is shown only once; tokenize again with a new request id"}
+		}
+		k, err := n.fsm.Key(name)
+		if err != nil {
+			return nil, err
+		}
+		if k.State != fsm.StateEnabled {
+			return nil, api.ErrKeyDisabled
+		}
+		var raw [tokenRandBytes]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return nil, fmt.Errorf("node: token: %w", err)
+		}
+		token := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+		th := fsm.TokenHash(token)
+		bv, sealed, err := n.keys.sealData(fsm.VaultAAD(name, th), []byte(req.Value))
+		if err != nil {
+			return nil, err
+		}
+		c := &fsm.Tokenize{Meta: m, Key: name, KeyCreatedAt: k.CreatedAt, TokenHash: th, BarrierVersion: bv, Sealed: sealed}
+		if ttl > 0 {
+			c.ExpiresAt = m.At.Add(ttl)
+		}
+		res, err := n.propose(ctx, c)
+		if errors.Is(err, fsm.ErrConflict) && !errors.Is(err, fsm.ErrRequestReused) && attempt < maxTokenizeRetries {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out := &api.TokenizeResponse{Token: token, Index: res.Index}
+		if ttl > 0 {
+			e := c.ExpiresAt
+			out.ExpiresAt = &e
+		}
+		return out, nil
+	}
+}
+
+// Detokenize returns the value token stands for, from this node's applied
+// state. An unknown, expired or malformed token, a token of another key
+// and a token of a key deleted (and perhaps created again) since are all
+// the same "no such token".
+func (n *Node) Detokenize(ctx context.Context, name string, req api.DetokenizeRequest) (*api.DetokenizeResponse, error) {
+	if !api.ValidKeyName(name) {
+		return nil, fsm.ErrKeyNotFound
+	}
+	if len(req.Token) != len(tokenPrefix)+base64.RawURLEncoding.EncodedLen(tokenRandBytes) || req.Token[:len(tokenPrefix)] != tokenPrefix {
+		return nil, errNoToken
+	}
+	k, err := n.fsm.Key(name)
+	if err != nil {
+		return nil, err
+	}
+	if k.State != fsm.StateEnabled {
+		return nil, api.ErrKeyDisabled
+	}
+	th := fsm.TokenHash(req.Token)
+	rec, err := n.fsm.VaultToken(name, th)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, errNoToken
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !rec.KeyCreatedAt.Equal(k.CreatedAt) || (!rec.ExpiresAt.IsZero() && !time.Now().Before(rec.ExpiresAt)) {
+		return nil, errNoToken
+	}
+	pt, err := n.keys.openData(fsm.VaultAAD(name, th), rec.BarrierVersion, rec.Sealed)
+	if err != nil {
+		if errors.Is(err, errs.ErrSealed) {
+			return nil, err
+		}
+		n.log.Error("token value does not open", "key", name, "err", err)
+		return nil, fmt.Errorf("node: open token value: %w", err)
+	}
+	return &api.DetokenizeResponse{Value: string(pt)}, nil
+}
+
+// purgeTokens, on the leader, removes tokens that have expired (in
+// batches of fsm.MaxTokenPurge per scheduler pass).
+func (n *Node) purgeTokens(ctx context.Context, now time.Time) {
+	if !n.fsm.TokensExpiredBy(now) {
+		return
+	}
+	if _, err := n.apply(ctx, &fsm.TokenPurge{Meta: fsm.Meta{At: now}}); err != nil {
+		n.log.Warn("expired token purge failed", "err", err)
+	}
+}
