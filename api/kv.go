@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Versioned secrets (KV) and tokenization. See docs/KV.md.
 //
@@ -118,4 +121,30 @@ type DetokenizeRequest struct {
 // DetokenizeResponse carries the value.
 type DetokenizeResponse struct {
 	Value string `json:"value"`
+}
+
+// MaxKVPathLen bounds a secret path.
+const MaxKVPathLen = 256
+
+// ValidKVPath reports whether p is a secret path: 1 to MaxKVPathLen
+// bytes, segments separated by '/', each segment 1 to 128 characters of
+// [A-Za-z0-9._-] and neither "." nor "..". No leading or trailing '/'.
+// Paths go into URLs unescaped, so this also keeps a path from changing
+// the route.
+func ValidKVPath(p string) bool {
+	if len(p) == 0 || len(p) > MaxKVPathLen {
+		return false
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if len(seg) == 0 || len(seg) > 128 || seg == "." || seg == ".." {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/keyd/keyd/api"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,7 +37,7 @@ const (
 // KV limits.
 const (
 	// MaxKVPathLen bounds a secret path.
-	MaxKVPathLen = 256
+	MaxKVPathLen = api.MaxKVPathLen
 	// DefaultKVMaxVersions is how many versions a secret keeps when its
 	// max_versions is unset; older ones are pruned (removed for good)
 	// by the write that exceeds it.
@@ -100,26 +102,8 @@ func KVAAD(path string, version uint32) []byte {
 	return binary.BigEndian.AppendUint32(out, version)
 }
 
-// ValidKVPath reports whether p is a secret path: 1 to MaxKVPathLen
-// bytes, segments separated by '/', each segment 1 to 128 characters of
-// [A-Za-z0-9._-] and neither "." nor "..". No leading or trailing '/'.
-func ValidKVPath(p string) bool {
-	if len(p) == 0 || len(p) > MaxKVPathLen {
-		return false
-	}
-	for seg := range strings.SplitSeq(p, "/") {
-		if len(seg) == 0 || len(seg) > 128 || seg == "." || seg == ".." {
-			return false
-		}
-		for i := 0; i < len(seg); i++ {
-			c := seg[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
+// ValidKVPath reports whether p is a secret path (api.ValidKVPath).
+func ValidKVPath(p string) bool { return api.ValidKVPath(p) }
 
 // KVPut writes version Version of Path. It applies only if the secret's
 // current version is Version-1 (the leader sealed the value for that
