@@ -33,6 +33,8 @@ Cryptography (input on stdin):
   datakey NAME [-bytes 32] [-context STR] [-no-plaintext]   prints JSON
   sign NAME | verify NAME -signature S message in
   hmac NAME | verify-hmac NAME -mac M  message in
+  tokenize NAME [-ttl D]               value in, random token out (docs/KV.md)
+  detokenize NAME                      token in, value out (needs detokenize)
 
 Every subcommand takes -addr and -json. Key types: aes256-gcm (default),
 xchacha20-poly1305, hmac-sha256, ed25519, ecdsa-p256.
@@ -61,6 +63,8 @@ func (c *cli) key(args []string) error {
 		"hmac":              c.keySign("hmac", (*client.Client).HMAC),
 		"verify":            c.keyVerify("verify", "signature", (*client.Client).Verify),
 		"verify-hmac":       c.keyVerify("verify-hmac", "mac", (*client.Client).VerifyHMAC),
+		"tokenize":          c.keyTokenize,
+		"detokenize":        c.keyDetokenize,
 	}, args)
 }
 
