@@ -32,11 +32,15 @@ var errNoToken = &errs.NotFound{What: "token"}
 
 // Tokenize stores value under a fresh random token of key name and
 // returns the token. The key must exist and be enabled; its policy
-// (capability tokenize) governs the call. A retry of a request id that
-// already stored a token cannot answer the token again (only its hash
-// is kept): it fails with a conflict and the first token stays valid
-// until it expires.
-func (n *Node) Tokenize(ctx context.Context, rid, name string, req api.TokenizeRequest) (*api.TokenizeResponse, error) {
+// (capability tokenize) governs the call.
+//
+// Tokenize ignores the request id: only a token's hash is stored, so a
+// retry could not be answered with the first token. A retried call (the
+// client retries with one request id after a timeout or a leader change)
+// stores a second token for the same value instead; both detokenize to
+// the value and the unused one expires with its ttl. Duplicate tokens are
+// harmless, a retry that fails for want of the first token is not.
+func (n *Node) Tokenize(ctx context.Context, _ string, name string, req api.TokenizeRequest) (*api.TokenizeResponse, error) {
 	if !api.ValidKeyName(name) {
 		return nil, fsm.ErrKeyNotFound
 	}
@@ -55,12 +59,7 @@ func (n *Node) Tokenize(ctx context.Context, rid, name string, req api.TokenizeR
 		if err := n.notLeaderOrSealed(); err != nil {
 			return nil, err
 		}
-		m := n.scopedMeta(ctx, rid)
-		if _, ok, err := n.fsm.Request(m); err != nil {
-			return nil, err
-		} else if ok {
-			return nil, &errs.Conflict{Reason: "this request id already created a token, which is shown only once; tokenize again with a new request id"}
-		}
+		m := n.meta("")
 		k, err := n.fsm.Key(name)
 		if err != nil {
 			return nil, err
