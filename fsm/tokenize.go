@@ -169,7 +169,7 @@ func (a *applier) applyTokenPurge(c *TokenPurge) error {
 	binary.BigEndian.PutUint64(cutoff[:], uint64(c.At.UnixNano()))
 	cur := exp.Cursor()
 	n := 0
-	for k, _ := cur.First(); k != nil && len(k) > 8 && bytes.Compare(k[:8], cutoff[:]) <= 0 && n < MaxTokenPurge; k, _ = cur.First() {
+	for k, _ := cur.First(); len(k) > 8 && bytes.Compare(k[:8], cutoff[:]) <= 0 && n < MaxTokenPurge; k, _ = cur.First() {
 		if err := vault.Delete(k[8:]); err != nil {
 			return errStorage{err}
 		}

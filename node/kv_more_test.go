@@ -1,0 +1,119 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/audit"
+	"github.com/keyd/keyd/internal/testcluster"
+)
+
+// TestKVRetriesForwardingAndAudit: a retried request id writes one
+// version; a write sent to a follower is forwarded; bad input is a typed
+// error that changes nothing; the audit log names path and version and
+// holds no value.
+func TestKVRetriesForwardingAndAudit(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 3})
+	c.Init(t, 1, 1)
+	c.Unseal(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), testcluster.Scaled(60*time.Second))
+	defer cancel()
+	admin := c.Client(t)
+	const secret = "AUDIT-PLAINTEXT-5a8e"
+
+	rctx := testclientRID(ctx, "kv-retry-1")
+	w1, err := admin.KVPut(rctx, "svc/api", map[string]string{"token": secret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, err := admin.KVPut(rctx, "svc/api", map[string]string{"token": secret}, nil)
+	if err != nil || w2.Index != w1.Index {
+		t.Fatalf("retry: %+v %v, want index %d", w2, err, w1.Index)
+	}
+	if m, err := admin.KVMetadata(ctx, "svc/api"); err != nil || m.CurrentVersion != 1 {
+		t.Fatalf("after a retried write: %+v %v", m, err)
+	}
+
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS()}, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	t.Cleanup(hc.CloseIdleConnections)
+	r := &raw{t: t, c: c, hc: hc}
+	leader := c.WaitLeader(t)
+	follower := (leader + 1) % c.Size()
+	var out api.KVSecret
+	if st, code := r.do(follower, "PUT", api.PathKV+"svc/api", c.Token, []byte(`{"data":{"token":"v2"},"cas":1}`), &out); st != 200 || out.Version != 2 {
+		t.Fatalf("write through a follower: %d %s %+v", st, code, out)
+	}
+	c.WaitApplied(t, out.Index)
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		code               api.Code
+	}{
+		{"PUT", api.PathKV + "svc/api", `{"data":{"a":"b"},"extra":1}`, 400, api.CodeBadRequest},
+		{"PUT", api.PathKV + "svc/api", `{"data":{"":"b"}}`, 400, api.CodeBadRequest},
+		{"PUT", api.PathKV + "svc/api", `{"data":{"a":1}}`, 400, api.CodeBadRequest},
+		{"PUT", api.PathKV + "svc/api", `{"data":{"a":"b"},"cas":-1}`, 400, api.CodeBadRequest},
+		// Go's ServeMux redirects "svc//api" and "svc/./api" to the
+		// clean path (307) before any handler runs: nothing is written.
+		{"PUT", api.PathKV + "svc//api", `{"data":{"a":"b"}}`, 307, ""},
+		{"PUT", api.PathKV + "svc/../api", `{"data":{"a":"b"}}`, 307, ""},
+		{"PUT", api.PathKV + "svc/a%20b", `{"data":{"a":"b"}}`, 400, api.CodeBadRequest},
+		{"PUT", api.PathKV + "svc/api", `{"data":{"a":"` + strings.Repeat("x", 90<<10) + `"}}`, 413, api.CodeTooLarge},
+		{"GET", api.PathKV + "svc/api?version=abc", "", 400, api.CodeBadRequest},
+		{"DELETE", api.PathKV + "svc/api?versions=0", "", 400, api.CodeBadRequest},
+		{"POST", api.PathKVDestroy + "svc/api", `{"versions":[]}`, 400, api.CodeBadRequest},
+		{"POST", api.PathKVDestroy + "svc/api", `{"versions":[1,77]}`, 404, api.CodeResourceNotFound},
+		{"PUT", api.PathKVMeta + "svc/api", `{"max_versions":1000}`, 400, api.CodeBadRequest},
+		{"GET", api.PathKV + "svc/none", "", 404, api.CodeResourceNotFound},
+		{"GET", api.PathKV + "svc/api", "", 401, api.CodeUnauthorized},
+	} {
+		tok := c.Token
+		if tc.status == 401 {
+			tok = "kd_not-a-token"
+		}
+		var body []byte
+		if tc.body != "" {
+			body = []byte(tc.body)
+		}
+		if st, code := r.do(follower, tc.method, tc.path, tok, body, nil); st != tc.status || code != tc.code {
+			t.Errorf("%s %s %.40s: %d %s, want %d %s", tc.method, tc.path, tc.body, st, code, tc.status, tc.code)
+		}
+	}
+	m, err := admin.KVMetadata(ctx, "svc/api")
+	if err != nil || m.CurrentVersion != 2 || len(m.Versions) != 2 || m.Versions[0].Destroyed {
+		t.Fatalf("bad input changed the secret: %+v %v", m, err)
+	}
+	if got, err := admin.KVGet(ctx, "svc/api", 1); err != nil || got.Data["token"] != secret {
+		t.Fatalf("v1: %+v %v", got, err)
+	}
+
+	// The leader audited the writes; the reads were audited where served.
+	found := map[string]bool{}
+	for i := range c.Size() {
+		for _, line := range auditLines(t, c.Slot(i).Dir) {
+			if strings.Contains(string(line), secret) {
+				t.Fatalf("node %d: audit line holds the value: %s", i, line)
+			}
+			var rec audit.Record
+			if err := json.Unmarshal(line, &rec); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(rec.Op, "kv.") && rec.Target == "kv:svc/api" && rec.Outcome == "ok" {
+				found[rec.Op] = true
+			}
+		}
+	}
+	for _, op := range []string{"kv.write", "kv.read", "kv.metadata_read"} {
+		if !found[op] {
+			t.Errorf("no ok audit record %s for kv:svc/api (found %v)", op, found)
+		}
+	}
+}
+
