@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -327,4 +328,69 @@ func openFuzzFSM(f *testing.F) *FSM {
 		f.Fatal(r.Err)
 	}
 	return fs
+}
+
+func TestTokenPurgeOrphans(t *testing.T) {
+	t.Parallel()
+	f := openTest(t, nil)
+	d := &driver{t: t, f: f}
+	d.apply(initCmd())
+	for _, k := range []string{"gone", "kept"} {
+		d.apply(&CreateKey{Meta: Meta{At: t0}, Name: k, Type: "aes256-gcm", First: wv(1)})
+	}
+	for i, k := range []string{"gone", "gone", "kept"} {
+		exp := time.Time{}
+		if i == 1 {
+			exp = t0.Add(time.Hour)
+		}
+		if r := d.apply(&Tokenize{Meta: Meta{At: t0}, Key: k, KeyCreatedAt: t0, TokenHash: TokenHash(string(rune('a' + i))), BarrierVersion: 1, Sealed: []byte("s"), ExpiresAt: exp}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if got := f.OrphanVaultKeys(10); len(got) != 0 {
+		t.Fatalf("orphans before deletion: %v", got)
+	}
+	d.apply(&ScheduleDeletion{Meta: Meta{At: t0}, Name: "gone", DeleteAt: t0.Add(time.Minute)})
+	if r := d.apply(&DeleteKey{Meta: Meta{At: t0.Add(time.Minute)}, Name: "gone", DeleteAt: t0.Add(time.Minute)}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if got := f.OrphanVaultKeys(10); len(got) != 1 || got[0] != "gone" {
+		t.Fatalf("orphans: %v", got)
+	}
+	// Naming an existing key as an orphan removes nothing of it.
+	if r := d.apply(&TokenPurge{Meta: Meta{At: t0}, Orphans: []string{"gone", "kept"}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if got := f.OrphanVaultKeys(10); len(got) != 0 {
+		t.Fatalf("orphans after purge: %v", got)
+	}
+	if _, err := f.VaultToken("kept", TokenHash("c")); err != nil {
+		t.Fatalf("kept key's token: %v", err)
+	}
+	if f.TokensExpiredBy(t0.Add(2 * time.Hour)) {
+		t.Fatal("expiry index kept an orphan's entry")
+	}
+}
+
+func TestRaftSnapshotCarriesKV(t *testing.T) {
+	t.Parallel()
+	src := openTest(t, nil)
+	d := &driver{t: t, f: src}
+	d.apply(initCmd())
+	d.apply(kvPut("a/b", 1, nil, "sealed"))
+	d.apply(&CreateKey{Meta: Meta{At: t0}, Name: "k", Type: "aes256-gcm", First: wv(1)})
+	d.apply(&Tokenize{Meta: Meta{At: t0}, Key: "k", KeyCreatedAt: t0, TokenHash: TokenHash("x"), BarrierVersion: 1, Sealed: []byte("s")})
+	dst := openTest(t, nil)
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(snapshotOf(t, src)))); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := dst.KV("a/b"); err != nil || string(rec.Version(1).Sealed) != "sealed" {
+		t.Fatalf("restored secret: %+v %v", rec, err)
+	}
+	if _, err := dst.VaultToken("k", TokenHash("x")); err != nil {
+		t.Fatalf("restored token: %v", err)
+	}
+	if dump(t, dst) != dump(t, src) {
+		t.Fatal("restored state differs")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,9 +59,13 @@ type Tokenize struct {
 }
 
 // TokenPurge removes up to MaxTokenPurge tokens whose expiry is at or
-// before At, oldest first. Every replica removes the same ones.
+// before At, oldest first, and then (within the same bound) every token
+// of the keys named in Orphans that no longer exist or were created again
+// since (their tokens can never detokenize). Every replica removes the
+// same ones.
 type TokenPurge struct {
 	Meta
+	Orphans []string `json:"orphans,omitempty"`
 }
 
 func (*Tokenize) op() Op   { return OpTokenize }
@@ -160,25 +165,84 @@ func expKey(t time.Time, vk []byte) []byte {
 }
 
 func (a *applier) applyTokenPurge(c *TokenPurge) error {
+	if len(c.Orphans) > MaxTokenPurge {
+		return fmt.Errorf("%w: too many orphan keys", ErrInvalidCommand)
+	}
 	exp := a.tx.Bucket(bucketVaultExp)
 	vault := a.tx.Bucket(bucketVault)
-	if exp == nil || vault == nil {
+	if vault == nil {
 		return nil
 	}
-	var cutoff [8]byte
-	binary.BigEndian.PutUint64(cutoff[:], uint64(c.At.UnixNano()))
-	cur := exp.Cursor()
 	n := 0
-	for k, _ := cur.First(); len(k) > 8 && bytes.Compare(k[:8], cutoff[:]) <= 0 && n < MaxTokenPurge; k, _ = cur.First() {
-		if err := vault.Delete(k[8:]); err != nil {
-			return errStorage{err}
+	if exp != nil {
+		var cutoff [8]byte
+		binary.BigEndian.PutUint64(cutoff[:], uint64(c.At.UnixNano()))
+		cur := exp.Cursor()
+		for k, _ := cur.First(); len(k) > 8 && bytes.Compare(k[:8], cutoff[:]) <= 0 && n < MaxTokenPurge; k, _ = cur.First() {
+			if err := vault.Delete(k[8:]); err != nil {
+				return errStorage{err}
+			}
+			if err := cur.Delete(); err != nil {
+				return errStorage{err}
+			}
+			n++
 		}
-		if err := cur.Delete(); err != nil {
-			return errStorage{err}
+	}
+	for _, name := range c.Orphans {
+		if n >= MaxTokenPurge {
+			break
 		}
-		n++
+		if _, err := getKey(a.tx, name); err == nil {
+			continue // the key exists (again): not an orphan
+		} else if !errors.Is(err, ErrKeyNotFound) {
+			return err
+		}
+		prefix := append([]byte(name), 0)
+		vc := vault.Cursor()
+		for vk, v := vc.Seek(prefix); n < MaxTokenPurge && vk != nil && bytes.HasPrefix(vk, prefix); vk, v = vc.Seek(prefix) {
+			var rec VaultRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("fsm: decode token record: %w", err)
+			}
+			if !rec.ExpiresAt.IsZero() && exp != nil {
+				if err := exp.Delete(expKey(rec.ExpiresAt, vk)); err != nil {
+					return errStorage{err}
+				}
+			}
+			if err := vc.Delete(); err != nil {
+				return errStorage{err}
+			}
+			n++
+		}
 	}
 	return nil
+}
+
+// OrphanVaultKeys returns up to limit key names that have tokens in the
+// vault but no longer exist. The leader proposes them in a TokenPurge.
+func (f *FSM) OrphanVaultKeys(limit int) []string {
+	var out []string
+	_ = f.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVault)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				k, _ = c.Next()
+				continue
+			}
+			name := string(k[:i])
+			if tx.Bucket(bucketKeys).Get(k[:i]) == nil {
+				out = append(out, name)
+			}
+			k, _ = c.Seek(append([]byte(name), 1))
+		}
+		return nil
+	})
+	return out
 }
 
 // VaultToken returns the stored record of a key's token, or ErrNotFound.

@@ -137,13 +137,16 @@ func (n *Node) Detokenize(ctx context.Context, name string, req api.DetokenizeRe
 	return &api.DetokenizeResponse{Value: string(pt)}, nil
 }
 
-// purgeTokens, on the leader, removes tokens that have expired (in
-// batches of fsm.MaxTokenPurge per scheduler pass).
+// purgeTokens, on the leader, removes tokens that have expired and the
+// tokens of deleted keys (in batches of fsm.MaxTokenPurge per scheduler
+// pass). Tokens of a key deleted and created again under the same name
+// never detokenize (see Detokenize) and go when they expire.
 func (n *Node) purgeTokens(ctx context.Context, now time.Time) {
-	if !n.fsm.TokensExpiredBy(now) {
+	orphans := n.fsm.OrphanVaultKeys(100)
+	if !n.fsm.TokensExpiredBy(now) && len(orphans) == 0 {
 		return
 	}
-	if _, err := n.apply(ctx, &fsm.TokenPurge{Meta: fsm.Meta{At: now}}); err != nil {
+	if _, err := n.apply(ctx, &fsm.TokenPurge{Meta: fsm.Meta{At: now}, Orphans: orphans}); err != nil {
 		n.log.Warn("expired token purge failed", "err", err)
 	}
 }
