@@ -116,4 +116,3 @@ func TestKVRetriesForwardingAndAudit(t *testing.T) {
 		}
 	}
 }
-
