@@ -101,9 +101,15 @@ type KVList struct {
 
 // TokenizeRequest asks for a token standing for Value. TTL is a Go
 // duration ("720h"); empty: the token does not expire.
+//
+// Deterministic asks for the value's existing token, if it has one (made
+// by an earlier deterministic call on the same key), and otherwise for a
+// new token that later deterministic calls will answer. It reveals which
+// values are equal; see docs/KV.md.
 type TokenizeRequest struct {
-	Value string `json:"value"`
-	TTL   string `json:"ttl,omitempty"`
+	Value         string `json:"value"`
+	TTL           string `json:"ttl,omitempty"`
+	Deterministic bool   `json:"deterministic,omitempty"`
 }
 
 // TokenizeResponse carries the new token.

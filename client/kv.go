@@ -146,11 +146,17 @@ func (c *Client) KVList(ctx context.Context, prefix, after string, limit int) (*
 // Tokenize stores value in the key's token vault and returns a new random
 // token; ttl 0 means it never expires. Needs the tokenize capability.
 func (c *Client) Tokenize(ctx context.Context, key, value string, ttl string) (*api.TokenizeResponse, error) {
+	return c.TokenizeRequest(ctx, key, api.TokenizeRequest{Value: value, TTL: ttl})
+}
+
+// TokenizeRequest is Tokenize with every option (Deterministic: the
+// same value gets the same token; see docs/KV.md).
+func (c *Client) TokenizeRequest(ctx context.Context, key string, req api.TokenizeRequest) (*api.TokenizeResponse, error) {
 	if err := checkName(key); err != nil {
 		return nil, err
 	}
 	var out api.TokenizeResponse
-	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.KeyPath(key, "tokenize"), in: api.TokenizeRequest{Value: value, TTL: ttl}, out: &out}); err != nil {
+	if err := c.do(ctx, call{pol: polWrite, method: http.MethodPost, path: api.KeyPath(key, "tokenize"), in: req, out: &out}); err != nil {
 		return nil, err
 	}
 	return &out, nil

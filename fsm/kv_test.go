@@ -394,3 +394,49 @@ func TestRaftSnapshotCarriesKV(t *testing.T) {
 		t.Fatal("restored state differs")
 	}
 }
+
+func TestDeterministicTokenIndex(t *testing.T) {
+	t.Parallel()
+	f := openTest(t, nil)
+	d := &driver{t: t, f: f}
+	d.apply(initCmd())
+	d.apply(&CreateKey{Meta: Meta{At: t0}, Name: "k", Type: "aes256-gcm", First: wv(1)})
+	lookup := TokenHash("lookup")
+	blob := &SealedBlob{BarrierVersion: 1, Sealed: []byte("sealed")}
+	tok := func(th string, at time.Time, ik *SealedBlob, exp time.Time) *Tokenize {
+		return &Tokenize{Meta: Meta{At: at}, Key: "k", KeyCreatedAt: t0, TokenHash: TokenHash(th), BarrierVersion: 1, Sealed: []byte("v"),
+			ExpiresAt: exp, IndexKey: ik, Lookup: lookup, SealedToken: blob}
+	}
+	if r := d.apply(tok("a", t0, nil, time.Time{})); !errors.Is(r.Err, ErrConflict) {
+		t.Fatalf("entry without an index key: %v", r.Err)
+	}
+	if r := d.apply(tok("a", t0, blob, t0.Add(time.Hour))); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if f.VaultIndexKey("k") == nil || f.VaultDet("k", lookup) == nil {
+		t.Fatal("index not stored")
+	}
+	if r := d.apply(tok("b", t0, blob, time.Time{})); !errors.Is(r.Err, ErrConflict) {
+		t.Fatalf("second index key: %v", r.Err)
+	}
+	before := dump(t, f)
+	if r := d.apply(tok("b", t0.Add(time.Minute), nil, time.Time{})); !errors.Is(r.Err, ErrConflict) {
+		t.Fatalf("second token for a live value: %v", r.Err)
+	}
+	if dump(t, f) != before {
+		t.Fatal("refused command changed the state")
+	}
+	// Once the value's token has expired, a new one replaces it.
+	if r := d.apply(tok("b", t0.Add(2*time.Hour), nil, time.Time{})); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if _, err := f.VaultToken("k", TokenHash("a")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("replaced token: %v", err)
+	}
+	if dt := f.VaultDet("k", lookup); dt == nil || !bytes.Equal(dt.TokenHash, TokenHash("b")) {
+		t.Fatal("index does not name the new token")
+	}
+	if f.TokensExpiredBy(t0.Add(3 * time.Hour)) {
+		t.Fatal("replaced token left in the expiry index")
+	}
+}

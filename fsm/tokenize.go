@@ -43,6 +43,8 @@ type VaultRecord struct {
 	Sealed         []byte    `json:"s"`
 	CreatedAt      time.Time `json:"at"`
 	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+	// Lookup is the deterministic index entry of the token, if any.
+	Lookup []byte `json:"lookup,omitempty"`
 }
 
 // Tokenize stores a token for key Key. TokenHash is the SHA-256 of the
@@ -56,6 +58,168 @@ type Tokenize struct {
 	BarrierVersion uint32    `json:"bv"`
 	Sealed         []byte    `json:"s"`
 	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+	// Deterministic tokens: IndexKey, when set, is a new index key for
+	// the key (sealed by the leader); Lookup is HMAC(index key, value)
+	// and SealedToken the token sealed under the barrier, so the next
+	// tokenize of the same value answers the same token.
+	IndexKey    *SealedBlob `json:"index_key,omitempty"`
+	Lookup      []byte      `json:"lookup,omitempty"`
+	SealedToken *SealedBlob `json:"sealed_token,omitempty"`
+}
+
+// SealedBlob is data sealed under barrier version BarrierVersion.
+type SealedBlob struct {
+	BarrierVersion uint32 `json:"bv"`
+	Sealed         []byte `json:"s"`
+}
+
+// IndexKeyRecord is a key's deterministic-token index key, for the key
+// generation created at KeyCreatedAt.
+type IndexKeyRecord struct {
+	KeyCreatedAt time.Time `json:"key_created_at"`
+	SealedBlob
+}
+
+// Deterministic index buckets, created on first use.
+var (
+	bucketVaultIdx = []byte("vault_idx") // key name -> IndexKeyRecord
+	bucketVaultDet = []byte("vault_det") // key name | 0 | lookup -> DetRecord
+)
+
+// DetRecord is a deterministic index entry: the token for a value,
+// sealed, and its hash.
+type DetRecord struct {
+	TokenHash []byte `json:"th"`
+	SealedBlob
+}
+
+// IndexKeyAAD binds an index key to its key generation.
+func IndexKeyAAD(key string, created time.Time) []byte {
+	out := []byte("tokidx\x00" + key + "\x00")
+	return binary.BigEndian.AppendUint64(out, uint64(created.UnixNano()))
+}
+
+// DetTokenAAD binds a sealed deterministic token to its index entry.
+func DetTokenAAD(key string, lookup []byte) []byte {
+	return append([]byte("tokdet\x00"+key+"\x00"), lookup...)
+}
+
+func detKey(key string, lookup []byte) []byte {
+	return append(append([]byte(key), 0), lookup...)
+}
+
+// VaultIndexKey returns the index key record of key, or nil.
+func (f *FSM) VaultIndexKey(key string) *IndexKeyRecord {
+	var rec *IndexKeyRecord
+	_ = f.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVaultIdx)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(key)); v != nil {
+			rec = new(IndexKeyRecord)
+			if json.Unmarshal(v, rec) != nil {
+				rec = nil
+			}
+		}
+		return nil
+	})
+	return rec
+}
+
+// VaultDet returns the deterministic index entry of key for lookup, or
+// nil.
+func (f *FSM) VaultDet(key string, lookup []byte) *DetRecord {
+	var rec *DetRecord
+	_ = f.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVaultDet)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get(detKey(key, lookup)); v != nil {
+			rec = new(DetRecord)
+			if json.Unmarshal(v, rec) != nil {
+				rec = nil
+			}
+		}
+		return nil
+	})
+	return rec
+}
+
+// applyDeterministic records c's index key and index entry, if c carries
+// them. applyTokenize calls it after its own checks and before its own
+// write; it checks all of its conditions before its first write.
+func (a *applier) applyDeterministic(c *Tokenize) error {
+	if c.IndexKey == nil && c.Lookup == nil && c.SealedToken == nil {
+		return nil
+	}
+	if len(c.Lookup) != sha256.Size || c.SealedToken == nil || c.SealedToken.BarrierVersion == 0 || len(c.SealedToken.Sealed) == 0 || len(c.SealedToken.Sealed) > 1024 {
+		return fmt.Errorf("%w: deterministic token incomplete", ErrInvalidCommand)
+	}
+	if c.IndexKey != nil && (c.IndexKey.BarrierVersion == 0 || len(c.IndexKey.Sealed) == 0 || len(c.IndexKey.Sealed) > 1024) {
+		return fmt.Errorf("%w: index key incomplete", ErrInvalidCommand)
+	}
+	idx, err := a.tx.CreateBucketIfNotExists(bucketVaultIdx)
+	if err != nil {
+		return errStorage{err}
+	}
+	det, err := a.tx.CreateBucketIfNotExists(bucketVaultDet)
+	if err != nil {
+		return errStorage{err}
+	}
+	var cur IndexKeyRecord
+	current := false
+	if v := idx.Get([]byte(c.Key)); v != nil && json.Unmarshal(v, &cur) == nil && cur.KeyCreatedAt.Equal(c.KeyCreatedAt) {
+		current = true
+	}
+	if current == (c.IndexKey != nil) {
+		// A new index key when one exists for this key generation, or
+		// none when none exists: the leader raced another tokenize.
+		return fmt.Errorf("%w: index key changed", ErrConflict)
+	}
+	dk := detKey(c.Key, c.Lookup)
+	var stale []byte // the vault key of an expired token the entry names
+	if v := det.Get(dk); v != nil {
+		var d DetRecord
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("fsm: decode index entry: %w", err)
+		}
+		vk := vaultKey(c.Key, d.TokenHash)
+		if tv := a.tx.Bucket(bucketVault).Get(vk); tv != nil {
+			var rec VaultRecord
+			if err := json.Unmarshal(tv, &rec); err != nil {
+				return fmt.Errorf("fsm: decode token record: %w", err)
+			}
+			if rec.ExpiresAt.IsZero() || c.At.Before(rec.ExpiresAt) {
+				return fmt.Errorf("%w: value already has a token", ErrConflict)
+			}
+			stale = vk
+		}
+	}
+	if stale != nil {
+		// The value's token expired and awaits the purge: replace it.
+		if err := a.dropToken(stale); err != nil {
+			return err
+		}
+	}
+	if c.IndexKey != nil {
+		v, err := json.Marshal(&IndexKeyRecord{KeyCreatedAt: c.KeyCreatedAt, SealedBlob: *c.IndexKey})
+		if err != nil {
+			return err
+		}
+		if err := idx.Put([]byte(c.Key), v); err != nil {
+			return errStorage{err}
+		}
+	}
+	v, err := json.Marshal(&DetRecord{TokenHash: c.TokenHash, SealedBlob: *c.SealedToken})
+	if err != nil {
+		return err
+	}
+	if err := det.Put(dk, v); err != nil {
+		return errStorage{err}
+	}
+	return nil
 }
 
 // TokenPurge removes up to MaxTokenPurge tokens whose expiry is at or
@@ -139,7 +303,10 @@ func (a *applier) applyTokenize(c *Tokenize) error {
 	if b.Get(vk) != nil {
 		return fmt.Errorf("%w: token exists", ErrConflict)
 	}
-	v, err := json.Marshal(&VaultRecord{Key: c.Key, KeyCreatedAt: c.KeyCreatedAt, BarrierVersion: c.BarrierVersion, Sealed: c.Sealed, CreatedAt: c.At, ExpiresAt: c.ExpiresAt})
+	if err := a.applyDeterministic(c); err != nil {
+		return err
+	}
+	v, err := json.Marshal(&VaultRecord{Key: c.Key, KeyCreatedAt: c.KeyCreatedAt, BarrierVersion: c.BarrierVersion, Sealed: c.Sealed, CreatedAt: c.At, ExpiresAt: c.ExpiresAt, Lookup: c.Lookup})
 	if err != nil {
 		return err
 	}
@@ -179,6 +346,9 @@ func (a *applier) applyTokenPurge(c *TokenPurge) error {
 		binary.BigEndian.PutUint64(cutoff[:], uint64(c.At.UnixNano()))
 		cur := exp.Cursor()
 		for k, _ := cur.First(); len(k) > 8 && bytes.Compare(k[:8], cutoff[:]) <= 0 && n < MaxTokenPurge; k, _ = cur.First() {
+			if err := a.dropLookup(vault.Get(k[8:])); err != nil {
+				return err
+			}
 			if err := vault.Delete(k[8:]); err != nil {
 				return errStorage{err}
 			}
@@ -204,6 +374,9 @@ func (a *applier) applyTokenPurge(c *TokenPurge) error {
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return fmt.Errorf("fsm: decode token record: %w", err)
 			}
+			if err := a.dropLookup(v); err != nil {
+				return err
+			}
 			if !rec.ExpiresAt.IsZero() && exp != nil {
 				if err := exp.Delete(expKey(rec.ExpiresAt, vk)); err != nil {
 					return errStorage{err}
@@ -213,6 +386,56 @@ func (a *applier) applyTokenPurge(c *TokenPurge) error {
 				return errStorage{err}
 			}
 			n++
+		}
+	}
+	return nil
+}
+
+// dropToken removes a vault record with its expiry entry.
+func (a *applier) dropToken(vk []byte) error {
+	vault := a.tx.Bucket(bucketVault)
+	v := vault.Get(vk)
+	if v == nil {
+		return nil
+	}
+	var rec VaultRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return fmt.Errorf("fsm: decode token record: %w", err)
+	}
+	if exp := a.tx.Bucket(bucketVaultExp); exp != nil && !rec.ExpiresAt.IsZero() {
+		if err := exp.Delete(expKey(rec.ExpiresAt, vk)); err != nil {
+			return errStorage{err}
+		}
+	}
+	if err := vault.Delete(vk); err != nil {
+		return errStorage{err}
+	}
+	return nil
+}
+
+// dropLookup removes the deterministic index entry of a vault record
+// (and, for an orphaned key, its index key), if any.
+func (a *applier) dropLookup(v []byte) error {
+	if v == nil {
+		return nil
+	}
+	var rec VaultRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return fmt.Errorf("fsm: decode token record: %w", err)
+	}
+	if rec.Lookup == nil {
+		return nil
+	}
+	if det := a.tx.Bucket(bucketVaultDet); det != nil {
+		if err := det.Delete(detKey(rec.Key, rec.Lookup)); err != nil {
+			return errStorage{err}
+		}
+	}
+	if _, err := getKey(a.tx, rec.Key); errors.Is(err, ErrKeyNotFound) {
+		if idx := a.tx.Bucket(bucketVaultIdx); idx != nil {
+			if err := idx.Delete([]byte(rec.Key)); err != nil {
+				return errStorage{err}
+			}
 		}
 	}
 	return nil

@@ -57,7 +57,8 @@ func TestKVAndTokenizationEndToEnd(t *testing.T) {
 	if m, err := admin.KVMetadata(ctx, "app1/db"); err != nil || m.CurrentVersion != 1 || len(m.Versions) != 1 {
 		t.Fatalf("after refused writes: %+v %v", m, err)
 	}
-	if _, err := admin.KVPut(ctx, "app1/db", map[string]string{"user": "svc", "password": secret2}, u32(1)); err != nil {
+	w2, err := admin.KVPut(ctx, "app1/db", map[string]string{"user": "svc", "password": secret2}, u32(1))
+	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := admin.KVGet(ctx, "app1/db", 0)
@@ -68,6 +69,7 @@ func TestKVAndTokenizationEndToEnd(t *testing.T) {
 		t.Fatalf("version 1: %+v %v", got, err)
 	}
 	// Every node serves the read from its own state.
+	c.WaitApplied(t, w2.Index)
 	for i := range c.Size() {
 		cl := c.ClientFor(t, c.Slot(i).APIAddr)
 		if got, err := cl.KVGet(ctx, "app1/db", 2); err != nil || got.Data["user"] != "svc" {
@@ -176,6 +178,23 @@ func TestKVAndTokenizationEndToEnd(t *testing.T) {
 	}
 	if tr2, err := tokenizer.Tokenize(ctx, "pii", card, ""); err != nil || tr2.Token == tr.Token {
 		t.Fatalf("same value tokenized twice: %v, tokens equal %v", err, tr2 != nil && tr2.Token == tr.Token)
+	}
+	// Deterministic: the same value answers the same token, another value
+	// another token; both detokenize.
+	d1, err := tokenizer.TokenizeRequest(ctx, "pii", api.TokenizeRequest{Value: card, Deterministic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := tokenizer.TokenizeRequest(ctx, "pii", api.TokenizeRequest{Value: card, Deterministic: true})
+	if err != nil || d2.Token != d1.Token || d1.Token == tr.Token {
+		t.Fatalf("deterministic twice: %v, same %v, equal to the random one %v", err, d2 != nil && d2.Token == d1.Token, d1.Token == tr.Token)
+	}
+	d3, err := tokenizer.TokenizeRequest(ctx, "pii", api.TokenizeRequest{Value: card + "0", Deterministic: true})
+	if err != nil || d3.Token == d1.Token {
+		t.Fatalf("another value: %v", err)
+	}
+	if v, err := detokenizer.Detokenize(ctx, "pii", d1.Token); err != nil || v != card {
+		t.Fatalf("detokenize deterministic: %q %v", v, err)
 	}
 	if _, err := tokenizer.Detokenize(ctx, "pii", tr.Token); !errors.Is(err, api.ErrForbidden) {
 		t.Fatalf("tokenizer detokenizes: %v", err)

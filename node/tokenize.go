@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -67,6 +69,16 @@ func (n *Node) Tokenize(ctx context.Context, _ string, name string, req api.Toke
 		if k.State != fsm.StateEnabled {
 			return nil, api.ErrKeyDisabled
 		}
+		var det *detTokenize
+		if req.Deterministic {
+			det, err = n.detLookup(name, k, req.Value)
+			if err != nil {
+				return nil, err
+			}
+			if det.existing != nil {
+				return det.existing, nil
+			}
+		}
 		var raw [tokenRandBytes]byte
 		if _, err := rand.Read(raw[:]); err != nil {
 			return nil, fmt.Errorf("node: token: %w", err)
@@ -78,6 +90,13 @@ func (n *Node) Tokenize(ctx context.Context, _ string, name string, req api.Toke
 			return nil, err
 		}
 		c := &fsm.Tokenize{Meta: m, Key: name, KeyCreatedAt: k.CreatedAt, TokenHash: th, BarrierVersion: bv, Sealed: sealed}
+		if det != nil {
+			tbv, st, err := n.keys.sealData(fsm.DetTokenAAD(name, det.lookup), []byte(token))
+			if err != nil {
+				return nil, err
+			}
+			c.IndexKey, c.Lookup, c.SealedToken = det.newIndexKey, det.lookup, &fsm.SealedBlob{BarrierVersion: tbv, Sealed: st}
+		}
 		if ttl > 0 {
 			c.ExpiresAt = m.At.Add(ttl)
 		}
@@ -95,6 +114,67 @@ func (n *Node) Tokenize(ctx context.Context, _ string, name string, req api.Toke
 		}
 		return out, nil
 	}
+}
+
+// detTokenize is the deterministic part of a tokenize: the value's
+// existing token, or the index entry (and perhaps a new index key) for a
+// new one.
+type detTokenize struct {
+	existing    *api.TokenizeResponse
+	lookup      []byte
+	newIndexKey *fsm.SealedBlob
+}
+
+// detLookup computes the value's lookup with the key's index key (a new
+// one, sealed, when the key generation has none yet) and answers the
+// value's live token if it has one.
+func (n *Node) detLookup(name string, k *fsm.KeyRecord, value string) (*detTokenize, error) {
+	out := &detTokenize{}
+	aad := fsm.IndexKeyAAD(name, k.CreatedAt)
+	var ik []byte
+	if rec := n.fsm.VaultIndexKey(name); rec != nil && rec.KeyCreatedAt.Equal(k.CreatedAt) {
+		b, err := n.keys.openData(aad, rec.BarrierVersion, rec.Sealed)
+		if err != nil {
+			return nil, fmt.Errorf("node: open token index key: %w", err)
+		}
+		ik = b
+	} else {
+		ik = make([]byte, 32)
+		if _, err := rand.Read(ik); err != nil {
+			return nil, fmt.Errorf("node: token index key: %w", err)
+		}
+		bv, sealed, err := n.keys.sealData(aad, ik)
+		if err != nil {
+			return nil, err
+		}
+		out.newIndexKey = &fsm.SealedBlob{BarrierVersion: bv, Sealed: sealed}
+	}
+	mac := hmac.New(sha256.New, ik)
+	mac.Write([]byte("keyd token lookup v1\x00"))
+	mac.Write([]byte(value))
+	out.lookup = mac.Sum(nil)
+	clear(ik)
+	if out.newIndexKey != nil {
+		return out, nil
+	}
+	d := n.fsm.VaultDet(name, out.lookup)
+	if d == nil {
+		return out, nil
+	}
+	rec, err := n.fsm.VaultToken(name, d.TokenHash)
+	if err != nil || (!rec.ExpiresAt.IsZero() && !time.Now().Before(rec.ExpiresAt)) {
+		return out, nil // expired: the write replaces it
+	}
+	tok, err := n.keys.openData(fsm.DetTokenAAD(name, out.lookup), d.BarrierVersion, d.Sealed)
+	if err != nil {
+		return nil, fmt.Errorf("node: open deterministic token: %w", err)
+	}
+	out.existing = &api.TokenizeResponse{Token: string(tok), Index: n.fsm.AppliedIndex()}
+	if !rec.ExpiresAt.IsZero() {
+		e := rec.ExpiresAt
+		out.existing.ExpiresAt = &e
+	}
+	return out, nil
 }
 
 // Detokenize returns the value token stands for, from this node's applied

@@ -33,7 +33,7 @@ Cryptography (input on stdin):
   datakey NAME [-bytes 32] [-context STR] [-no-plaintext]   prints JSON
   sign NAME | verify NAME -signature S message in
   hmac NAME | verify-hmac NAME -mac M  message in
-  tokenize NAME [-ttl D]               value in, random token out (docs/KV.md)
+  tokenize NAME [-ttl D] [-deterministic]  value in, random token out (docs/KV.md)
   detokenize NAME                      token in, value out (needs detokenize)
 
 Every subcommand takes -addr and -json. Key types: aes256-gcm (default),

@@ -340,8 +340,9 @@ func (c *cli) kvDeleteAll(args []string) error {
 
 // keyTokenize reads a value on stdin and prints its token.
 func (c *cli) keyTokenize(args []string) error {
-	k := c.newKeyCmd("tokenize", "NAME [-ttl D]   value on stdin, token out")
+	k := c.newKeyCmd("tokenize", "NAME [-ttl D] [-deterministic]   value on stdin, token out")
 	ttl := k.fs.String("ttl", "", "token lifetime, e.g. 720h (default: no expiry)")
+	det := k.fs.Bool("deterministic", false, "answer the value's existing token (reveals equal values)")
 	name, cl, err := k.parse(args, true)
 	if err != nil {
 		return err
@@ -351,7 +352,7 @@ func (c *cli) keyTokenize(args []string) error {
 	if err != nil {
 		return err
 	}
-	out, err := cl.Tokenize(c.ctx, name, strings.TrimRight(string(b), "\r\n"), *ttl)
+	out, err := cl.TokenizeRequest(c.ctx, name, api.TokenizeRequest{Value: strings.TrimRight(string(b), "\r\n"), TTL: *ttl, Deterministic: *det})
 	if err != nil {
 		return err
 	}
