@@ -70,6 +70,18 @@ func BenchmarkKVThroughput(b *testing.B) {
 			}
 		})
 	})
+	b.Run("tokenize-deterministic", func(b *testing.B) {
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				v := "card-" + strconv.FormatInt(n.Add(1)%256, 10)
+				if _, err := cl.TokenizeRequest(ctx, "bench", api.TokenizeRequest{Value: v, Deterministic: true}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 	b.Run("detokenize", func(b *testing.B) {
 		b.SetParallelism(16)
 		b.RunParallel(func(pb *testing.PB) {
