@@ -1,6 +1,8 @@
 package keyring
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"fmt"
 )
 
@@ -41,4 +43,16 @@ func dataAAD(aad []byte) []byte {
 	out := make([]byte, 0, len(dataAADPrefix)+len(aad))
 	out = append(out, dataAADPrefix...)
 	return append(out, aad...)
+}
+
+// DeriveKey returns a 32-byte key for purpose, derived with HKDF-SHA256
+// from the oldest barrier key the keyring holds. Rotation keeps every
+// older version, so the result is the same on every node and across
+// barrier rotations. The caller owns (and should clear) the result.
+func (r *Keyring) DeriveKey(purpose string) ([]byte, error) {
+	if r == nil || len(r.keys) == 0 {
+		return nil, fmt.Errorf("keyring: derive key: %w", ErrDestroyed)
+	}
+	oldest := &r.keys[len(r.keys)-1]
+	return hkdf.Key(sha256.New, oldest.b[:], nil, "keyd derived v1\x00"+purpose, 32)
 }

@@ -37,3 +37,25 @@ func TestSealDataBindsAAD(t *testing.T) {
 		t.Fatalf("unknown barrier version: %v", err)
 	}
 }
+
+func TestDeriveKeyStableAcrossRotation(t *testing.T) {
+	r, err := NewKeyring(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Destroy()
+	a, err := r.DeriveKey("x")
+	if err != nil || len(a) != 32 {
+		t.Fatal(err)
+	}
+	r2, err := r.Rotate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Destroy()
+	b, _ := r2.DeriveKey("x")
+	c, _ := r2.DeriveKey("y")
+	if !bytes.Equal(a, b) || bytes.Equal(b, c) {
+		t.Fatal("derived keys: want stable per purpose, distinct across purposes")
+	}
+}

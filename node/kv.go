@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +27,30 @@ func (s *keystore) sealData(aad, plaintext []byte) (uint32, []byte, error) {
 		return 0, nil, errs.ErrSealed
 	}
 	return ring.SealData(aad, plaintext)
+}
+
+// blindDigest replaces a request digest (a SHA-256 over the request,
+// whose body may hold a secret value) with a keyed MAC of it, so the
+// Raft log and the request table do not hold a plain hash of a secret
+// that a dictionary could invert. Every node derives the same key.
+func (s *keystore) blindDigest(d []byte) ([]byte, error) {
+	if d == nil {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ring := s.barrier.Load()
+	if ring == nil {
+		return nil, errs.ErrSealed
+	}
+	k, err := ring.DeriveKey("request digest")
+	if err != nil {
+		return nil, err
+	}
+	defer clear(k)
+	m := hmac.New(sha256.New, k)
+	m.Write(d)
+	return m.Sum(nil), nil
 }
 
 // openData reverses sealData.
@@ -85,6 +111,9 @@ func (n *Node) KVPut(ctx context.Context, rid, path string, req api.KVWriteReque
 			return nil, err
 		}
 		m := n.scopedMeta(ctx, rid)
+		if m.Digest, err = n.keys.blindDigest(m.Digest); err != nil {
+			return nil, err
+		}
 		if idx, ok, err := n.fsm.Request(m); err != nil {
 			return nil, err
 		} else if ok {
@@ -101,7 +130,15 @@ func (n *Node) KVPut(ctx context.Context, rid, path string, req api.KVWriteReque
 		if err != nil {
 			return nil, err
 		}
-		res, err := n.propose(ctx, &fsm.KVPut{Meta: m, Path: path, Version: version, CAS: req.CAS, BarrierVersion: bv, Sealed: sealed})
+		// Not n.propose: it would scope the request again with the plain
+		// digest. The leader and request checks above are its first two
+		// steps; the state check and the apply follow.
+		c := &fsm.KVPut{Meta: m, Path: path, Version: version, CAS: req.CAS, BarrierVersion: bv, Sealed: sealed}
+		err = n.fsm.Check(c)
+		var res *fsm.Result
+		if err == nil {
+			res, err = n.apply(ctx, c)
+		}
 		if errors.Is(err, fsm.ErrConflict) && req.CAS == nil && !errors.Is(err, fsm.ErrRequestReused) && attempt < maxKVPutRetries {
 			continue
 		}

@@ -1,7 +1,11 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -114,5 +118,50 @@ func TestKVRetriesForwardingAndAudit(t *testing.T) {
 		if !found[op] {
 			t.Errorf("no ok audit record %s for kv:svc/api (found %v)", op, found)
 		}
+	}
+}
+
+// TestKVRequestDigestBlinded: the request table (replicated, on disk)
+// must not hold a plain SHA-256 over a KV write's body, which a
+// dictionary could invert for a weak secret.
+func TestKVRequestDigestBlinded(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 1})
+	c.Init(t, 1, 1)
+	c.Unseal(t, 1)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS()}}
+	t.Cleanup(hc.CloseIdleConnections)
+	body := []byte(`{"data":{"password":"hunter2"}}`)
+	req, err := http.NewRequest("PUT", "https://"+c.Slot(0).APIAddr+api.PathKV+"svc/weak", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set(api.HeaderRequestID, "digest-probe-1")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("write: %d", resp.StatusCode)
+	}
+	// The digest as httpapi computes it (requestDigest).
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte("kv.write"), []byte("PUT"), []byte(api.PathKV + "svc/weak"), nil, body} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write(part)
+	}
+	plain := hex.EncodeToString(h.Sum(nil))
+	var dump bytes.Buffer
+	if err := c.Node(0).DumpState(&dump); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dump.String(), hex.EncodeToString([]byte("digest-probe-1"))) {
+		t.Fatal("request id not in the request table: the check below would prove nothing")
+	}
+	if strings.Contains(dump.String(), plain) {
+		t.Fatal("the request table holds the plain digest of a body with a secret")
 	}
 }
