@@ -133,12 +133,8 @@ type Config struct {
 	NodeShares NodeShares
 	Membership Membership
 	Rotation   RootRotation
-	// KV and Vault serve versioned secrets and tokenization; nil: their
-	// routes are not served.
-	KV     KV
-	Vault  Vault
-	Auth   Authenticator
-	IsPeer PeerCheck
+	Auth       Authenticator
+	IsPeer     PeerCheck
 	// Audit records every request that touches a key or the system; nil
 	// turns auditing off (tests of the HTTP layer only).
 	Audit Auditor
@@ -165,6 +161,10 @@ type Config struct {
 	// when it chains to the cluster CA, whether or not that node is still
 	// a member (IsPeer answers for members only). nil: none.
 	NodeCertID func(*http.Request) (string, bool)
+	// KV and Vault serve versioned secrets and tokenization (kv.go);
+	// nil: their routes are not served.
+	KV    KV
+	Vault Vault
 }
 
 // Server is the HTTP handler of one node.
