@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -163,5 +164,52 @@ func TestKVRequestDigestBlinded(t *testing.T) {
 	}
 	if strings.Contains(dump.String(), plain) {
 		t.Fatal("the request table holds the plain digest of a body with a secret")
+	}
+}
+
+// TestTokenizeDisabledKey: disabling a key stops both tokenize and
+// detokenize at once; enabling it again brings its tokens back.
+func TestTokenizeDisabledKey(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 1})
+	c.Init(t, 1, 1)
+	c.Unseal(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), testcluster.Scaled(30*time.Second))
+	defer cancel()
+	cl := c.Client(t)
+	if _, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: "ssn"}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cl.Tokenize(ctx, "ssn", "078-05-1120", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.DisableKey(ctx, "ssn"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Detokenize(ctx, "ssn", tr.Token); !errors.Is(err, api.ErrKeyDisabled) {
+		t.Fatalf("detokenize on a disabled key: %v", err)
+	}
+	if _, err := cl.Tokenize(ctx, "ssn", "x", ""); !errors.Is(err, api.ErrKeyDisabled) {
+		t.Fatalf("tokenize on a disabled key: %v", err)
+	}
+	if _, err := cl.EnableKey(ctx, "ssn"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := cl.Detokenize(ctx, "ssn", tr.Token); err != nil || v != "078-05-1120" {
+		t.Fatalf("after enable: %q %v", v, err)
+	}
+	for _, bad := range []string{"", "kdt_", tr.Token + "A", "xyz" + tr.Token[3:], strings.ToUpper(tr.Token)} {
+		if _, err := cl.Detokenize(ctx, "ssn", bad); !errors.Is(err, api.ErrResourceNotFound) {
+			t.Errorf("detokenize %q: %v, want not found", bad, err)
+		}
+	}
+	if _, err := cl.Tokenize(ctx, "ssn", strings.Repeat("x", api.MaxTokenizeValue+1), ""); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("oversized value: %v", err)
+	}
+	if _, err := cl.Tokenize(ctx, "ssn", "x", "-1h"); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("negative ttl: %v", err)
+	}
+	if _, err := cl.Tokenize(ctx, "nokey", "x", ""); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("missing key: %v", err)
 	}
 }
