@@ -167,7 +167,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	handler := httpapi.New(httpapi.Config{
 		Audit: auditor,
-		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
+		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, KV: n, Vault: n, Auth: &n.auth,
 		IsPeer: n.isPeer, NodeCertID: n.nodeCertID, Admin: n, Snapshots: n,
 		Logger:     n.log,
 		AuditTrail: n,

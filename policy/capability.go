@@ -59,6 +59,17 @@ const (
 	Read          Capability = "read"
 	Delete        Capability = "delete" // schedule and cancel deletion
 	SetPolicy     Capability = "set-policy"
+	// Versioned secrets (KV), granted on patterns over "kv/" + the
+	// secret's path (for example "kv/app1/*"; '*' also matches '/').
+	KVRead    Capability = "kv-read"    // GET /v1/kv/{path}, its metadata
+	KVWrite   Capability = "kv-write"   // PUT/POST /v1/kv/{path}, metadata settings
+	KVDelete  Capability = "kv-delete"  // soft delete and undelete
+	KVDestroy Capability = "kv-destroy" // destroy versions, delete the whole secret
+	KVList    Capability = "kv-list"    // see the path in GET /v1/kv-list/{prefix}
+	// Tokenization, granted on key names. Tokenize never allows
+	// detokenize.
+	Tokenize   Capability = "tokenize"
+	Detokenize Capability = "detokenize"
 )
 
 // System capabilities. A rule granting any of them must not name keys.
@@ -90,6 +101,13 @@ const (
 	iRead
 	iDelete
 	iSetPolicy
+	iKVRead
+	iKVWrite
+	iKVDelete
+	iKVDestroy
+	iKVList
+	iTokenize
+	iDetokenize
 	iCluster
 	iSnapshot
 	iAuditRead
@@ -107,6 +125,7 @@ var allCaps = [numCaps]Capability{
 	Encrypt, Decrypt, Rewrap, DataKey, Sign, Verify, HMAC,
 	Pseudonym, DecryptMasked,
 	Create, Rotate, Read, Delete, SetPolicy,
+	KVRead, KVWrite, KVDelete, KVDestroy, KVList, Tokenize, Detokenize,
 	Cluster, Snapshot, AuditRead, TokenAdmin,
 	Metrics,
 }
@@ -143,6 +162,20 @@ func (c Capability) index() (capIndex, bool) {
 		return iDelete, true
 	case SetPolicy:
 		return iSetPolicy, true
+	case KVRead:
+		return iKVRead, true
+	case KVWrite:
+		return iKVWrite, true
+	case KVDelete:
+		return iKVDelete, true
+	case KVDestroy:
+		return iKVDestroy, true
+	case KVList:
+		return iKVList, true
+	case Tokenize:
+		return iTokenize, true
+	case Detokenize:
+		return iDetokenize, true
 	case Cluster:
 		return iCluster, true
 	case Snapshot:
@@ -168,4 +201,14 @@ func (c Capability) Known() bool {
 func (c Capability) IsSystem() bool {
 	i, ok := c.index()
 	return ok && i >= numKeyCaps
+}
+
+// isKV reports whether c is a versioned-secret capability, granted on
+// "kv/" + path patterns.
+func (c Capability) isKV() bool {
+	switch c {
+	case KVRead, KVWrite, KVDelete, KVDestroy, KVList:
+		return true
+	}
+	return false
 }

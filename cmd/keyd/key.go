@@ -33,6 +33,8 @@ Cryptography (input on stdin):
   datakey NAME [-bytes 32] [-context STR] [-no-plaintext]   prints JSON
   sign NAME | verify NAME -signature S message in
   hmac NAME | verify-hmac NAME -mac M  message in
+  tokenize NAME [-ttl D] [-deterministic]  value in, random token out (docs/KV.md)
+  detokenize NAME                      token in, value out (needs detokenize)
 
 Personal data (docs/PII.md; VALUE from stdin when omitted):
   decrypt NAME -mask last4|full        masked form only (decrypt or decrypt-masked)
@@ -69,6 +71,8 @@ func (c *cli) key(args []string) error {
 		"verify-hmac":       c.keyVerify("verify-hmac", "mac", (*client.Client).VerifyHMAC),
 		"pseudonym":         c.keyPseudonym,
 		"fpe":               c.keyFPE,
+		"tokenize":          c.keyTokenize,
+		"detokenize":        c.keyDetokenize,
 	}, args)
 }
 

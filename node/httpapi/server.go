@@ -161,6 +161,10 @@ type Config struct {
 	// when it chains to the cluster CA, whether or not that node is still
 	// a member (IsPeer answers for members only). nil: none.
 	NodeCertID func(*http.Request) (string, bool)
+	// KV and Vault serve versioned secrets and tokenization (kv.go);
+	// nil: their routes are not served.
+	KV    KV
+	Vault Vault
 }
 
 // Server is the HTTP handler of one node.
@@ -181,6 +185,11 @@ func New(cfg Config) *Server {
 			h = rt.outer(h)
 		}
 		s.mux.Handle(rt.pattern, h)
+	}
+	if cfg.KV != nil && cfg.Vault != nil {
+		for _, rt := range s.kvRoutes() {
+			s.mux.Handle(rt.pattern, s.wrap(rt))
+		}
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &api.Error{Code: api.CodeResourceNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)
