@@ -183,6 +183,9 @@ type Config struct {
 	// UnauthenticatedMetrics serves GET /v1/sys/metrics without a token;
 	// by default it needs the metrics capability.
 	UnauthenticatedMetrics bool
+	// Usage configures key usage tracking and per-tag defaults
+	// (usage.go, tags.go); the zero value takes the defaults.
+	Usage UsageConfig
 	// WrapStreamLayer, when set, wraps the Raft stream layer (tests
 	// inject faults with transport.FaultLayer).
 	WrapStreamLayer func(raft.StreamLayer) raft.StreamLayer
