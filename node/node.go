@@ -181,7 +181,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
 		IsPeer: n.isPeer, NodeCertID: n.nodeCertID, Admin: n, Snapshots: n,
 		Logger:     n.log,
-		AuditTrail: n,
+		AuditTrail: n, Usage: n,
 		Metrics:    n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
 		LeaderContactLost: n.LeaderContactLost,
 	})
