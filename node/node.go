@@ -181,7 +181,8 @@ func (n *Node) Start(ctx context.Context) error {
 		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
 		IsPeer: n.isPeer, NodeCertID: n.nodeCertID, Admin: n, Snapshots: n,
 		Logger:     n.log,
-		AuditTrail: n, Usage: n,
+		AuditTrail: n,
+		Usage:      n,
 		Metrics:    n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
 		LeaderContactLost: n.LeaderContactLost,
 	})
