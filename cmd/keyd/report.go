@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/node"
 )
 
 // fmtLastUsed prints a credential's or key's last use ("never" when none
@@ -165,4 +166,41 @@ func versionList(vs []uint32) string {
 		parts[i] = fmt.Sprintf("v%d", v)
 	}
 	return strings.Join(parts, ",")
+}
+
+// tagRuleConfig is one tag_rules entry of the server configuration.
+type tagRuleConfig struct {
+	MaxRotationPeriod time.Duration `yaml:"max_rotation_period"`
+	MinDeletionWindow time.Duration `yaml:"min_deletion_window"`
+}
+
+func (fc *fileConfig) checkUsage() []error {
+	var errs []error
+	if fc.UsageFlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("%w: usage_flush_interval must not be negative", errBadValue))
+	}
+	for tag, r := range fc.TagRules {
+		if !api.ValidTag(tag) {
+			errs = append(errs, fmt.Errorf("%w: tag_rules: %q is not a tag ([a-z0-9_-], at most %d)", errBadValue, tag, api.MaxTagLen))
+		}
+		if r.MaxRotationPeriod < 0 || r.MinDeletionWindow < 0 {
+			errs = append(errs, fmt.Errorf("%w: tag_rules.%s: durations must not be negative", errBadValue, tag))
+		}
+		if r.MinDeletionWindow > node.MaxDeletionWindow {
+			errs = append(errs, fmt.Errorf("%w: tag_rules.%s: min_deletion_window above the %s maximum window", errBadValue, tag, node.MaxDeletionWindow))
+		}
+	}
+	return errs
+}
+
+func (fc *fileConfig) applyUsage(cfg *node.Config) {
+	if fc.UsageFlushInterval > 0 {
+		cfg.Usage.FlushInterval = fc.UsageFlushInterval
+	}
+	if fc.TagRules != nil {
+		cfg.Usage.TagRules = make(map[string]node.TagRule, len(fc.TagRules))
+		for tag, r := range fc.TagRules {
+			cfg.Usage.TagRules[tag] = node.TagRule{MaxRotationPeriod: r.MaxRotationPeriod, MinDeletionWindow: r.MinDeletionWindow}
+		}
+	}
 }
