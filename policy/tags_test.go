@@ -85,3 +85,19 @@ func FuzzTagPattern(f *testing.F) {
 		}
 	})
 }
+
+func TestAllowedTagsDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	p, _ := Parse("analyst", []byte(analystDoc))
+	s := Compile(p)
+	tags := []string{"pii", "pseudo"}
+	allocs := testing.AllocsPerRun(100, func() {
+		s.AllowedTags(Decrypt, "users", tags)
+		s.AllowedTags(Decrypt, "cards", []string{"pci"}[:1])
+	})
+	if allocs != 0 {
+		t.Fatalf("got %v allocations per run, want 0", allocs)
+	}
+}
