@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -184,7 +185,7 @@ func (a *applier) applyUsage(c *RecordUsage) error {
 	for i := range c.Keys {
 		ku := &c.Keys[i]
 		k, err := getKey(a.tx, ku.Name)
-		if err == ErrKeyNotFound {
+		if errors.Is(err, ErrKeyNotFound) {
 			continue // deleted since it was used
 		} else if err != nil {
 			return err
