@@ -143,6 +143,11 @@ type CreateKeyRequest struct {
 	// RotationPeriod, when set ("720h"), makes the leader rotate the key
 	// automatically once each period.
 	RotationPeriod string `json:"rotation_period,omitempty"`
+	// Tags classify the key (pii, pci, phi, ...; see docs/PII.md).
+	Tags []string `json:"tags,omitempty"`
+	// Retention, when set ("8760h"), makes the leader schedule the key's
+	// deletion once it is that old.
+	Retention string `json:"retention,omitempty"`
 }
 
 // KeyConfigRequest: POST /v1/keys/{name}/config. Nil fields are unchanged.
@@ -150,6 +155,10 @@ type KeyConfigRequest struct {
 	MinDecryptionVersion *uint32 `json:"min_decryption_version,omitempty"`
 	// RotationPeriod "0" or "" with the field present disables automatic rotation.
 	RotationPeriod *string `json:"rotation_period,omitempty"`
+	// Tags, when present, replaces the key's tags ([] removes them all).
+	Tags *[]string `json:"tags,omitempty"`
+	// Retention "0" or "" with the field present removes the retention.
+	Retention *string `json:"retention,omitempty"`
 }
 
 // ScheduleDeletionRequest: POST /v1/keys/{name}/schedule-deletion.
@@ -178,6 +187,8 @@ type KeyInfo struct {
 	CreatedAt            time.Time    `json:"created_at"`
 	RotatedAt            time.Time    `json:"rotated_at"`
 	DeletionAt           *time.Time   `json:"deletion_at,omitempty"`
+	Tags                 []string     `json:"tags,omitempty"`
+	Retention            string       `json:"retention,omitempty"`
 	Versions             []KeyVersion `json:"versions"`
 	// Index is the Raft index of the write that produced this reply, or
 	// the applied index the read was served at.
@@ -498,6 +509,8 @@ type TokenInfo struct {
 	Policies  []string  `json:"policies"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// LastUsed is the last authenticated request (flushed periodically).
+	LastUsed *time.Time `json:"last_used,omitempty"`
 	// Token is set only in the reply to POST /v1/tokens: shown once.
 	Token string `json:"token,omitempty"`
 	Index uint64 `json:"index,omitempty"`
@@ -529,7 +542,9 @@ type IdentityInfo struct {
 	Name      string    `json:"name,omitempty"`
 	Policies  []string  `json:"policies"`
 	CreatedAt time.Time `json:"created_at"`
-	Index     uint64    `json:"index,omitempty"`
+	// LastUsed is the last authenticated request (flushed periodically).
+	LastUsed *time.Time `json:"last_used,omitempty"`
+	Index    uint64     `json:"index,omitempty"`
 }
 
 // IdentityList is GET /v1/identities.

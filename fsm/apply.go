@@ -87,7 +87,7 @@ func (a *applier) dispatch(cmd Command) error {
 				}
 				k.RotationPeriod = *c.RotationPeriod
 			}
-			return nil
+			return configureTagsRetention(k, c)
 		})
 	case *ScheduleDeletion:
 		return a.updateKey(c.Name, func(k *KeyRecord) error {
@@ -153,6 +153,9 @@ func (a *applier) dispatch(cmd Command) error {
 		}
 		return a.deleteEntry(bucketTokens, string(c.Hash))
 	}
+	if ok, err := a.dispatchUsage(cmd); ok {
+		return err
+	}
 	if ok, err := a.dispatchAudit(cmd); ok {
 		return err
 	}
@@ -212,6 +215,9 @@ func (a *applier) applyCreateKey(c *CreateKey) error {
 	if c.RotationPeriod < 0 {
 		return fmt.Errorf("%w: negative rotation period", ErrInvalidCommand)
 	}
+	if err := checkTagsRetention(c.Tags, c.Retention); err != nil {
+		return err
+	}
 	if a.tx.Bucket(bucketKeys).Get([]byte(c.Name)) != nil {
 		return ErrKeyExists
 	}
@@ -222,6 +228,7 @@ func (a *applier) applyCreateKey(c *CreateKey) error {
 		CreatedAt: c.At, RotatedAt: c.At,
 		MinDecryptionVersion: 1, RotationPeriod: c.RotationPeriod,
 		Versions: []WrappedVersion{first},
+		Tags:     c.Tags, Retention: c.Retention,
 	}
 	return a.putKey(rec)
 }
@@ -258,6 +265,9 @@ func (a *applier) applyDeleteKey(c *DeleteKey) error {
 	}
 	if err := a.tx.Bucket(bucketKeys).Delete([]byte(c.Name)); err != nil {
 		return errStorage{err}
+	}
+	if err := a.deleteUsage(c.Name); err != nil {
+		return err
 	}
 	delete(a.changed, c.Name)
 	a.ev.Deleted = append(a.ev.Deleted, c.Name)

@@ -113,6 +113,8 @@ type CreateKey struct {
 	Name           string         `json:"name"`
 	Type           string         `json:"type"`
 	RotationPeriod time.Duration  `json:"rotation_period,omitempty"`
+	Tags           []string       `json:"tags,omitempty"`
+	Retention      time.Duration  `json:"retention,omitempty"`
 	First          WrappedVersion `json:"first"`
 }
 
@@ -139,6 +141,9 @@ type ConfigureKey struct {
 	Name                 string         `json:"name"`
 	MinDecryptionVersion *uint32        `json:"min_decryption_version,omitempty"`
 	RotationPeriod       *time.Duration `json:"rotation_period,omitempty"`
+	// Tags, when non-nil, replaces the key's tags (empty: none).
+	Tags      *[]string      `json:"tags,omitempty"`
+	Retention *time.Duration `json:"retention,omitempty"`
 }
 
 // ScheduleDeletion disables a key until DeleteAt, when the leader deletes it.
@@ -314,6 +319,9 @@ func newCommand(op Op) Command {
 		return new(DeleteIdentity)
 	case OpRotateRoot:
 		return new(RotateRoot)
+	}
+	if op == OpRecordUsage {
+		return new(RecordUsage)
 	}
 	if c := newAuditCommand(op); c != nil {
 		return c

@@ -439,6 +439,9 @@ func (f *FSM) Dump(w io.Writer) error {
 				return err
 			}
 		}
+		if err := dumpUsage(tx, w); err != nil {
+			return err
+		}
 		if err := dumpAudit(tx, w); err != nil {
 			return err
 		}

@@ -44,6 +44,13 @@ type KeyRecord struct {
 	MinDecryptionVersion uint32           `json:"min_decryption_version"`
 	RotationPeriod       time.Duration    `json:"rotation_period,omitempty"`
 	Versions             []WrappedVersion `json:"versions"`
+
+	// Tags classify the key (sorted, validated by the proposer); policies
+	// match them and some bring stricter defaults.
+	Tags []string `json:"tags,omitempty"`
+	// Retention, when set, makes the leader schedule the key's deletion
+	// once CreatedAt+Retention has passed.
+	Retention time.Duration `json:"retention,omitempty"`
 }
 
 // Latest returns the newest version number.

@@ -240,8 +240,10 @@ func (n *Node) ListTokens() (*api.TokenList, error) {
 		return nil, err
 	}
 	out := &api.TokenList{Tokens: []api.TokenInfo{}}
+	last := n.principalLastUse()
 	for _, r := range recs {
-		out.Tokens = append(out.Tokens, api.TokenInfo{Accessor: Accessor(r.Hash), Name: r.Name, Policies: r.Policies, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt})
+		out.Tokens = append(out.Tokens, api.TokenInfo{Accessor: Accessor(r.Hash), Name: r.Name, Policies: r.Policies, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
+			LastUsed: lastUsePtr(last, "token:"+Accessor(r.Hash))})
 	}
 	sort.Slice(out.Tokens, func(i, j int) bool { return out.Tokens[i].CreatedAt.Before(out.Tokens[j].CreatedAt) })
 	return out, nil
@@ -341,8 +343,13 @@ func (n *Node) ListIdentities() (*api.IdentityList, error) {
 		return nil, err
 	}
 	out := &api.IdentityList{Identities: []api.IdentityInfo{}}
+	last := n.principalLastUse()
 	for _, r := range recs {
-		out.Identities = append(out.Identities, api.IdentityInfo{ID: r.ID, Name: r.Name, Policies: r.Policies, CreatedAt: r.CreatedAt})
+		info := api.IdentityInfo{ID: r.ID, Name: r.Name, Policies: r.Policies, CreatedAt: r.CreatedAt}
+		if len(r.ID) >= 16 {
+			info.LastUsed = lastUsePtr(last, "cert:"+r.ID[:16])
+		}
+		out.Identities = append(out.Identities, info)
 	}
 	return out, nil
 }

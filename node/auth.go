@@ -29,14 +29,20 @@ type principal struct {
 	policies  []string
 	set       *policy.Set
 	expiresAt time.Time
+	// tags is the node's view of key tags (replicated records), so tag
+	// rules match what is stored, never what a request claims.
+	tags *tagTable
 }
 
 func (p *principal) ID() string         { return p.id }
 func (p *principal) Policies() []string { return p.policies }
 func (p *principal) Allowed(c policy.Capability, key string) bool {
-	return p.set.Allowed(c, key)
+	return p.set.AllowedTags(c, key, p.tags.of(key))
 }
 func (p *principal) AllowedPattern(c policy.Capability, pattern string) bool {
+	if !strings.ContainsAny(pattern, "*?") {
+		return p.Allowed(c, pattern)
+	}
 	return p.set.AllowedPattern(c, pattern)
 }
 
@@ -54,6 +60,9 @@ type authenticator struct {
 	// isPeer verifies a cluster node certificate (for forwarded
 	// certificate identities).
 	isPeer func(r *http.Request) (string, bool)
+	// tags is shared by every principal (set by New before the first
+	// reload).
+	tags *tagTable
 }
 
 // resolvePolicies compiles named policies: built-in roles first, then the
@@ -107,7 +116,7 @@ func (a *authenticator) reload(f *fsm.FSM) error {
 		}
 		s.byToken[[32]byte(r.Hash)] = &principal{
 			id: "token:" + Accessor(r.Hash), policies: r.Policies,
-			set: resolvePolicies(r.Policies, stored), expiresAt: r.ExpiresAt,
+			set: resolvePolicies(r.Policies, stored), expiresAt: r.ExpiresAt, tags: a.tags,
 		}
 	}
 	for _, r := range ids {
@@ -115,7 +124,7 @@ func (a *authenticator) reload(f *fsm.FSM) error {
 		if err != nil || len(h) != 32 {
 			continue
 		}
-		s.byCert[[32]byte(h)] = &principal{id: "cert:" + r.ID[:16], policies: r.Policies, set: resolvePolicies(r.Policies, stored)}
+		s.byCert[[32]byte(h)] = &principal{id: "cert:" + r.ID[:16], policies: r.Policies, set: resolvePolicies(r.Policies, stored), tags: a.tags}
 	}
 	a.set.Store(s)
 	return nil

@@ -191,6 +191,9 @@ type Config struct {
 	MetricsAddr string
 	// MetricsListener, when set, is used instead of MetricsAddr (tests).
 	MetricsListener net.Listener
+	// Usage configures key usage tracking and per-tag defaults
+	// (usage.go, tags.go); the zero value takes the defaults.
+	Usage UsageConfig
 	// WrapStreamLayer, when set, wraps the Raft stream layer (tests
 	// inject faults with transport.FaultLayer).
 	WrapStreamLayer func(raft.StreamLayer) raft.StreamLayer

@@ -58,6 +58,10 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
+	tags, retention, period, err := n.createTagsRetention(req, period)
+	if err != nil {
+		return nil, err
+	}
 	if err := n.notLeaderOrSealed(); err != nil {
 		return nil, err
 	}
@@ -83,6 +87,7 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	res, err := n.propose(ctx, &fsm.CreateKey{
 		Meta: m,
 		Name: req.Name, Type: string(t), RotationPeriod: period, First: first,
+		Tags: tags, Retention: retention,
 	})
 	if err != nil {
 		return nil, err
@@ -157,8 +162,11 @@ func (n *Node) ConfigureKey(ctx context.Context, rid, name string, req api.KeyCo
 		}
 		c.RotationPeriod = &p
 	}
-	if c.MinDecryptionVersion == nil && c.RotationPeriod == nil {
-		return nil, badRequest("nothing to change: set min_decryption_version or rotation_period")
+	if err := n.configTagsRetention(name, req, c); err != nil {
+		return nil, err
+	}
+	if c.MinDecryptionVersion == nil && c.RotationPeriod == nil && c.Tags == nil && c.Retention == nil {
+		return nil, badRequest("nothing to change: set min_decryption_version, rotation_period, tags or retention")
 	}
 	return n.simpleWrite(ctx, name, c)
 }
@@ -170,6 +178,11 @@ func (n *Node) ScheduleDeletion(ctx context.Context, rid, name string, window ti
 	}
 	if window < MinDeletionWindow || window > MaxDeletionWindow {
 		return nil, badRequest("pending_window must be between %s and %s", MinDeletionWindow, MaxDeletionWindow)
+	}
+	if rec, err := n.fsm.Key(name); err == nil {
+		if err := n.tagDeletionWindow(rec.Tags, window); err != nil {
+			return nil, err
+		}
 	}
 	m := n.meta(rid)
 	return n.simpleWrite(ctx, name, &fsm.ScheduleDeletion{Meta: m, Name: name, DeleteAt: m.At.Add(window)})
@@ -247,6 +260,10 @@ func (n *Node) keyInfo(name string, index uint64) (*api.KeyInfo, error) {
 	if !rec.DeletionAt.IsZero() {
 		d := rec.DeletionAt
 		info.DeletionAt = &d
+	}
+	info.Tags = rec.Tags
+	if rec.Retention > 0 {
+		info.Retention = rec.Retention.String()
 	}
 	for _, v := range rec.Versions {
 		info.Versions = append(info.Versions, api.KeyVersion{Version: v.Version, CreatedAt: v.CreatedAt, PublicKey: v.PublicKey})

@@ -48,6 +48,8 @@ type Node struct {
 	audit   *auditSink // nil until Start opens the audit log
 	server  apiServer  // the API listener and HTTP server, set by Start
 	life    lifecycle  // goroutines, and Close's once/result/done
+
+	usage *usageTracker // uses not yet flushed (usage.go)
 }
 
 // hsmHolder is this node's HSM. dev and err are set once by Start
@@ -103,6 +105,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.fsm = f
 	n.sealer.cust = n.newCustodians()
+	n.auth.tags = &tagTable{}
+	n.usage = newUsageTracker(n.now)
+	if err := n.auth.tags.rebuild(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
 	if err := n.auth.reload(f); err != nil {
 		_ = f.Close()
 		return nil, err
@@ -116,6 +124,9 @@ func (n *Node) onApply(ev fsm.Event) {
 		if err := n.auth.reload(n.fsm); err != nil {
 			n.log.Error("reload tokens", "err", err)
 		}
+	}
+	if err := n.auth.tags.onEvent(ev, n.fsm); err != nil {
+		n.log.Error("reload key tags", "err", err)
 	}
 	n.keys.onEvent(ev, n.fsm)
 	if ev.Root {
@@ -171,6 +182,7 @@ func (n *Node) Start(ctx context.Context) error {
 		IsPeer: n.isPeer, NodeCertID: n.nodeCertID, Admin: n, Snapshots: n,
 		Logger:     n.log,
 		AuditTrail: n,
+		Usage:      n,
 		Metrics:    n.metrics, UnauthenticatedMetrics: n.cfg.UnauthenticatedMetrics,
 		LeaderContactLost: n.LeaderContactLost,
 	})
@@ -203,6 +215,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.life.group.Go(n.runReconcile)
 	n.life.group.Go(n.runAudit)
 	n.life.group.Go(n.runSnapshots)
+	n.life.group.Go(n.runUsage)
 	n.life.group.Go(func(gctx context.Context) {
 		select {
 		case <-ctx.Done():
@@ -263,7 +276,8 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("node: gossip: %w", err))
 			}
 		}
-		n.closeAudit() // final checkpoint and anchor, while Raft still runs
+		n.flushUsageOnClose() // while Raft still runs
+		n.closeAudit()        // final checkpoint and anchor, while Raft still runs
 		if err := n.raft.close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: raft shutdown: %w", err))
 		}

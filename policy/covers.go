@@ -40,6 +40,11 @@ func Covers(g Grantor, p *Policy) bool {
 				continue
 			}
 			for _, pat := range r.Keys {
+				if _, isTag := TagOf(pat); isTag {
+					// A tag can be put on any key: only a grantor with
+					// set-policy on every key may name one.
+					pat = "*"
+				}
 				if !g.AllowedPattern(SetPolicy, pat) {
 					return false
 				}

@@ -197,6 +197,9 @@ func checkPattern(p string, paths bool) error {
 	if len(p) == 0 || len(p) > MaxPatternLen {
 		return fmt.Errorf("%w: key pattern must be 1 to %d characters", ErrInvalidPolicy, MaxPatternLen)
 	}
+	if tag, ok := TagOf(p); ok {
+		return checkTagPattern(p, tag)
+	}
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch {

@@ -18,6 +18,7 @@ type matcher struct {
 	exact    map[string]struct{} // patterns without wildcards
 	prefixes []string            // "abc*" with no other wildcard
 	globs    []string            // everything else
+	tags     map[string]struct{} // "tag:x" patterns: keys carrying tag x (see tags.go)
 }
 
 // Compile builds the evaluation structure for the union of policies.
@@ -70,10 +71,13 @@ func (m *matcher) add(pattern string) {
 	if m.any || pattern == "" {
 		return
 	}
+	if m.addTag(pattern) {
+		return
+	}
 	wild := strings.IndexAny(pattern, "*?")
 	switch {
 	case strings.Trim(pattern, "*") == "":
-		m.any, m.exact, m.prefixes, m.globs = true, nil, nil, nil
+		m.any, m.exact, m.prefixes, m.globs, m.tags = true, nil, nil, nil, nil
 	case wild < 0:
 		if m.exact == nil {
 			m.exact = make(map[string]struct{})
@@ -125,6 +129,11 @@ func (s *Set) Allowed(c Capability, key string) bool {
 	if key == "" {
 		return false
 	}
+	// Without the key's tags a tag deny might apply: fail closed (callers
+	// that know the tags use AllowedTags).
+	if len(s.deny[i].tags) > 0 {
+		return false
+	}
 	return !s.deny[i].match(key) && s.allow[i].match(key)
 }
 
@@ -148,7 +157,7 @@ func (s *Set) AllowedPattern(c Capability, pattern string) bool {
 		return s.Allowed(c, pattern)
 	}
 	d := &s.deny[i]
-	if d.any || len(d.exact) > 0 || len(d.prefixes) > 0 || len(d.globs) > 0 {
+	if d.any || len(d.exact) > 0 || len(d.prefixes) > 0 || len(d.globs) > 0 || len(d.tags) > 0 {
 		return false
 	}
 	a := &s.allow[i]

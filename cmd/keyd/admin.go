@@ -305,9 +305,9 @@ func (c *cli) tokenList(args []string) error {
 		return printJSON(c.stdout, l)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCESSOR\tNAME\tPOLICIES\tCREATED\tEXPIRES")
+	fmt.Fprintln(tw, "ACCESSOR\tNAME\tPOLICIES\tCREATED\tEXPIRES\tLAST USED")
 	for _, t := range l.Tokens {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Accessor, orDash(t.Name), strings.Join(t.Policies, ","), fmtTime(t.CreatedAt), fmtTime(t.ExpiresAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Accessor, orDash(t.Name), strings.Join(t.Policies, ","), fmtTime(t.CreatedAt), fmtTime(t.ExpiresAt), fmtLastUsed(t.LastUsed))
 	}
 	return tw.Flush()
 }
@@ -396,9 +396,9 @@ func (c *cli) identityList(args []string) error {
 		return printJSON(c.stdout, l)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tPOLICIES\tCREATED")
+	fmt.Fprintln(tw, "ID\tNAME\tPOLICIES\tCREATED\tLAST USED")
 	for _, i := range l.Identities {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.ID, orDash(i.Name), strings.Join(i.Policies, ","), fmtTime(i.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ID, orDash(i.Name), strings.Join(i.Policies, ","), fmtTime(i.CreatedAt), fmtLastUsed(i.LastUsed))
 	}
 	return tw.Flush()
 }

@@ -77,6 +77,10 @@ type fileConfig struct {
 	SnapshotRetain   *int          `yaml:"snapshot_retain"`
 	SnapshotMaxAge   time.Duration `yaml:"snapshot_max_age"`
 
+	// Key usage tracking and per-tag rules (report.go).
+	UsageFlushInterval time.Duration            `yaml:"usage_flush_interval"`
+	TagRules           map[string]tagRuleConfig `yaml:"tag_rules"`
+
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is json (default) or text; Raft's and memberlist's records
 	// come out in the same format, through the same handler.
@@ -233,6 +237,7 @@ func (fc *fileConfig) check() error {
 	if _, err := fc.logLevel(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, fc.checkUsage()...)
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -319,6 +324,7 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 	if fc.SchedulerInterval > 0 {
 		cfg.SchedulerInterval = fc.SchedulerInterval
 	}
+	fc.applyUsage(&cfg)
 	if fc.IndexWait > 0 {
 		cfg.IndexWait = fc.IndexWait
 	}

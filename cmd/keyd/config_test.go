@@ -115,6 +115,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "two documents", yaml: editConfig("") + "---\nnode_id: n2\n", wantErr: errConfigParse, wantText: "document"},
 		{name: "identity fails", yaml: editConfig(""), load: func(string, string, string, string) (transport.Identity, error) { return transport.Identity{}, errLoad }, wantErr: errLoad, wantText: "tls"},
 		{name: "bad node id", yaml: strings.Replace(editConfig(""), "node_id: n1", "node_id: n/1", 1), wantErr: transport.ErrInvalidNodeID, wantText: "node_id"},
+		{name: "usage and tag rules", yaml: editConfig("", "usage_flush_interval: 30s", "tag_rules:", "  pci: {max_rotation_period: 720h}", "  gdpr: {min_deletion_window: 240h}")},
+		{name: "bad tag rule name", yaml: editConfig("", "tag_rules:", "  PCI: {max_rotation_period: 720h}"), wantErr: errBadValue, wantText: "tag_rules"},
+		{name: "negative tag rule", yaml: editConfig("", "tag_rules:", "  pci: {max_rotation_period: -1h}"), wantErr: errBadValue, wantText: "tag_rules.pci"},
+		{name: "unknown tag rule field", yaml: editConfig("", "tag_rules:", "  pci: {audit: all}"), wantErr: errConfigParse, wantText: "audit"},
 		{name: "bootstrap without peers", yaml: editConfig("  - {"), wantErr: errNodeConfig, wantText: "Bootstrap"},
 	}
 	for _, tt := range tests {

@@ -17,14 +17,16 @@ import (
 const keyHelp = `Usage: keyd key <subcommand> NAME [flags]
 
 Lifecycle:
-  create NAME [-type T] [-rotation-period 720h]
+  create NAME [-type T] [-rotation-period 720h] [-tags pii,pci] [-retention 8760h]
   read NAME [-consistent]
   list [-after X] [-limit N]
   rotate NAME
   enable NAME | disable NAME
-  config NAME [-min-decryption-version N] [-rotation-period D]
+  config NAME [-min-decryption-version N] [-rotation-period D] [-tags T,..] [-retention D]
   schedule-deletion NAME [-window 168h]
   cancel-deletion NAME
+  report [-unused-for 720h] [-format table|json]   unused, orphaned and due keys; stale credentials
+  usage NAME                           last use per version and identity
 
 Cryptography (input on stdin):
   encrypt NAME [-context STR]          plaintext in, ciphertext line out
@@ -60,6 +62,8 @@ func (c *cli) key(args []string) error {
 		"disable":           c.keySimple("disable", (*client.Client).DisableKey),
 		"cancel-deletion":   c.keySimple("cancel-deletion", (*client.Client).CancelDeletion),
 		"config":            c.keyConfig,
+		"report":            c.keyReport,
+		"usage":             c.keyUsage,
 		"schedule-deletion": c.keyScheduleDeletion,
 		"encrypt":           c.keyEncrypt,
 		"decrypt":           c.keyDecrypt,
@@ -134,6 +138,7 @@ func (k *keyCmd) printKey(info *api.KeyInfo) error {
 	if info.DeletionAt != nil {
 		fmt.Fprintf(tw, "Deletion at:\t%s\n", fmtTime(*info.DeletionAt))
 	}
+	printTagsRetention(tw, info)
 	for i, v := range info.Versions {
 		label := ""
 		if i == 0 {
@@ -194,15 +199,21 @@ func contextBytes(s string) []byte {
 }
 
 func (c *cli) keyCreate(args []string) error {
-	k := c.newKeyCmd("create", "NAME [-type T] [-rotation-period 720h]")
+	k := c.newKeyCmd("create", "NAME [-type T] [-rotation-period 720h] [-tags pii,pci] [-retention 8760h]")
 	typ := k.fs.String("type", "", "key type (default aes256-gcm)")
 	period := k.fs.String("rotation-period", "", "rotate automatically once per period, e.g. 720h")
+	tagList := k.fs.String("tags", "", "classification tags, comma-separated (pii, pci, phi, ...)")
+	retention := k.fs.String("retention", "", "schedule the key's deletion once it is this old, e.g. 8760h")
 	name, cl, err := k.parse(args, true)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	info, err := cl.CreateKey(c.ctx, api.CreateKeyRequest{Name: name, Type: *typ, RotationPeriod: *period})
+	tags, err := api.ParseTagList(*tagList)
+	if err != nil {
+		return usagef("key create: -tags: %v", err)
+	}
+	info, err := cl.CreateKey(c.ctx, api.CreateKeyRequest{Name: name, Type: *typ, RotationPeriod: *period, Tags: tags, Retention: *retention})
 	if err != nil {
 		return err
 	}
@@ -274,6 +285,8 @@ func (c *cli) keyConfig(args []string) error {
 	k := c.newKeyCmd("config", "NAME [-min-decryption-version N] [-rotation-period D]")
 	minVer := k.fs.Uint("min-decryption-version", 0, "refuse to decrypt ciphertexts of older versions")
 	period := k.fs.String("rotation-period", "", `automatic rotation period, e.g. 720h; "0" turns it off`)
+	tagList := k.fs.String("tags", "", `replace the key's tags (comma-separated; "" removes them)`)
+	retention := k.fs.String("retention", "", `delete the key once it is this old, e.g. 8760h; "0" removes it`)
 	name, cl, err := k.parse(args, true)
 	if err != nil {
 		return err
@@ -290,10 +303,15 @@ func (c *cli) keyConfig(args []string) error {
 			req.MinDecryptionVersion = &v
 		case "rotation-period":
 			req.RotationPeriod = period
+		case "retention":
+			req.Retention = retention
 		}
 	})
-	if req.MinDecryptionVersion == nil && req.RotationPeriod == nil {
-		return usagef("key config: set -min-decryption-version or -rotation-period")
+	if err := setConfigTags(k.fs, *tagList, &req); err != nil {
+		return err
+	}
+	if req.MinDecryptionVersion == nil && req.RotationPeriod == nil && req.Tags == nil && req.Retention == nil {
+		return usagef("key config: set -min-decryption-version, -rotation-period, -tags or -retention")
 	}
 	info, err := cl.ConfigureKey(c.ctx, name, req)
 	if err != nil {

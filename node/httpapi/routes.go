@@ -200,6 +200,9 @@ func (s *Server) createKey(c *call) (any, error) {
 	if err := c.authorize(policy.Create, req.Name); err != nil {
 		return nil, err
 	}
+	if err := c.authorizeTags(req.Name, len(req.Tags) > 0); err != nil {
+		return nil, err
+	}
 	return s.cfg.Keys.CreateKey(c.r.Context(), c.rid, req)
 }
 
@@ -256,6 +259,9 @@ func (s *Server) disableKey(c *call) (any, error) {
 func (s *Server) configureKey(c *call) (any, error) {
 	var req api.KeyConfigRequest
 	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	if err := c.authorizeTags(c.name(), req.Tags != nil); err != nil {
 		return nil, err
 	}
 	return s.cfg.Keys.ConfigureKey(c.r.Context(), c.rid, c.name(), req)

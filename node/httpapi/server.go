@@ -152,6 +152,9 @@ type Config struct {
 	AuditTrail AuditTrail
 	// Snapshots serves operator snapshot save and restore.
 	Snapshots Snapshots
+	// Usage tracks key and credential use and serves the usage report
+	// (report.go); nil: not tracked.
+	Usage Usage
 	// LeaderContactLost reports whether this node has been cut off from
 	// the leader for longer than its lease, so its token table may miss
 	// revocations. Such a node refuses token requests on every route but
@@ -179,7 +182,7 @@ func New(cfg Config) *Server {
 		cfg.Rand = rand.Reader
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
-	for _, rt := range s.routes() {
+	for _, rt := range append(s.routes(), s.reportRoutes()...) {
 		h := s.wrap(rt)
 		if rt.outer != nil {
 			h = rt.outer(h)
@@ -434,6 +437,7 @@ var errAuditDown = &api.Error{Code: api.CodeUnavailable, Message: "audit log can
 // reply. If the audit record cannot be written the caller gets an error
 // instead of the result.
 func (s *Server) finish(c *call, rt route, resp any, err error) {
+	s.noteUsage(c, rt, resp, err)
 	if _, ok := resp.(*handledT); ok && err == nil {
 		return
 	}
