@@ -53,6 +53,8 @@ type Config struct {
 	// SampleInterval is how often every node's status is sampled
 	// (default 100ms).
 	SampleInterval time.Duration
+	// ProbeTimeout bounds one status probe of one node (default 2s).
+	ProbeTimeout time.Duration
 	// ApplyGrace is how long a node cut off may still apply entries that
 	// were committed before the cut (default 1s).
 	ApplyGrace time.Duration
@@ -92,6 +94,7 @@ func (c *Config) defaults() {
 	def(&c.CallTimeout, 10*time.Second)
 	def(&c.SampleInterval, 100*time.Millisecond)
 	def(&c.ApplyGrace, time.Second)
+	def(&c.ProbeTimeout, 2*time.Second)
 	def(&c.SettleTimeout, 60*time.Second)
 	def(&c.PorcupineTimeout, 60*time.Second)
 	if c.Target == "" {
@@ -136,7 +139,7 @@ func Run(ctx context.Context, cl Cluster, cfg Config, scenario Scenario) (*Repor
 		return nil, fmt.Errorf("drill: workload client: %w", err)
 	}
 	defer r.wl.Close()
-	r.probe, err = client.New(ctx, client.Config{Addrs: addrs, Token: cfg.Token, TLS: cfg.TLS, MaxRetries: -1, Timeout: time.Second, RefreshInterval: -1})
+	r.probe, err = client.New(ctx, client.Config{Addrs: addrs, Token: cfg.Token, TLS: cfg.TLS, MaxRetries: -1, Timeout: cfg.ProbeTimeout, RefreshInterval: -1})
 	if err != nil {
 		return nil, fmt.Errorf("drill: probe client: %w", err)
 	}

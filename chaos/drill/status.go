@@ -79,7 +79,7 @@ func (r *runner) sample(ctx context.Context) {
 }
 
 func (r *runner) status(ctx context.Context, addr string) (*api.SealStatus, error) {
-	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
 	defer cancel()
 	st, err := r.probe.StatusOf(sctx, addr)
 	if err == nil {
@@ -246,7 +246,7 @@ func (r *runner) minorityStart(ctx context.Context, ids []string) {
 	e.Sleep(ctx, r.cfg.ApplyGrace)
 	w := &minorityWindow{ids: ids, applied: make(map[string]uint64)}
 	for _, id := range ids {
-		if st, err := e.Status(ctx, id); err == nil {
+		if st, err := statusRetry(ctx, e, id); err == nil {
 			w.applied[id] = st.Applied
 		}
 	}
@@ -271,7 +271,7 @@ func (r *runner) minorityEnd(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		st, err := e.Status(ctx, id)
+		st, err := statusRetry(ctx, e, id)
 		if err != nil {
 			continue
 		}
@@ -290,4 +290,18 @@ func (r *runner) minorityEnd(ctx context.Context) {
 	default:
 		r.addCheck("minority-no-write", true, "applied index unchanged while cut off: "+strings.Join(seen, " "))
 	}
+}
+
+// statusRetry asks node id for its status a few times (a loaded node may
+// miss one probe timeout).
+func statusRetry(ctx context.Context, e *Env, id string) (*api.SealStatus, error) {
+	var st *api.SealStatus
+	var err error
+	for i := 0; i < 5; i++ {
+		if st, err = e.Status(ctx, id); err == nil {
+			return st, nil
+		}
+		e.Sleep(ctx, 100*time.Millisecond)
+	}
+	return nil, err
 }
