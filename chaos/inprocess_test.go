@@ -37,6 +37,8 @@ var (
 	_ drill.ClockJumper = (*inProcess)(nil)
 )
 
+var drillTiming = node.Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, Commit: 50 * time.Millisecond}
+
 // maxSlots bounds the slots a drill cluster may grow to (fault switches
 // are made up front).
 const maxSlots = 8
@@ -62,6 +64,10 @@ func newInProcess(t testing.TB, opts testcluster.Options) *inProcess {
 		if slot < maxSlots {
 			cfg.Now = p.clocks[slot].Now
 		}
+		// Twice the LAN profile: elections still take about a second,
+		// and a starved node on a busy 2-core machine does not call one
+		// at every missed heartbeat.
+		cfg.Timing = drillTiming
 		if inner != nil {
 			inner(slot, cfg)
 		}
