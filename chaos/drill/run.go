@@ -36,7 +36,8 @@ type Config struct {
 	// Region is the client's preferred region (empty: none).
 	Region string
 
-	// Workers is the number of workload goroutines (default 4).
+	// Workers is the number of workload goroutines of each role, crypto
+	// and metadata (default 2: four goroutines).
 	Workers int
 	// MaxOps bounds the workload's operations in total (default 4000).
 	MaxOps int
@@ -81,7 +82,7 @@ func (c *Config) defaults() {
 		}
 	}
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = 2
 	}
 	if c.MaxOps <= 0 {
 		c.MaxOps = 4000
@@ -167,12 +168,12 @@ func Run(ctx context.Context, cl Cluster, cfg Config, scenario Scenario) (*Repor
 	var wg sync.WaitGroup
 	budget := newBudget(cfg.MaxOps)
 	loadStart := time.Now()
-	for w := 0; w < cfg.Workers; w++ {
+	for w := 0; w < 2*cfg.Workers; w++ {
 		wg.Add(1)
 		go func(w int) { defer wg.Done(); r.worker(ctx, lctx, w, budget) }(w)
 	}
 
-	r.note("load started: %d workers", cfg.Workers)
+	r.note("load started: %d crypto and %d metadata workers", cfg.Workers, cfg.Workers)
 	serr := scenario(ctx, env)
 	if serr != nil {
 		r.note("scenario error: %v", serr)
