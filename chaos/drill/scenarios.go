@@ -384,8 +384,11 @@ func HSMSlowFail(t Timing) Scenario {
 	}
 }
 
-// ReplaceRegion adds as many nodes as the smallest region has, in a new
-// region, then removes that region's nodes, while the load runs.
+// ReplaceRegion moves the smallest region to a new one while the load
+// runs: it adds nodes in the new region (as many as the old region has,
+// and at least two, so the voter count can stay odd), waits until they are
+// promoted and unsealed by warm rejoin, then removes the old region's
+// nodes one by one.
 func ReplaceRegion() Scenario {
 	return func(ctx context.Context, e *Env) error {
 		sc, ok := e.Cluster.(Scaler)
@@ -401,16 +404,21 @@ func ReplaceRegion() Scenario {
 			}
 		}
 		newRegion := "new-" + old
-		for range olds {
+		var added []string
+		for i := 0; i < max(len(olds), 2); i++ {
 			n, err := sc.AddNode(ctx, newRegion)
 			if err != nil {
 				return err
 			}
+			added = append(added, n.ID)
 			e.Note("added %s in %s", n.ID, newRegion)
-			if err := e.WaitUnsealed(ctx, n.ID); err != nil {
-				return fmt.Errorf("new node %s: %w", n.ID, err)
+		}
+		for _, id := range added {
+			if err := e.WaitUnsealed(ctx, id); err != nil {
+				return fmt.Errorf("new node %s: %w", id, err)
 			}
 		}
+		e.Note("new nodes %v unsealed", added)
 		if err := e.WaitHealthy(ctx); err != nil {
 			return err
 		}
