@@ -21,6 +21,8 @@ type drillCase struct {
 	opts testcluster.Options
 	// hold is the fault's duration (long variant: longHold).
 	hold, longHold time.Duration
+	// settle overrides the drill's settle timeout (before scaling).
+	settle time.Duration
 	// scenario builds the scenario from the timing.
 	scenario func(drill.Timing) drill.Scenario
 }
@@ -44,7 +46,7 @@ func drillCases() []drillCase {
 		{name: "rolling-restart", opts: threeNodes(), scenario: func(drill.Timing) drill.Scenario { return drill.RollingRestart() }},
 		{name: "cluster-restart", opts: threeNodes(), hold: time.Second, longHold: 30 * time.Second, scenario: drill.ClusterRestart},
 		{name: "hsm-slow-fail", opts: threeNodes(), hold: 2 * time.Second, longHold: 30 * time.Second, scenario: drill.HSMSlowFail},
-		{name: "replace-region", opts: testcluster.Options{Nodes: 3, Regions: []string{"a", "b", "c"}, Gossip: true, DeadVoterTimeout: 10 * time.Second}, scenario: func(drill.Timing) drill.Scenario { return drill.ReplaceRegion() }},
+		{name: "replace-region", opts: testcluster.Options{Nodes: 3, Regions: []string{"a", "b", "c"}, Gossip: true, DeadVoterTimeout: 10 * time.Second}, settle: time.Minute, scenario: func(drill.Timing) drill.Scenario { return drill.ReplaceRegion() }},
 		{name: "clock-jump", opts: threeNodes(), scenario: func(drill.Timing) drill.Scenario { return drill.ClockJump() }},
 	}
 }
@@ -74,7 +76,7 @@ func runDrill(t *testing.T, dc drillCase) {
 		MaxOps:         1500,
 		MaxLoad:        testcluster.Scaled(40 * time.Second),
 		Pace:           10 * time.Millisecond,
-		SettleTimeout:  testcluster.Scaled(20 * time.Second),
+		SettleTimeout:  testcluster.Scaled(max(dc.settle, 20*time.Second)),
 		CallTimeout:    testcluster.Scaled(5 * time.Second),
 		SampleInterval: 200 * time.Millisecond,
 		Logf:           t.Logf,
