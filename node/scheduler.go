@@ -30,7 +30,7 @@ func (n *Node) runScheduler(ctx context.Context) {
 }
 
 func (n *Node) schedulePass(ctx context.Context) {
-	now := time.Now().UTC()
+	now := n.clock.now().UTC()
 	n.purgeTokens(ctx, now)
 	n.retentionPass(ctx, n.now())
 	var due []*fsm.KeyRecord

@@ -62,7 +62,7 @@ func (n *Node) now() time.Time {
 	if n.cfg.Usage.Now != nil {
 		return n.cfg.Usage.Now().UTC()
 	}
-	return time.Now().UTC()
+	return n.clock.now().UTC()
 }
 
 // strictest folds the rules of tags: the shortest maximum rotation and
