@@ -27,6 +27,13 @@ util=(timeout 60 docker run --rm --network none --user 10001:10001 --read-only -
   --security-opt no-new-privileges:true -e SOFTHSM2_CONF=/etc/keyd/softhsm2.conf
   -v "$vol:/var/lib/softhsm/tokens" -v "$GEN/$id:/etc/keyd:ro"
   --entrypoint /usr/bin/softhsm2-util "${KEYD_IMAGE:-keyd:local}" --module /usr/lib/softhsm/libsofthsm2.so)
+# Fast path (root on the docker host): the volume's directory already holds
+# a token (SoftHSM2 keeps one directory per token, with token.object).
+mp=$(docker volume inspect -f '{{.Mountpoint}}' "$vol" 2>/dev/null || true)
+if [ -n "$mp" ] && [ -r "$mp" ] && compgen -G "$mp/*/token.object" >/dev/null; then
+  echo "[cluster-hsm-token] $id: a token exists in $vol" >&2
+  exit 0
+fi
 if "${util[@]}" --show-slots 2>/dev/null | grep -Eq "Label:[[:space:]]+keyd-$id[[:space:]]*$"; then
   echo "[cluster-hsm-token] $id: token keyd-$id exists in $vol" >&2
   exit 0
