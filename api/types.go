@@ -105,8 +105,11 @@ type SealStatus struct {
 	Leader    string `json:"leader,omitempty"`
 	LeaderID  string `json:"leader_id,omitempty"`
 	RaftState string `json:"raft_state"`
-	Applied   uint64 `json:"applied_index"`
-	Peers     []Peer `json:"peers,omitempty"`
+	// Term is the node's current Raft term (0 before Raft starts). With
+	// RaftState it lets a drill check that no term has two leaders.
+	Term    uint64 `json:"term,omitempty"`
+	Applied uint64 `json:"applied_index"`
+	Peers   []Peer `json:"peers,omitempty"`
 
 	// NodeShares says whether node shares are dealt: "on", or "off: "
 	// or "retrying: " and why (e.g. no voter has an HSM).

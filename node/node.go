@@ -353,7 +353,13 @@ func (n *Node) Status() api.SealStatus {
 	if n.raft == nil {
 		return st
 	}
+	// The term is read around the state, so a pair is reported only when
+	// the term did not change in between (0 otherwise: unknown).
+	t1 := n.raft.raft.CurrentTerm()
 	st.RaftState = n.raft.raft.State().String()
+	if t2 := n.raft.raft.CurrentTerm(); t1 == t2 {
+		st.Term = t1
+	}
 	st.LeaderID, st.Leader = n.Leader()
 	if fut := n.raft.raft.GetConfiguration(); fut.Error() == nil {
 		for _, s := range fut.Configuration().Servers {
