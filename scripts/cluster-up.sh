@@ -38,7 +38,7 @@ COMPOSE=(docker-compose -f docker-compose.cluster.yml -p "$KEYD_PROJECT")
 GEN="$KEYD_GEN"
 SECRETS="$GEN/secrets.env"
 KEYD="$ROOT/bin/keyd"
-RUNTIME_UID=10001
+umask 077 # init output, secrets.env: never readable by others
 UP_TIMEOUT=${UP_TIMEOUT:-60}
 
 read -r -a NODES <<<"${KEYD_NODES:-n1 n2 n3 n4 n5}"
@@ -64,45 +64,9 @@ if ! docker image inspect "$KEYD_IMAGE" >/dev/null 2>&1 || [ ! -x "$KEYD" ]; the
 fi
 
 # --- 1. certificates and configs ------------------------------------------
-umask 077
-mkdir -p "$GEN/ca"
-# The initial members (n1-n5, whatever KEYD_NODES starts): every node's
-# peers list names all five. n6/n7 (churn spares) get no peers and join
-# through gossip (scripts/cluster-node-config.sh writes theirs).
-peers=""
-for n in n1 n2 n3 n4 n5; do
-  peers+="  - {id: $n, raft_addr: ${IP[$n]}:8201, api_addr: ${IP[$n]}:8200, region: ${REGION[$n]}}"$'\n'
-done
 for n in "${NODES[@]}"; do
-  dir="$GEN/$n"
-  mkdir -p "$dir"
-  if [ ! -s "$dir/node-$n.pem" ] || [ ! -s "$dir/node-$n-key.pem" ]; then
-    # SANs: the bridge IP (peers and the advertised api_addr), 127.0.0.1
-    # (the host CLI through the published port, and `docker exec` inside
-    # the container), and the service name.
-    "$KEYD" certs -ca-dir "$GEN/ca" -node "$n" -hosts "${IP[$n]},127.0.0.1,localhost,$n" -out "$dir" >/dev/null
-    log "issued certificate for $n (SANs ${IP[$n]}, 127.0.0.1, localhost, $n)"
-  fi
-  cp "$GEN/ca/ca.pem" "$dir/ca.pem"
-  cp "$GEN/ca/gossip.key" "$dir/gossip.key"
-  "$ROOT/scripts/cluster-node-config.sh" "$n" "${REGION[$n]}" "${IP[$n]}" "$peers" >"$dir/keyd.yaml"
-  # SoftHSM2: the token lives in the node's <id>-hsm volume; the PIN is
-  # random per node, read by keyd from pin_file (never argv or env).
-  printf '# keyd compose node %s\ndirectories.tokendir = /var/lib/softhsm/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$n" >"$dir/softhsm2.conf"
-  [ -s "$dir/hsm.pin" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/hsm.pin"
-  # The container runs as uid 10001 and must read its key (0600) through
-  # the read-only bind mount. As root, hand it the files; otherwise the
-  # key has to be world-readable (acceptable only for this dev cluster).
-  chmod 0644 "$dir/keyd.yaml" "$dir/ca.pem" "$dir/node-$n.pem" "$dir/softhsm2.conf"
-  chmod 0755 "$dir"
-  if [ "$(id -u)" -eq 0 ]; then
-    chown -R "$RUNTIME_UID:$RUNTIME_UID" "$dir"
-  else
-    log "not root: making $n's private key, gossip key and HSM PIN world-readable so uid $RUNTIME_UID can read them (dev cluster only)"
-    chmod 0644 "$dir/node-$n-key.pem" "$dir/gossip.key" "$dir/hsm.pin"
-  fi
+  "$ROOT/scripts/cluster-node-dir.sh" "$n" "${REGION[$n]}"
 done
-chmod 0700 "$GEN" # CA key and secrets.env live here; containers mount only <id>/
 
 # --- 2. containers and HSM tokens -----------------------------------------
 log "docker-compose -p $KEYD_PROJECT up --no-start ${NODES[*]}"
