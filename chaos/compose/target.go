@@ -44,6 +44,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -302,28 +303,36 @@ func (t *Target) Partition(ctx context.Context, groups [][]string) error {
 
 // cut installs node id's DROP rules for groups.
 func (t *Target) cut(ctx context.Context, id string, groups [][]string) error {
-	var mine []string
-	for _, g := range groups {
-		for _, x := range g {
-			if x == id {
-				mine = g
-			}
-		}
-	}
-	var rules []string
-	for _, g := range groups {
-		for _, x := range g {
-			if contains(mine, x) {
-				continue
-			}
-			ip := t.bridgeIP(x)
-			rules = append(rules, "-A INPUT -s "+ip+" -j DROP", "-A OUTPUT -d "+ip+" -j DROP")
-		}
-	}
+	rules := dropRules(id, groups, t.bridgeIP)
 	if len(rules) == 0 {
 		return nil
 	}
 	return t.iptables(ctx, id, rules)
+}
+
+// dropRules returns node id's iptables rules under groups: DROP traffic to
+// and from every node of another group. A node in no group is not cut.
+func dropRules(id string, groups [][]string, ipOf func(string) string) []string {
+	var mine []string
+	for _, g := range groups {
+		if contains(g, id) {
+			mine = g
+		}
+	}
+	if mine == nil {
+		return nil
+	}
+	var rules []string
+	for _, g := range groups {
+		for _, x := range g {
+			if x == id || contains(mine, x) {
+				continue
+			}
+			ip := ipOf(x)
+			rules = append(rules, "-A INPUT -s "+ip+" -j DROP", "-A OUTPUT -d "+ip+" -j DROP")
+		}
+	}
+	return rules
 }
 
 // Heal removes every partition rule (each namespace's INPUT and OUTPUT
@@ -415,7 +424,9 @@ func (t *Target) SetHSMFault(ctx context.Context, id string, delay time.Duration
 		t.slow[id] = true
 		t.mu.Unlock()
 	case (delay == 0 || fail) && wasSlow:
-		if _, err := t.docker(ctx, "update", "--cpus", "0", cid); err != nil {
+		// docker update cannot unset a CPU quota (--cpus 0 is ignored):
+		// a quota of every host CPU is no limit.
+		if _, err := t.docker(ctx, "update", "--cpus", strconv.Itoa(runtime.NumCPU()), cid); err != nil {
 			return err
 		}
 		t.mu.Lock()
