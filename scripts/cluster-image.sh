@@ -86,7 +86,10 @@ fi
 # Smoke test: the binary starts in the image (loader and libc resolve),
 # and so does softhsm2-util with the module's libraries.
 docker run --rm --network none "$IMAGE" version
-docker run --rm --network none --entrypoint /usr/bin/softhsm2-util "$IMAGE" --module /usr/lib/softhsm/libsofthsm2.so --show-slots >/dev/null
+printf 'directories.tokendir = /tmp\nobjectstore.backend = file\nlog.level = ERROR\n' >"$STAGE/smoke-softhsm2.conf"
+chmod 0644 "$STAGE/smoke-softhsm2.conf"
+docker run --rm --network none -v "$STAGE/smoke-softhsm2.conf:/smoke.conf:ro" -e SOFTHSM2_CONF=/smoke.conf \
+  --entrypoint /usr/bin/softhsm2-util "$IMAGE" --module /usr/lib/softhsm/libsofthsm2.so --show-slots >/dev/null
 
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 echo "==> $IMAGE ${new_id:7:12} size $size bytes ($(awk -v s="$size" 'BEGIN{printf "%.1f MB", s/1e6}'))"
