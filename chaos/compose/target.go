@@ -361,20 +361,28 @@ func (t *Target) iptables(ctx context.Context, id string, rules []string) error 
 	if err != nil {
 		return err
 	}
-	var b strings.Builder
-	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
-	for _, r := range rules {
-		b.WriteString(r + "\n")
-	}
-	b.WriteString("COMMIT\n")
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, "nsenter", "-t", strconv.Itoa(pid), "-n", "iptables-restore", "--noflush")
-	cmd.Stdin = strings.NewReader(b.String())
+	cmd.Stdin = strings.NewReader(restoreScript(rules))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("compose: iptables in %s's namespace: %v: %s", id, err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// restoreScript is the iptables-restore --noflush input that empties the
+// INPUT and OUTPUT chains and appends rules. --noflush keeps the rest of
+// the table; the explicit -F lines are what empty the two chains (chain
+// declarations alone do not flush built-in chains under --noflush).
+func restoreScript(rules []string) string {
+	var b strings.Builder
+	b.WriteString("*filter\n-F INPUT\n-F OUTPUT\n")
+	for _, r := range rules {
+		b.WriteString(r + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
 }
 
 // SetHSMFault degrades node id's SoftHSM2 token: fail makes its directory

@@ -40,3 +40,16 @@ func TestHostAddrAndBridgeIP(t *testing.T) {
 		t.Fatalf("bridgeIP(n7) = %s", got)
 	}
 }
+
+// Heal is restoreScript(nil): it must empty both chains, or a healed
+// partition silently stays (iptables-restore --noflush does not flush a
+// built-in chain that is only declared).
+func TestRestoreScriptFlushes(t *testing.T) {
+	if got, want := restoreScript(nil), "*filter\n-F INPUT\n-F OUTPUT\nCOMMIT\n"; got != want {
+		t.Fatalf("heal script %q, want %q", got, want)
+	}
+	got := restoreScript([]string{"-A INPUT -s 10.0.0.3 -j DROP"})
+	if want := "*filter\n-F INPUT\n-F OUTPUT\n-A INPUT -s 10.0.0.3 -j DROP\nCOMMIT\n"; got != want {
+		t.Fatalf("cut script %q, want %q", got, want)
+	}
+}
