@@ -53,6 +53,8 @@ type authenticator struct {
 	// isPeer verifies a cluster node certificate (for forwarded
 	// certificate identities).
 	isPeer func(r *http.Request) (string, bool)
+	// now is the node's clock for token expiry; nil means time.Now.
+	now func() time.Time
 }
 
 // resolvePolicies compiles named policies: built-in roles first, then the
@@ -179,7 +181,11 @@ func (a *authenticator) authenticateToken(header string) (*principal, error) {
 	if !ok {
 		return nil, api.ErrUnauthorized
 	}
-	if !p.expiresAt.IsZero() && time.Now().After(p.expiresAt) {
+	now := time.Now
+	if a.now != nil {
+		now = a.now
+	}
+	if !p.expiresAt.IsZero() && now().After(p.expiresAt) {
 		return nil, api.ErrUnauthorized
 	}
 	return p, nil

@@ -186,6 +186,11 @@ type Config struct {
 	// WrapStreamLayer, when set, wraps the Raft stream layer (tests
 	// inject faults with transport.FaultLayer).
 	WrapStreamLayer func(raft.StreamLayer) raft.StreamLayer
+	// Now, when set, replaces the wall clock (time.Now) for token expiry,
+	// deletion and rotation windows and write timestamps; drills jump it.
+	// A jump of more than a minute while the node runs is ignored (see
+	// clock.go).
+	Now func() time.Time
 }
 
 // DefaultConfig returns a configuration with every tunable set; callers

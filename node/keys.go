@@ -180,7 +180,7 @@ func (n *Node) CancelDeletion(ctx context.Context, rid, name string) (*api.KeyIn
 	return n.simpleWrite(ctx, name, &fsm.CancelDeletion{Meta: n.meta(rid), Name: name})
 }
 
-func (n *Node) meta(rid string) fsm.Meta { return fsm.Meta{RequestID: rid, At: time.Now().UTC()} }
+func (n *Node) meta(rid string) fsm.Meta { return fsm.Meta{RequestID: rid, At: n.clock.now().UTC()} }
 
 func (n *Node) simpleWrite(ctx context.Context, name string, c fsm.Command) (*api.KeyInfo, error) {
 	if !api.ValidKeyName(name) {

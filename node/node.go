@@ -44,6 +44,7 @@ type Node struct {
 	hsm     hsmHolder     // this node's HSM, why it is missing, its health
 	member  memberWatch   // this node's own membership and gossip (membership.go)
 	metrics *metrics.Metrics
+	clock   *clock // time for expiry, windows and write stamps (clock.go)
 	snap    snapState
 	audit   *auditSink // nil until Start opens the audit log
 	server  apiServer  // the API listener and HTTP server, set by Start
@@ -93,6 +94,10 @@ func New(cfg Config) (*Node, error) {
 		log:  cfg.Logger.With("node", cfg.NodeID),
 		life: lifecycle{done: make(chan struct{})},
 	}
+	n.clock = newClock(cfg.Now, func(skew time.Duration) {
+		n.log.Warn("wall clock jumped; following the steady clock until it agrees again", "skew", skew.Round(time.Second).String())
+	})
+	n.auth.now = n.clock.now
 	n.peers = newPeerClient(cfg.NodeID, cfg.Peers, cfg.Identity, n.log)
 	n.sealer.dealNow = make(chan struct{}, 1)
 	n.keys = &keystore{log: n.log}

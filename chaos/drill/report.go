@@ -32,6 +32,12 @@ type Counts struct {
 	OK      int `json:"ok"`
 	Failed  int `json:"failed"`
 	Unknown int `json:"unknown"`
+	// MaxMS is the longest latency of a call that returned.
+	MaxMS int64 `json:"max_ms"`
+	// MeanMS is the mean latency of the calls that returned.
+	MeanMS int64 `json:"mean_ms"`
+	sum    time.Duration
+	n      int
 }
 
 // Report is a drill's result.
@@ -80,6 +86,13 @@ func (r *runner) report(loadStart, loadEnd time.Time) *Report {
 		default:
 			rep.Failed++
 			c.Failed++
+		}
+		if op.Status != statusUnknown {
+			lat := op.Return - op.Call
+			c.sum += lat
+			c.n++
+			c.MaxMS = max(c.MaxMS, lat.Milliseconds())
+			c.MeanMS = (c.sum / time.Duration(c.n)).Milliseconds()
 		}
 		rep.ByKind[op.Kind] = c
 	}
@@ -136,7 +149,7 @@ func (rep *Report) Print(w io.Writer) {
 	sort.Strings(kinds)
 	for _, k := range kinds {
 		c := rep.ByKind[k]
-		fmt.Fprintf(tw, "  %s\t\tok %d, failed %d, unknown %d\n", k, c.OK, c.Failed, c.Unknown)
+		fmt.Fprintf(tw, "  %s\tmean %dms, max %dms\tok %d, failed %d, unknown %d\n", k, c.MeanMS, c.MaxMS, c.OK, c.Failed, c.Unknown)
 	}
 	fmt.Fprintf(tw, "longest gap\twrites %dms\tcrypto %dms\n", rep.LongestWriteGapMS, rep.LongestCryptoGapMS)
 	fmt.Fprintf(tw, "porcupine\t%s\t\n", rep.Porcupine)

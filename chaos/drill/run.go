@@ -62,6 +62,10 @@ type Config struct {
 	// PorcupineTimeout bounds the linearizability check (default 60s);
 	// past it the verdict is "unknown" and the check fails.
 	PorcupineTimeout time.Duration
+	// ClockHold is how long the clock-jump drill waits for the jumped
+	// leader's scheduler (default 2s; more than the target's scheduler
+	// interval).
+	ClockHold time.Duration
 	// ReportPath, when set, is where the JSON report is written.
 	ReportPath string
 	// Logf, when set, receives progress lines.
