@@ -56,8 +56,9 @@ func envInt(name string, def int) int {
 // KEYD_CHAOS_OUT (report directory, default bin/chaos), KEYD_CHAOS_HOLD
 // (fault hold, default 5s), KEYD_CHAOS_LOSS_HOLD (how long a region stays
 // lost, default 60s), KEYD_CHAOS_OPS (workload operations per drill,
-// default 1500), KEYD_CHAOS_LOAD (workload time bound per drill, default
-// 3m), KEYD_CHAOS_KEEP=1 (leave the cluster running).
+// default 6000), KEYD_CHAOS_PACE (each worker's pause, default 40ms),
+// KEYD_CHAOS_LOAD (workload time bound per drill, default 3m),
+// KEYD_CHAOS_KEEP=1 (leave the cluster running).
 func TestComposeDrills(t *testing.T) {
 	if os.Getenv("KEYD_COMPOSE") == "" {
 		t.Skip("runs against docker compose: make chaos (KEYD_COMPOSE=1)")
@@ -142,8 +143,11 @@ func TestComposeDrills(t *testing.T) {
 		t0 := time.Now()
 		cfg := drill.Config{
 			Name: name, Target: "compose", Token: tg.Token(), TLS: tg.TLS(), Shares: tg.Shares(),
-			Workers: envInt("KEYD_CHAOS_WORKERS", 3), MaxOps: envInt("KEYD_CHAOS_OPS", 1500),
-			MaxLoad: envDuration("KEYD_CHAOS_LOAD", 3*time.Minute), Pace: 10 * time.Millisecond,
+			// The pace spreads the operation budget over the whole drill
+			// (a budget spent before the fault heals would show as a long
+			// gap): 3 workers at 40 ms make at most ~75 ops/s.
+			Workers: envInt("KEYD_CHAOS_WORKERS", 3), MaxOps: envInt("KEYD_CHAOS_OPS", 6000),
+			MaxLoad: envDuration("KEYD_CHAOS_LOAD", 3*time.Minute), Pace: envDuration("KEYD_CHAOS_PACE", 40*time.Millisecond),
 			SettleTimeout:  90 * time.Second,
 			SampleInterval: 200 * time.Millisecond,
 			ReportPath:     filepath.Join(out, "compose-"+name+".json"),

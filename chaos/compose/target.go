@@ -178,6 +178,9 @@ func Up(ctx context.Context, opt Options) (*Target, error) {
 	for id, region := range initialRegions {
 		t.nodes[id] = drill.NodeRef{ID: id, Region: region, APIAddr: t.hostAddr(id)}
 	}
+	if err := t.loadContainers(ctx); err != nil {
+		return t, err
+	}
 	return t, nil
 }
 
@@ -485,7 +488,7 @@ func (t *Target) AddNode(ctx context.Context, region string) (drill.NodeRef, err
 	t.mu.Lock()
 	t.nodes[id] = n
 	t.mu.Unlock()
-	return n, nil
+	return n, t.loadContainers(ctx)
 }
 
 // RemoveNode removes id from the cluster (POST /v1/sys/remove through the
@@ -559,7 +562,10 @@ func (t *Target) docker(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(out), err
 }
 
-// container returns node id's container id (docker-compose ps -q).
+// container returns node id's container id. The ids come from one
+// `docker ps` over the project's labels (fast, unlike docker-compose,
+// whose start-up takes seconds on a busy machine and would delay a fault
+// behind the moment the drill recorded for it); Up and AddNode load them.
 func (t *Target) container(ctx context.Context, id string) (string, error) {
 	t.mu.Lock()
 	cid := t.cids[id]
@@ -567,16 +573,33 @@ func (t *Target) container(ctx context.Context, id string) (string, error) {
 	if cid != "" {
 		return cid, nil
 	}
-	out, err := t.run(ctx, time.Minute, "docker-compose", "-f", "docker-compose.cluster.yml", "-p", t.opt.Project,
-		"--profile", "churn", "ps", "-q", id)
-	cid = strings.TrimSpace(out)
-	if err != nil || cid == "" {
-		return "", fmt.Errorf("compose: no container for %s: %v", id, err)
+	if err := t.loadContainers(ctx); err != nil {
+		return "", err
 	}
 	t.mu.Lock()
-	t.cids[id] = cid
+	cid = t.cids[id]
 	t.mu.Unlock()
+	if cid == "" {
+		return "", fmt.Errorf("compose: no container for %s in project %s", id, t.opt.Project)
+	}
 	return cid, nil
+}
+
+// loadContainers maps service names to container ids for the project.
+func (t *Target) loadContainers(ctx context.Context) error {
+	out, err := t.docker(ctx, "ps", "-a", "--filter", "label=com.docker.compose.project="+t.opt.Project,
+		"--format", `{{.ID}} {{.Label "com.docker.compose.service"}}`)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, line := range strings.Split(out, "\n") {
+		if cid, svc, ok := strings.Cut(strings.TrimSpace(line), " "); ok && svc != "" {
+			t.cids[svc] = cid
+		}
+	}
+	return nil
 }
 
 func (t *Target) pid(ctx context.Context, id string) (int, error) {
