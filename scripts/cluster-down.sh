@@ -14,6 +14,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export KEYD_PROJECT=${KEYD_PROJECT:-keydc}
 export KEYD_GEN=${KEYD_GEN:-$ROOT/deploy/generated}
+# KEYD_GEN is deleted below: only a directory named generated* is.
+case "$(basename "$KEYD_GEN")" in
+  generated*) ;;
+  *) echo "cluster-down: refusing to delete KEYD_GEN=$KEYD_GEN (its name must start with generated)" >&2; exit 2 ;;
+esac
 docker-compose -f docker-compose.cluster.yml -p "$KEYD_PROJECT" --profile churn down -v --remove-orphans --timeout 10
 rm -f "$KEYD_GEN/secrets.env" "$KEYD_GEN/secrets.env.tmp"
 rm -rf "$KEYD_GEN"
