@@ -45,3 +45,11 @@ chaos-compose:
 
 chaos:
 	./scripts/chaos.sh
+
+# Fault drills in process (docs/DRILLS.md): `make drill DRILL=leader-stop`
+# runs one and writes its JSON report to drill-reports/<drill>.json;
+# `make drill` runs them all. KEYD_CHAOS_LONG=1 for the long variants.
+.PHONY: drill
+DRILL ?= .*
+drill:
+	KEYD_DRILL_REPORT_DIR=$(CURDIR)/drill-reports $(GO) test -race -count=1 -timeout 60m -run '^TestDrill$$/^($(DRILL))$$' -v ./chaos

@@ -70,7 +70,7 @@ func runDrill(t *testing.T, dc drillCase) {
 		Token:          p.c.Token,
 		TLS:            p.c.TLS(),
 		Shares:         p.c.Shares[:2],
-		Workers:        3,
+		Workers:        2,
 		MaxOps:         1500,
 		MaxLoad:        testcluster.Scaled(40 * time.Second),
 		Pace:           10 * time.Millisecond,
@@ -81,7 +81,7 @@ func runDrill(t *testing.T, dc drillCase) {
 	}
 	if longDrills() {
 		timing.Hold = dc.longHold
-		cfg.Workers, cfg.MaxOps, cfg.MaxLoad = 6, 100000, dc.longHold+5*time.Minute
+		cfg.Workers, cfg.MaxOps, cfg.MaxLoad = 4, 100000, dc.longHold+5*time.Minute
 	}
 	if dir := os.Getenv("KEYD_DRILL_REPORT_DIR"); dir != "" {
 		cfg.ReportPath = filepath.Join(dir, dc.name+".json")

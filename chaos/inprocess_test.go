@@ -25,7 +25,8 @@ type inProcess struct {
 	t       testing.TB
 	c       *testcluster.Cluster
 	mu      sync.Mutex
-	removed map[string]bool
+	nodes   []drill.NodeRef   // guarded by mu; the slots' immutable fields
+	removed map[string]bool   // guarded by mu
 	hsm     []*hsmtest.Faults // per slot, shared across restarts
 	clocks  []*skewClock      // per slot
 }
@@ -36,6 +37,8 @@ var (
 	_ drill.Scaler      = (*inProcess)(nil)
 	_ drill.ClockJumper = (*inProcess)(nil)
 )
+
+var drillTiming = node.Timing{Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, Commit: 50 * time.Millisecond}
 
 // maxSlots bounds the slots a drill cluster may grow to (fault switches
 // are made up front).
@@ -62,19 +65,31 @@ func newInProcess(t testing.TB, opts testcluster.Options) *inProcess {
 		if slot < maxSlots {
 			cfg.Now = p.clocks[slot].Now
 		}
+		// Twice the LAN profile: elections still take about a second,
+		// and a starved node on a busy 2-core machine does not call one
+		// at every missed heartbeat.
+		cfg.Timing = drillTiming
 		if inner != nil {
 			inner(slot, cfg)
 		}
 	}
 	p.c = testcluster.New(t, opts)
+	for i := 0; i < p.c.Size(); i++ {
+		s := p.c.Slot(i)
+		p.nodes = append(p.nodes, drill.NodeRef{ID: s.ID, Region: s.Region, APIAddr: s.APIAddr})
+	}
 	p.c.Init(t, 3, 2)
 	p.c.Unseal(t, 2)
 	return p
 }
 
+// slot returns the slot of node id. testcluster's slot list grows in
+// AddNode on the test goroutine, so other goroutines go through p.nodes.
 func (p *inProcess) slot(id string) (int, error) {
-	for i := 0; i < p.c.Size(); i++ {
-		if p.c.Slot(i).ID == id {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, n := range p.nodes {
+		if n.ID == id {
 			return i, nil
 		}
 	}
@@ -85,12 +100,10 @@ func (p *inProcess) Nodes() []drill.NodeRef {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []drill.NodeRef
-	for i := 0; i < p.c.Size(); i++ {
-		s := p.c.Slot(i)
-		if p.removed[s.ID] {
-			continue
+	for _, n := range p.nodes {
+		if !p.removed[n.ID] {
+			out = append(out, n)
 		}
-		out = append(out, drill.NodeRef{ID: s.ID, Region: s.Region, APIAddr: s.APIAddr})
 	}
 	return out
 }
@@ -162,7 +175,11 @@ func (p *inProcess) SetHSMFault(_ context.Context, id string, delay time.Duratio
 func (p *inProcess) AddNode(_ context.Context, region string) (drill.NodeRef, error) {
 	i := p.c.AddNode(p.t, region)
 	s := p.c.Slot(i)
-	return drill.NodeRef{ID: s.ID, Region: s.Region, APIAddr: s.APIAddr}, nil
+	ref := drill.NodeRef{ID: s.ID, Region: s.Region, APIAddr: s.APIAddr}
+	p.mu.Lock()
+	p.nodes = append(p.nodes, ref)
+	p.mu.Unlock()
+	return ref, nil
 }
 
 func (p *inProcess) RemoveNode(ctx context.Context, id string) error {

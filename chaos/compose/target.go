@@ -18,10 +18,9 @@
 //     uid 10001 without CAP_DAC_OVERRIDE); a slow HSM is the node's CPU
 //     quota cut to SlowCPUs (SoftHSM2 runs inside the keyd process, so
 //     starving the process is what makes the software token slow; the
-//     whole node is slower, not only its HSM calls). Healing a failing HSM
-//     restarts the node when it is sealed, because keyd opens its HSM at
-//     start and a node whose HSM failed to open keeps node shares off
-//     until it restarts;
+//     whole node is slower, not only its HSM calls). keyd opens its HSM
+//     at start, so a node that started on a failing token keeps node
+//     shares off until it restarts after the heal (the drill restarts it);
 //   - AddNode: a spare (n6, n7: compose profile "churn") with its own
 //     token joins through gossip; RemoveNode: POST /v1/sys/remove, then
 //     the container is stopped.
@@ -390,8 +389,9 @@ func restoreScript(rules []string) string {
 
 // SetHSMFault degrades node id's SoftHSM2 token: fail makes its directory
 // unreadable; a delay (without fail) cuts the node's CPU quota to
-// SlowCPUs; zero and !fail heal both, restarting the node when it is
-// sealed because its HSM failed (keyd opens the HSM only at start).
+// SlowCPUs; zero and !fail heal both. keyd opens its HSM only at start,
+// so a node that started on a failing token needs a restart after the
+// heal (the drill does it; Repair too).
 func (t *Target) SetHSMFault(ctx context.Context, id string, delay time.Duration, fail bool) error {
 	cid, err := t.container(ctx, id)
 	if err != nil {
@@ -443,22 +443,6 @@ func (t *Target) SetHSMFault(ctx context.Context, id string, delay time.Duration
 		t.mu.Lock()
 		delete(t.slow, id)
 		t.mu.Unlock()
-	}
-	if !fail && wasFailing && t.running(ctx, id) {
-		// The node opened (or failed to open) its HSM at start: a node
-		// sealed because the device was unreadable needs a restart.
-		if st, err := t.status(ctx, id); err == nil && st.Sealed {
-			t.opt.Logf("compose: %s sealed (%s): restarting it on the healed token", id, st.SealReason)
-			if _, err := t.docker(ctx, "restart", "-t", "10", cid); err != nil {
-				return err
-			}
-			t.mu.Lock()
-			groups := t.groups
-			t.mu.Unlock()
-			if groups != nil {
-				return t.cut(ctx, id, groups)
-			}
-		}
 	}
 	return nil
 }
@@ -714,6 +698,14 @@ func (t *Target) Repair(ctx context.Context) error {
 	for _, id := range append(failing, slow...) {
 		if err := t.SetHSMFault(ctx, id, 0, false); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// A node that started on the failing token reopens it only at start.
+	for _, id := range failing {
+		if cid, err := t.container(ctx, id); err == nil && t.running(ctx, id) {
+			if _, err := t.docker(ctx, "restart", "-t", "10", cid); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for _, id := range frozen {

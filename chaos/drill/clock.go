@@ -127,20 +127,14 @@ func holdOr(e *Env, d time.Duration) time.Duration {
 	return d
 }
 
-// directGet sends one authenticated GET to the node at addr only (no
-// routing, no retry) and returns the status code.
+// directGet sends one GET with token to the node at addr only and
+// returns the status code.
 func directGet(ctx context.Context, e *Env, addr, path, token string) (int, error) {
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: e.Config.TLS.Clone()}, Timeout: e.Config.CallTimeout}
-	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := hc.Do(req)
+	cfg := *e
+	cfg.Config.Token = token
+	code, _, err := directCall(ctx, &cfg, http.MethodGet, addr, path, nil, e.Config.CallTimeout)
 	if err != nil {
 		return 0, fmt.Errorf("GET %s at %s: %w", path, addr, err)
 	}
-	_ = res.Body.Close()
-	return res.StatusCode, nil
+	return code, nil
 }

@@ -128,9 +128,12 @@ func newBudget(n int) *budget {
 
 func (b *budget) take() bool { return b.left.Add(-1) >= 0 }
 
-// worker runs operations until ctx ends or the budget is spent. The mix:
-// encrypt 30%, decrypt 20%, data key 10%, rotate 15%, read 15%,
-// create 10%.
+// worker runs operations until ctx ends or the budget is spent. Crypto
+// workers (even w) encrypt 50%, decrypt 33% (their own acknowledged
+// ciphertexts) and generate data keys 17%; metadata workers (odd w)
+// rotate 40%, read 40% and create 20%. Separate roles keep a write
+// stalled by an election from hiding crypto availability, and the other
+// way round.
 //
 // Calls run under ctx (not load, whose end only stops new calls), so the
 // end of the load does not turn calls in flight into failures.
@@ -138,7 +141,13 @@ func (r *runner) worker(ctx, load context.Context, w int, b *budget) {
 	var mine []*Op // this worker's acknowledged encrypts, for decrypts
 	for i := 0; load.Err() == nil && b.take(); i++ {
 		key := r.shared[i%len(r.shared)]
-		roll := mrand.IntN(100)
+		roll := mrand.IntN(60)
+		if w%2 == 1 {
+			roll = 60 + mrand.IntN(40)
+		}
+		if roll >= 30 && roll < 50 && len(mine) == 0 {
+			roll = 0 // nothing to decrypt yet: encrypt
+		}
 		cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 		switch {
 		case roll < 30:
@@ -154,7 +163,7 @@ func (r *runner) worker(ctx, load context.Context, w int, b *budget) {
 			if err == nil {
 				mine = append(mine, op)
 			}
-		case roll < 50 && len(mine) > 0:
+		case roll < 50:
 			src := mine[mrand.IntN(len(mine))]
 			op := r.hist.begin(w, kindDecrypt, src.Key, r.since())
 			res, err := r.wl.Decrypt(cctx, src.Key, src.Ciphertext, nil)
@@ -178,11 +187,11 @@ func (r *runner) worker(ctx, load context.Context, w int, b *budget) {
 				op.Plaintext, op.Ciphertext = res.Plaintext, res.Ciphertext
 			}
 			r.finish(op, v, err)
-		case roll < 75:
+		case roll < 76:
 			op := r.hist.begin(w, kindRotate, key, r.since())
 			k, err := r.wl.RotateKey(cctx, key)
 			r.finishWrite(op, k, err)
-		case roll < 90:
+		case roll < 92:
 			op := r.hist.begin(w, kindRead, key, r.since())
 			k, err := r.wl.ReadKey(cctx, key, true)
 			var v uint32

@@ -36,7 +36,8 @@ type Config struct {
 	// Region is the client's preferred region (empty: none).
 	Region string
 
-	// Workers is the number of workload goroutines (default 4).
+	// Workers is the number of workload goroutines of each role, crypto
+	// and metadata (default 2: four goroutines).
 	Workers int
 	// MaxOps bounds the workload's operations in total (default 4000).
 	MaxOps int
@@ -53,6 +54,8 @@ type Config struct {
 	// SampleInterval is how often every node's status is sampled
 	// (default 100ms).
 	SampleInterval time.Duration
+	// ProbeTimeout bounds one status probe of one node (default 2s).
+	ProbeTimeout time.Duration
 	// ApplyGrace is how long a node cut off may still apply entries that
 	// were committed before the cut (default 1s).
 	ApplyGrace time.Duration
@@ -79,7 +82,7 @@ func (c *Config) defaults() {
 		}
 	}
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = 2
 	}
 	if c.MaxOps <= 0 {
 		c.MaxOps = 4000
@@ -92,6 +95,7 @@ func (c *Config) defaults() {
 	def(&c.CallTimeout, 10*time.Second)
 	def(&c.SampleInterval, 100*time.Millisecond)
 	def(&c.ApplyGrace, time.Second)
+	def(&c.ProbeTimeout, 2*time.Second)
 	def(&c.SettleTimeout, 60*time.Second)
 	def(&c.PorcupineTimeout, 60*time.Second)
 	if c.Target == "" {
@@ -136,7 +140,7 @@ func Run(ctx context.Context, cl Cluster, cfg Config, scenario Scenario) (*Repor
 		return nil, fmt.Errorf("drill: workload client: %w", err)
 	}
 	defer r.wl.Close()
-	r.probe, err = client.New(ctx, client.Config{Addrs: addrs, Token: cfg.Token, TLS: cfg.TLS, MaxRetries: -1, Timeout: time.Second, RefreshInterval: -1})
+	r.probe, err = client.New(ctx, client.Config{Addrs: addrs, Token: cfg.Token, TLS: cfg.TLS, MaxRetries: -1, Timeout: cfg.ProbeTimeout, RefreshInterval: -1})
 	if err != nil {
 		return nil, fmt.Errorf("drill: probe client: %w", err)
 	}
@@ -164,12 +168,12 @@ func Run(ctx context.Context, cl Cluster, cfg Config, scenario Scenario) (*Repor
 	var wg sync.WaitGroup
 	budget := newBudget(cfg.MaxOps)
 	loadStart := time.Now()
-	for w := 0; w < cfg.Workers; w++ {
+	for w := 0; w < 2*cfg.Workers; w++ {
 		wg.Add(1)
 		go func(w int) { defer wg.Done(); r.worker(ctx, lctx, w, budget) }(w)
 	}
 
-	r.note("load started: %d workers", cfg.Workers)
+	r.note("load started: %d crypto and %d metadata workers", cfg.Workers, cfg.Workers)
 	serr := scenario(ctx, env)
 	if serr != nil {
 		r.note("scenario error: %v", serr)

@@ -90,6 +90,7 @@ func LeaderFreeze(t Timing) Scenario {
 		}
 		e.Note("new leader %s", nl)
 		e.MinorityStart(ctx, []string{old})
+		e.run.staleLeaderProbe(ctx, e, old)
 		e.Sleep(ctx, t.hold())
 		e.MinorityEnd(ctx)
 		e.Note("thaw %s", old)
@@ -307,7 +308,8 @@ func ClusterRestart(t Timing) Scenario {
 
 // HSMSlowFail degrades one follower's HSM: slow first (restart: it
 // rejoins, slowly), then failing (restart: it stays sealed and says why,
-// while the others serve), then healed (it rejoins).
+// while the others serve), then healed (restart: it rejoins). A node
+// opens its HSM once, at start, so the last step needs the restart.
 func HSMSlowFail(t Timing) Scenario {
 	return func(ctx context.Context, e *Env) error {
 		hf, ok := e.Cluster.(HSMFaulter)
@@ -363,8 +365,16 @@ func HSMSlowFail(t Timing) Scenario {
 		if last == "" || last == "ok" {
 			return fmt.Errorf("%s reports HSM %q while it fails", victim, last)
 		}
-		e.Note("%s stayed sealed, HSM %q; heal the HSM", victim, last)
+		e.Note("%s stayed sealed, HSM %q; heal the HSM and restart it", victim, last)
 		if err := hf.SetHSMFault(ctx, victim, 0, false); err != nil {
+			return err
+		}
+		// A node opens its HSM once, at start: after the device is back
+		// the operator restarts it (it does not reopen the HSM itself).
+		if err := e.Cluster.Kill(ctx, victim); err != nil {
+			return err
+		}
+		if err := e.Cluster.Restart(ctx, victim); err != nil {
 			return err
 		}
 		if err := e.WaitUnsealed(ctx, victim); err != nil {
@@ -374,8 +384,11 @@ func HSMSlowFail(t Timing) Scenario {
 	}
 }
 
-// ReplaceRegion adds as many nodes as the smallest region has, in a new
-// region, then removes that region's nodes, while the load runs.
+// ReplaceRegion moves the smallest region to a new one while the load
+// runs: it adds nodes in the new region (as many as the old region has,
+// and at least two, so the voter count can stay odd), waits until they are
+// promoted and unsealed by warm rejoin, then removes the old region's
+// nodes one by one.
 func ReplaceRegion() Scenario {
 	return func(ctx context.Context, e *Env) error {
 		sc, ok := e.Cluster.(Scaler)
@@ -391,16 +404,21 @@ func ReplaceRegion() Scenario {
 			}
 		}
 		newRegion := "new-" + old
-		for range olds {
+		var added []string
+		for i := 0; i < max(len(olds), 2); i++ {
 			n, err := sc.AddNode(ctx, newRegion)
 			if err != nil {
 				return err
 			}
+			added = append(added, n.ID)
 			e.Note("added %s in %s", n.ID, newRegion)
-			if err := e.WaitUnsealed(ctx, n.ID); err != nil {
-				return fmt.Errorf("new node %s: %w", n.ID, err)
+		}
+		for _, id := range added {
+			if err := e.WaitUnsealed(ctx, id); err != nil {
+				return fmt.Errorf("new node %s: %w", id, err)
 			}
 		}
+		e.Note("new nodes %v unsealed", added)
 		if err := e.WaitHealthy(ctx); err != nil {
 			return err
 		}

@@ -79,7 +79,7 @@ func (r *runner) sample(ctx context.Context) {
 }
 
 func (r *runner) status(ctx context.Context, addr string) (*api.SealStatus, error) {
-	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeTimeout)
 	defer cancel()
 	st, err := r.probe.StatusOf(sctx, addr)
 	if err == nil {
@@ -106,51 +106,53 @@ func (e *Env) node(id string) (NodeRef, bool) {
 	return NodeRef{}, false
 }
 
-// Leader returns the id of the node every answering node names leader
-// and that says it is leader, waiting up to Config.SettleTimeout. Nodes in
-// skip are not asked and may not be the answer.
+// Leader returns the id of the leader, waiting up to Config.SettleTimeout:
+// a node that says it is leader (the highest term when several do) and
+// that a majority of all the target's nodes, itself included, name
+// leader. Nodes in skip are not asked and may not be the answer.
 func (e *Env) Leader(ctx context.Context, skip ...string) (string, error) {
 	var leader string
 	err := e.poll(ctx, func() error {
-		leader = ""
-		answered := 0
-		for _, n := range e.Cluster.Nodes() {
-			if contains(skip, n.ID) {
-				continue
-			}
-			st, err := e.run.status(ctx, n.APIAddr)
-			if err != nil {
-				continue
-			}
-			answered++
-			if st.LeaderID == "" {
-				return fmt.Errorf("%s knows no leader", n.ID)
-			}
-			if leader == "" {
-				leader = st.LeaderID
-			} else if leader != st.LeaderID {
-				return fmt.Errorf("nodes disagree on the leader: %s, %s", leader, st.LeaderID)
-			}
-			if st.LeaderID == n.ID && st.RaftState != "Leader" {
-				return fmt.Errorf("%s named leader but is %s", n.ID, st.RaftState)
-			}
-		}
-		if answered == 0 || leader == "" {
-			return errors.New("no node answered")
-		}
-		if contains(skip, leader) {
-			return fmt.Errorf("leader is still %s", leader)
-		}
-		return nil
+		var err error
+		leader, err = e.leaderOnce(ctx, skip)
+		return err
 	})
 	return leader, err
 }
 
-// WaitHealthy waits until every node of the target answers, is unsealed
-// and agrees on one leader.
+func (e *Env) leaderOnce(ctx context.Context, skip []string) (string, error) {
+	all := e.Cluster.Nodes()
+	named := map[string]int{}
+	var claim string
+	var claimTerm uint64
+	for _, n := range all {
+		if contains(skip, n.ID) {
+			continue
+		}
+		st, err := e.run.status(ctx, n.APIAddr)
+		if err != nil {
+			continue
+		}
+		if st.LeaderID != "" {
+			named[st.LeaderID]++
+		}
+		if st.RaftState == "Leader" && st.Term >= claimTerm {
+			claim, claimTerm = n.ID, st.Term
+		}
+	}
+	if claim == "" {
+		return "", errors.New("no node says it is leader")
+	}
+	if 2*named[claim] <= len(all) {
+		return "", fmt.Errorf("%s says it leads but only %d of %d nodes name it", claim, named[claim], len(all))
+	}
+	return claim, nil
+}
+
+// WaitHealthy waits until every node of the target answers and is
+// unsealed, and a leader is named by a majority (see Leader).
 func (e *Env) WaitHealthy(ctx context.Context) error {
 	return e.poll(ctx, func() error {
-		leader := ""
 		for _, n := range e.Cluster.Nodes() {
 			st, err := e.run.status(ctx, n.APIAddr)
 			if err != nil {
@@ -159,12 +161,9 @@ func (e *Env) WaitHealthy(ctx context.Context) error {
 			if st.Sealed {
 				return fmt.Errorf("%s sealed: %s", n.ID, st.SealReason)
 			}
-			if st.LeaderID == "" || (leader != "" && st.LeaderID != leader) {
-				return fmt.Errorf("%s: leader %q, others %q", n.ID, st.LeaderID, leader)
-			}
-			leader = st.LeaderID
 		}
-		return nil
+		_, err := e.leaderOnce(ctx, nil)
+		return err
 	})
 }
 
@@ -246,7 +245,7 @@ func (r *runner) minorityStart(ctx context.Context, ids []string) {
 	e.Sleep(ctx, r.cfg.ApplyGrace)
 	w := &minorityWindow{ids: ids, applied: make(map[string]uint64)}
 	for _, id := range ids {
-		if st, err := e.Status(ctx, id); err == nil {
+		if st, err := statusRetry(ctx, e, id); err == nil {
 			w.applied[id] = st.Applied
 		}
 	}
@@ -271,7 +270,7 @@ func (r *runner) minorityEnd(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		st, err := e.Status(ctx, id)
+		st, err := statusRetry(ctx, e, id)
 		if err != nil {
 			continue
 		}
@@ -290,4 +289,18 @@ func (r *runner) minorityEnd(ctx context.Context) {
 	default:
 		r.addCheck("minority-no-write", true, "applied index unchanged while cut off: "+strings.Join(seen, " "))
 	}
+}
+
+// statusRetry asks node id for its status a few times (a loaded node may
+// miss one probe timeout).
+func statusRetry(ctx context.Context, e *Env, id string) (*api.SealStatus, error) {
+	var st *api.SealStatus
+	var err error
+	for i := 0; i < 5; i++ {
+		if st, err = e.Status(ctx, id); err == nil {
+			return st, nil
+		}
+		e.Sleep(ctx, 100*time.Millisecond)
+	}
+	return nil, err
 }
