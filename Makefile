@@ -52,4 +52,4 @@ chaos:
 .PHONY: drill
 DRILL ?= .*
 drill:
-	KEYD_DRILL_REPORT_DIR=$(CURDIR)/drill-reports $(GO) test -race -count=1 -timeout 60m -run '^TestDrill$$/^($(DRILL))$$' -v ./chaos
+	KEYD_DRILL="$(DRILL)" KEYD_DRILL_REPORT_DIR=$(CURDIR)/drill-reports $(GO) test -race -count=1 -timeout 60m -run '^TestDrill$$/^($(DRILL))$$' -v ./chaos

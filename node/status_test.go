@@ -51,7 +51,7 @@ func TestStatusHidesTopologyWithoutToken(t *testing.T) {
 				}
 			}
 		}
-		for _, field := range []string{`"peers"`, `"raft_state"`, `"hsm"`, `"leader"`, `"seal_reason"`, `"node_share"`} {
+		for _, field := range []string{`"peers"`, `"raft_state"`, `"hsm"`, `"leader"`, `"seal_reason"`, `"node_share"`, `"term"`} {
 			if strings.Contains(body, field) {
 				t.Fatalf("status reveals %s: %s", field, body)
 			}

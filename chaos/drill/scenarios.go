@@ -423,6 +423,17 @@ func ReplaceRegion() Scenario {
 			return err
 		}
 		for _, id := range olds {
+			// The leader cannot remove itself: an operator stops it first
+			// and removes it once another node leads.
+			if leader, err := e.Leader(ctx); err == nil && leader == id {
+				e.Note("stop leader %s before its removal", id)
+				if err := e.Cluster.Kill(ctx, id); err != nil {
+					return err
+				}
+				if _, err := e.Leader(ctx, id); err != nil {
+					return err
+				}
+			}
 			e.Note("remove %s", id)
 			if err := sc.RemoveNode(ctx, id); err != nil {
 				return err
