@@ -25,9 +25,11 @@ bench:
 clean:
 	rm -rf bin
 
-# Local 3-node, 3-region cluster in docker containers (see
-# docker-compose.cluster.yml) and its bounded region-failover drill.
-.PHONY: cluster-image cluster-up cluster-down chaos-compose
+# Local 5-node, 3-region cluster in docker containers, a SoftHSM2 token per
+# node (see docker-compose.cluster.yml), its bounded region-failover drill,
+# and `make chaos`: every drill against a separate compose cluster
+# (project keydchaos), cleaned up at the end. Not part of `make test`.
+.PHONY: cluster-image cluster-up cluster-down chaos-compose chaos
 
 cluster-image:
 	./scripts/cluster-image.sh
@@ -40,6 +42,9 @@ cluster-down:
 
 chaos-compose:
 	./chaos/compose/region-failover.sh
+
+chaos:
+	./scripts/chaos.sh
 
 # Fault drills in process (docs/DRILLS.md): `make drill DRILL=leader-stop`
 # runs one and writes its JSON report to drill-reports/<drill>.json;

@@ -1,86 +1,81 @@
 #!/usr/bin/env bash
-# Start the local 3-node, 3-region keyd cluster (docker-compose.cluster.yml)
-# and initialise and unseal it.
+# Start the local 5-node, 3-region keyd cluster (docker-compose.cluster.yml:
+# n1, n2 in r1; n3, n4 in r2; n5 in r3) and initialise and unseal it.
 #
-#   1. certificates and node configs into deploy/generated/ (gitignored):
-#      ca/ holds the CA and its key (never mounted), <id>/ holds what node
-#      <id> mounts read-only at /etc/keyd: keyd.yaml, its cert and key, ca.pem;
-#   2. docker-compose -p keydc up -d (builds keyd:local first when missing);
+#   1. certificates, the gossip key and node configs into deploy/generated/
+#      (gitignored): ca/ holds the CA and its key (never mounted), <id>/
+#      holds what node <id> mounts read-only at /etc/keyd: keyd.yaml, its
+#      cert and key, ca.pem, gossip.key, softhsm2.conf and hsm.pin;
+#   2. docker-compose -p keydc up --no-start, then each node's SoftHSM2
+#      token is initialised once (label keyd-<id>) in a throwaway container
+#      on the node's token volume; then up -d;
 #   3. waits, bounded, for the nodes to answer and elect a leader;
 #   4. operator init -custodians 5 -threshold 3, saving the shares and the
 #      admin token in deploy/generated/secrets.env (mode 0600);
-#   5. unseals with three shares and prints export lines for the host CLI.
+#   5. unseals with three shares, waits for node shares (warm rejoin) to
+#      be dealt to every node's HSM, and prints export lines for the host CLI.
 #
 # secrets.env is for this dev/drill cluster only: a real deployment never
 # writes custodian shares to disk; each custodian keeps one and types it
 # into `keyd operator unseal`. Rerunning the script on an initialised
 # cluster skips init and only unseals sealed nodes with the saved shares.
 #
-# Environment: UP_TIMEOUT seconds to wait for the cluster (default 60).
+# Environment: UP_TIMEOUT seconds to wait for the cluster (default 60);
+# KEYD_PROJECT (default keydc), KEYD_NET_PREFIX (172.28.0),
+# KEYD_PORT_PREFIX (182), KEYD_IMAGE (keyd:local) and KEYD_GEN
+# (deploy/generated) select another
+# instance of the same compose file (make chaos uses keydchaos);
+# KEYD_NODES (default "n1 n2 n3 n4 n5") the nodes to start.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-COMPOSE=(docker-compose -f docker-compose.cluster.yml -p keydc)
-GEN="$ROOT/deploy/generated"
+export KEYD_PROJECT=${KEYD_PROJECT:-keydc}
+export KEYD_NET_PREFIX=${KEYD_NET_PREFIX:-172.28.0}
+export KEYD_PORT_PREFIX=${KEYD_PORT_PREFIX:-182}
+export KEYD_GEN=${KEYD_GEN:-$ROOT/deploy/generated}
+COMPOSE=(docker-compose -f docker-compose.cluster.yml -p "$KEYD_PROJECT")
+GEN="$KEYD_GEN"
 SECRETS="$GEN/secrets.env"
 KEYD="$ROOT/bin/keyd"
-RUNTIME_UID=10001
+umask 077 # init output, secrets.env: never readable by others
 UP_TIMEOUT=${UP_TIMEOUT:-60}
 
-NODES=(n1 n2 n3)
-declare -A REGION=([n1]=r1 [n2]=r2 [n3]=r3)
-declare -A IP=([n1]=172.28.0.11 [n2]=172.28.0.12 [n3]=172.28.0.13)
-declare -A HOSTPORT=([n1]=18210 [n2]=18220 [n3]=18230)
+read -r -a NODES <<<"${KEYD_NODES:-n1 n2 n3 n4 n5}"
+declare -A REGION=([n1]=r1 [n2]=r1 [n3]=r2 [n4]=r2 [n5]=r3 [n6]=r4 [n7]=r4)
+declare -A IP=() HOSTPORT=()
+for i in 1 2 3 4 5 6 7; do
+  IP[n$i]=$KEYD_NET_PREFIX.1$i
+  HOSTPORT[n$i]=${KEYD_PORT_PREFIX}${i}0
+done
+ADDRS=""
+for n in "${NODES[@]}"; do ADDRS+="${ADDRS:+,}127.0.0.1:${HOSTPORT[$n]}"; done
 
-export KEYD_ADDR="127.0.0.1:18210,127.0.0.1:18220,127.0.0.1:18230"
+export KEYD_ADDR="$ADDRS"
 export KEYD_CACERT="$GEN/ca/ca.pem"
 
 log() { printf '[cluster-up %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
-if ! docker image inspect keyd:local >/dev/null 2>&1 || [ ! -x "$KEYD" ]; then
-  log "keyd:local or bin/keyd missing: running scripts/cluster-image.sh"
-  "$ROOT/scripts/cluster-image.sh"
+export KEYD_IMAGE=${KEYD_IMAGE:-keyd:local}
+if ! docker image inspect "$KEYD_IMAGE" >/dev/null 2>&1 || [ ! -x "$KEYD" ]; then
+  log "$KEYD_IMAGE or bin/keyd missing: running scripts/cluster-image.sh"
+  IMAGE=$KEYD_IMAGE "$ROOT/scripts/cluster-image.sh"
 fi
 
 # --- 1. certificates and configs ------------------------------------------
-umask 077
-mkdir -p "$GEN/ca"
-peers=""
 for n in "${NODES[@]}"; do
-  peers+="  - {id: $n, raft_addr: ${IP[$n]}:8201, api_addr: ${IP[$n]}:8200, region: ${REGION[$n]}}"$'\n'
+  "$ROOT/scripts/cluster-node-dir.sh" "$n" "${REGION[$n]}"
 done
-for n in "${NODES[@]}"; do
-  dir="$GEN/$n"
-  mkdir -p "$dir"
-  if [ ! -s "$dir/node-$n.pem" ] || [ ! -s "$dir/node-$n-key.pem" ]; then
-    # SANs: the bridge IP (peers and the advertised api_addr), 127.0.0.1
-    # (the host CLI through the published port, and `docker exec` inside
-    # the container), and the service name.
-    "$KEYD" certs -ca-dir "$GEN/ca" -node "$n" -hosts "${IP[$n]},127.0.0.1,localhost,$n" -out "$dir" >/dev/null
-    log "issued certificate for $n (SANs ${IP[$n]}, 127.0.0.1, localhost, $n)"
-  fi
-  cp "$GEN/ca/ca.pem" "$dir/ca.pem"
-  sed -e "s/@@NODE_ID@@/$n/g" -e "s/@@REGION@@/${REGION[$n]}/g" -e "s/@@IP@@/${IP[$n]}/g" \
-    deploy/keyd.yaml.tmpl | awk -v peers="${peers%$'\n'}" '{ if ($0 == "@@PEERS@@") print peers; else print }' >"$dir/keyd.yaml"
-  # The container runs as uid 10001 and must read its key (0600) through
-  # the read-only bind mount. As root, hand it the files; otherwise the
-  # key has to be world-readable (acceptable only for this dev cluster).
-  chmod 0644 "$dir/keyd.yaml" "$dir/ca.pem" "$dir/node-$n.pem"
-  chmod 0755 "$dir"
-  if [ "$(id -u)" -eq 0 ]; then
-    chown -R "$RUNTIME_UID:$RUNTIME_UID" "$dir"
-  else
-    log "not root: making $n's private key world-readable so uid $RUNTIME_UID can read it (dev cluster only)"
-    chmod 0644 "$dir/node-$n-key.pem"
-  fi
-done
-chmod 0700 "$GEN" # CA key and secrets.env live here; containers mount only <id>/
 
-# --- 2. containers ---------------------------------------------------------
-log "docker-compose up -d"
-"${COMPOSE[@]}" up -d --no-build 2>&1 | sed 's/^/    /' >&2
+# --- 2. containers and HSM tokens -----------------------------------------
+log "docker-compose -p $KEYD_PROJECT up --no-start ${NODES[*]}"
+"${COMPOSE[@]}" up --no-start --no-build "${NODES[@]}" 2>&1 | sed 's/^/    /' >&2
+for n in "${NODES[@]}"; do
+  "$ROOT/scripts/cluster-hsm-token.sh" "$n"
+done
+log "docker-compose -p $KEYD_PROJECT up -d ${NODES[*]}"
+"${COMPOSE[@]}" up -d --no-build "${NODES[@]}" 2>&1 | sed 's/^/    /' >&2
 
 # --- 3. wait for every node and a leader ----------------------------------
 # status -json prints one row per node; a row without "status" is a node
@@ -91,8 +86,8 @@ while :; do
   js=$(status_json)
   answered=$(jq -r '[.[] | select(.status != null and (.addr | startswith("127.0.0.1:")))] | length' <<<"${js:-[]}" 2>/dev/null || echo 0)
   leader=$(jq -r '[.[] | .status.leader_id // empty] | first // empty' <<<"${js:-[]}" 2>/dev/null || true)
-  if [ "$answered" -eq 3 ] && [ -n "$leader" ]; then
-    log "all 3 nodes answer; leader $leader"
+  if [ "$answered" -eq ${#NODES[@]} ] && [ -n "$leader" ]; then
+    log "all ${#NODES[@]} nodes answer; leader $leader"
     break
   fi
   if [ $SECONDS -ge $deadline ]; then
@@ -153,8 +148,18 @@ for n in "${NODES[@]}"; do
   done
 done
 deadline=$((SECONDS + 30))
-until [ "$(unsealed_count)" -eq 3 ]; do
+until [ "$(unsealed_count)" -eq ${#NODES[@]} ]; do
   [ $SECONDS -lt $deadline ] || { timeout 10 "$KEYD" status >&2 || true; die "not every node unsealed within 30s"; }
+  sleep 0.5
+done
+# Node shares: the leader deals one to every voter's HSM after the unseal;
+# until then a restarted node needs custodians. Wait (bounded) for "on".
+shares_on() {
+  jq -r '[.[] | select(.status.leader_id != null and .status.leader_id == .status.node_id) | .status.node_shares] | first // empty' <<<"$(status_json)" 2>/dev/null
+}
+deadline=$((SECONDS + 30))
+until [ "$(shares_on)" = on ]; do
+  [ $SECONDS -lt $deadline ] || { log "warning: node shares not on within 30s ($(shares_on)); restarted nodes will need custodians"; break; }
   sleep 0.5
 done
 timeout 10 "$KEYD" status >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Region-failover drill against the local compose cluster
-# (docker-compose.cluster.yml: n1/r1, n2/r2, n3/r3). Bounded: every wait is
+# (docker-compose.cluster.yml: n1, n2/r1; n3, n4/r2; n5/r3). Bounded: every wait is
 # a loop capped in iterations and time, every command runs under `timeout`,
 # and the whole drill re-executes itself under `timeout 300` (SIGTERM, then
 # SIGKILL 15 s later), so it never runs longer than about five minutes.
@@ -10,16 +10,17 @@
 #          ciphertexts saved.
 #   A      SIGKILL the leader's container. Measure kill -> first committed
 #          write on a survivor; check CLI writes and crypto on survivors;
-#          docker start it, check it comes back sealed, unseal it with three
-#          custodian shares, check it catches up.
-#   B1     Cut region r2 off with `docker network disconnect` (n2 loses its
+#          docker start it, check it unseals itself by warm rejoin (its own
+#          SoftHSM2 token and peers' node shares, no custodian), check it
+#          catches up.
+#   B1     Cut region r3 off with `docker network disconnect` (n5 loses its
 #          only interface, published port included). The majority must
-#          write; n2, reached through `docker exec` on its own loopback,
+#          write; n5, reached through `docker exec` on its own loopback,
 #          must refuse writes and still serve crypto. Reconnect with the
 #          same fixed IP, check convergence.
-#   B2     Cut r2 from its peers only, by iptables DROP rules in n2's
+#   B2     Cut r3 from its peers only, by iptables DROP rules in n5's
 #          network namespace (nsenter from the host; the FROM-scratch image
-#          has no iptables), so the host still reaches n2 on its published
+#          has no iptables), so the host still reaches n5 on its published
 #          port: same checks through the host CLI. Skipped without root,
 #          nsenter or iptables on the host.
 #   final  every saved ciphertext (setup and those acknowledged during the
@@ -48,9 +49,9 @@ NET=keydc_keyd
 SECRETS="$ROOT/deploy/generated/secrets.env"
 N=${N:-50}
 
-NODES=(n1 n2 n3)
-declare -A IP=([n1]=172.28.0.11 [n2]=172.28.0.12 [n3]=172.28.0.13)
-declare -A PORT=([n1]=18210 [n2]=18220 [n3]=18230)
+NODES=(n1 n2 n3 n4 n5)
+declare -A IP=([n1]=172.28.0.11 [n2]=172.28.0.12 [n3]=172.28.0.13 [n4]=172.28.0.14 [n5]=172.28.0.15)
+declare -A PORT=([n1]=18210 [n2]=18220 [n3]=18230 [n4]=18240 [n5]=18250)
 declare -A CID=()
 
 RUN=$(date +%s)
@@ -90,7 +91,7 @@ cleanup() {
   fi
   if [ -n "$KILLED" ]; then
     timeout 20 docker start "${CID[$KILLED]}" >/dev/null 2>&1 || true
-    echo "cleanup: $KILLED restarted but sealed; scripts/cluster-up.sh unseals it" >&2
+    echo "cleanup: $KILLED restarted; it rejoins warm, or scripts/cluster-up.sh unseals it" >&2
   fi
   rm -rf "$TMP"
   if [ "$BROUGHT_UP" -eq 1 ] && [ "${KEEP:-0}" != 1 ]; then
@@ -254,7 +255,7 @@ kx_status() { kx "$1" status -json -addr 127.0.0.1:8200 2>/dev/null | jq -c '.[]
 # (n1, n3) both ways; the gateway (host CLI via the published port) stays.
 ipt_rules() {
   local op=$1 pid=$2 peer
-  for peer in "${IP[n1]}" "${IP[n3]}"; do
+  for peer in "${IP[n1]}" "${IP[n2]}" "${IP[n3]}" "${IP[n4]}"; do
     timeout --foreground 10 nsenter -t "$pid" -n iptables "$op" INPUT -s "$peer" -j DROP || return 1
     timeout --foreground 10 nsenter -t "$pid" -n iptables "$op" OUTPUT -d "$peer" -j DROP || return 1
   done
@@ -354,18 +355,22 @@ else
   KILLED=""
   if w=$(wait_until 30 answers "$L"); then
     timing "A: docker start -> $L answers" "$(since "$t_start")"
-    sealed=$(status "${PORT[$L]}" | field .sealed)
-    if [ "$sealed" = true ]; then
-      pass "A: $L came back sealed (expected in this version)"
-    else
-      note "A: $L came back unsealed (sealed=$sealed): warm rejoin is not expected in this version"
-    fi
+    # Warm rejoin: the restarted node unwraps its own node share with its
+    # SoftHSM2 token (its own volume) and gathers the rest from unsealed
+    # peers; no custodian is involved.
     t0=$(now)
-    check "A: unseal $L with 3 custodian shares" unseal "$L"
     if w=$(wait_until 20 is_unsealed "$L"); then
-      timing "A: unseal (3 shares) -> $L unsealed" "$(since "$t0")"
+      pass "A: $L unsealed itself by warm rejoin (own SoftHSM2 token, no custodian)"
+      timing "A: $L answers -> unsealed by warm rejoin" "$w"
     else
-      fail "A: $L unsealed within 20 s"
+      fail "A: $L unsealed by warm rejoin within 20 s (seal_reason: $(status "${PORT[$L]}" | field .seal_reason))"
+      t0=$(now)
+      check "A: fallback: unseal $L with 3 custodian shares" unseal "$L"
+      if w=$(wait_until 20 is_unsealed "$L"); then
+        timing "A: unseal (3 shares) -> $L unsealed" "$(since "$t0")"
+      else
+        fail "A: $L unsealed within 20 s"
+      fi
     fi
     target=$(max_applied "${S[@]}")
     if w=$(wait_until 30 caught_up "$L" "$target"); then
@@ -384,148 +389,148 @@ else
   fi
 fi
 
-# --- B1: cut region r2 off with docker network disconnect ---------------------
-phase "B1: docker network disconnect n2 (region r2)"
-MAJ=(n1 n3)
+# --- B1: cut region r3 off with docker network disconnect ---------------------
+phase "B1: docker network disconnect n5 (region r3)"
+MAJ=(n1 n5 n3 n4)
 MAJA=$(addrs_of "${MAJ[@]}")
 LB=$(leader_of "${NODES[@]}")
 echo "  leader before the cut: ${LB:-none}"
 t_cut=$(now)
-if timeout --foreground 20 docker network disconnect "$NET" "${CID[n2]}"; then
-  DISCONNECTED=n2
-  pass "B1: disconnect n2 from $NET"
+if timeout --foreground 20 docker network disconnect "$NET" "${CID[n5]}"; then
+  DISCONNECTED=n5
+  pass "B1: disconnect n5 from $NET"
 else
-  fail "B1: disconnect n2 from $NET"
+  fail "B1: disconnect n5 from $NET"
 fi
 if r=$(probe_write b1 "$t_cut" "${MAJ[@]}"); then
-  timing "B1: cut -> first committed write on n1/n3 (leader was ${LB:-?})" "${r%% *}"
-  pass "B1: majority (n1, n3) commits writes"
+  timing "B1: cut -> first committed write on n1-n4 (leader was ${LB:-?})" "${r%% *}"
+  pass "B1: majority (n1-n4) commits writes"
 else
-  fail "B1: no write committed on n1/n3 within 30 s"
+  fail "B1: no write committed on n1-n4 within 30 s"
 fi
-# How long until n2 notices? If established TCP connections kept carrying
-# Raft traffic, n2 would keep its leader; with its only interface gone
+# How long until n5 notices? If established TCP connections kept carrying
+# Raft traffic, n5 would keep its leader; with its only interface gone
 # nothing can flow, so it should lose the leader after the heartbeat
 # timeout. Checked right after the majority probe, before the slower CLI steps.
 lost_leader() {
   local js
-  js=$(kx_status n2)
+  js=$(kx_status n5)
   [ -n "$js" ] && [ -z "$(field .leader_id <<<"$js")" ]
 }
 if w=$(wait_until 15 lost_leader); then
-  timing "B1: cut -> n2 reports no leader (polled via docker exec)" "$(since "$t_cut")"
-  note "B1: n2 after the cut: $(kx_status n2 | jq -c '{raft_state, leader_id, sealed, applied_index}')"
+  timing "B1: cut -> n5 reports no leader (polled via docker exec)" "$(since "$t_cut")"
+  note "B1: n5 after the cut: $(kx_status n5 | jq -c '{raft_state, leader_id, sealed, applied_index}')"
 else
-  fail "B1: n2 still reports leader $(kx_status n2 | field .leader_id) 15 s after disconnect"
+  fail "B1: n5 still reports leader $(kx_status n5 | field .leader_id) 15 s after disconnect"
 fi
 ok=0
 t0=$(now)
 for i in 1 2 3; do KEYD_ADDR=$MAJA kd key create "b1-$RUN-$i" >/dev/null 2>>"$TMP/cli.err" && ok=$((ok + 1)); done
-timing "B1: 3 CLI key creates on the majority (KEYD_ADDR=n1,n3)" "$(since "$t0")"
+timing "B1: 3 CLI key creates on the majority (KEYD_ADDR=n1-n4)" "$(since "$t0")"
 check "B1: CLI writes on the majority (3/3: $ok)" test "$ok" -eq 3
 first_b1=$SAVED
 ok=0
 for i in 1 2 3; do encrypt_save "$MAJA" B1 && ok=$((ok + 1)); done
 check "B1: encrypt on the majority during the cut (3/3: $ok)" test "$ok" -eq 3
-if [ -z "$(status "${PORT[n2]}")" ]; then
-  note "B1: n2's published port 127.0.0.1:${PORT[n2]} is gone while disconnected (docker removes the mapping with the endpoint); n2 checked via docker exec on its loopback"
+if [ -z "$(status "${PORT[n5]}")" ]; then
+  note "B1: n5's published port 127.0.0.1:${PORT[n5]} is gone while disconnected (docker removes the mapping with the endpoint); n5 checked via docker exec on its loopback"
 else
-  note "B1: n2's published port still answers while disconnected"
+  note "B1: n5's published port still answers while disconnected"
 fi
 t0=$(now)
-err=$(kx n2 key create "iso-b1-$RUN" 2>&1 >/dev/null)
+err=$(kx n5 key create "iso-b1-$RUN" 2>&1 >/dev/null)
 rc=$?
 if [ $rc -eq 0 ]; then
-  fail "B1: isolated n2 refused a write (it accepted it)"
+  fail "B1: isolated n5 refused a write (it accepted it)"
 elif [ $rc -eq 124 ] || [[ $err == keyd:* ]]; then
-  pass "B1: isolated n2 refused a write in $(since "$t0") ms: ${err:-<timed out>}"
+  pass "B1: isolated n5 refused a write in $(since "$t0") ms: ${err:-<timed out>}"
 else
-  fail "B1: isolated n2 refused a write (docker exec failed, rc $rc: $err)"
+  fail "B1: isolated n5 refused a write (docker exec failed, rc $rc: $err)"
 fi
 pt="iso-$RANDOM"
-ct=$(printf '%s' "$pt" | kx n2 key encrypt "$KEY" 2>>"$TMP/cli.err")
-check "B1: isolated n2 still encrypts" test -n "$ct"
-check "B1: isolated n2 decrypts its own ciphertext" test "$(printf '%s' "$ct" | kx n2 key decrypt "$KEY" 2>>"$TMP/cli.err")" = "$pt"
+ct=$(printf '%s' "$pt" | kx n5 key encrypt "$KEY" 2>>"$TMP/cli.err")
+check "B1: isolated n5 still encrypts" test -n "$ct"
+check "B1: isolated n5 decrypts its own ciphertext" test "$(printf '%s' "$ct" | kx n5 key decrypt "$KEY" 2>>"$TMP/cli.err")" = "$pt"
 bad=0
 for i in 0 1 2 3 4; do
-  out=$(kx n2 key decrypt "$KEY" <"$TMP/ct.$i" 2>>"$TMP/cli.err") && [ "$out" = "$(cat "$TMP/pt.$i")" ] || bad=$((bad + 1))
+  out=$(kx n5 key decrypt "$KEY" <"$TMP/ct.$i" 2>>"$TMP/cli.err") && [ "$out" = "$(cat "$TMP/pt.$i")" ] || bad=$((bad + 1))
 done
-check "B1: isolated n2 decrypts saved ciphertexts 0-4 ($bad failed)" test "$bad" -eq 0
+check "B1: isolated n5 decrypts saved ciphertexts 0-4 ($bad failed)" test "$bad" -eq 0
 
 t_rec=$(now)
-if timeout --foreground 20 docker network connect --ip "${IP[n2]}" "$NET" "${CID[n2]}"; then
+if timeout --foreground 20 docker network connect --ip "${IP[n5]}" "$NET" "${CID[n5]}"; then
   DISCONNECTED=""
-  pass "B1: reconnect n2 with its fixed IP ${IP[n2]}"
+  pass "B1: reconnect n5 with its fixed IP ${IP[n5]}"
 else
-  fail "B1: reconnect n2"
+  fail "B1: reconnect n5"
 fi
 target=$(max_applied "${MAJ[@]}")
-if w=$(wait_until 30 caught_up n2 "$target"); then
-  timing "B1: reconnect -> n2 follows a leader at index >= $target" "$(since "$t_rec")"
-  pass "B1: n2 converged after reconnect (published port back)"
+if w=$(wait_until 30 caught_up n5 "$target"); then
+  timing "B1: reconnect -> n5 follows a leader at index >= $target" "$(since "$t_rec")"
+  pass "B1: n5 converged after reconnect (published port back)"
 else
-  fail "B1: n2 converged within 30 s of reconnect ($(status "${PORT[n2]}" | jq -c '{raft_state, leader_id, applied_index}' 2>/dev/null))"
+  fail "B1: n5 converged within 30 s of reconnect ($(status "${PORT[n5]}" | jq -c '{raft_state, leader_id, applied_index}' 2>/dev/null))"
 fi
-check "B1: n2 decrypts what the majority encrypted during the cut" \
-  test "$(decrypt_saved "127.0.0.1:${PORT[n2]}" "$first_b1" $((SAVED - 1)))" -eq 0
-check "B1: n2 has the keys created during the cut" \
-  q kd key read "b1-$RUN-3" -addr "127.0.0.1:${PORT[n2]}"
+check "B1: n5 decrypts what the majority encrypted during the cut" \
+  test "$(decrypt_saved "127.0.0.1:${PORT[n5]}" "$first_b1" $((SAVED - 1)))" -eq 0
+check "B1: n5 has the keys created during the cut" \
+  q kd key read "b1-$RUN-3" -addr "127.0.0.1:${PORT[n5]}"
 if kd key read "iso-b1-$RUN" -addr "$ALL" >/dev/null 2>&1; then
-  fail "B1: the write n2 refused while cut off does not exist after healing"
+  fail "B1: the write n5 refused while cut off does not exist after healing"
 else
-  pass "B1: the write n2 refused while cut off does not exist after healing"
+  pass "B1: the write n5 refused while cut off does not exist after healing"
 fi
 
-# --- B2: cut r2 from its peers only (iptables in n2's namespace) -------------
-phase "B2: iptables DROP between n2 and its peers (host path kept)"
+# --- B2: cut r2 from its peers only (iptables in n5's namespace) -------------
+phase "B2: iptables DROP between n5 and its peers (host path kept)"
 if [ "$(id -u)" -ne 0 ] || ! command -v nsenter >/dev/null || ! command -v iptables >/dev/null; then
   note "B2: skipped (needs root, nsenter and iptables on the host; the image has no iptables)"
 else
-  pid=$(docker inspect -f '{{.State.Pid}}' "${CID[n2]}")
+  pid=$(docker inspect -f '{{.State.Pid}}' "${CID[n5]}")
   LB=$(leader_of "${NODES[@]}")
   t_cut=$(now)
   if ipt_rules -I "$pid"; then
     IPT_PID=$pid
-    pass "B2: DROP rules in n2's netns (pid $pid) against ${IP[n1]}, ${IP[n3]}"
+    pass "B2: DROP rules in n5's netns (pid $pid) against ${IP[n1]}-${IP[n4]}"
   else
     ipt_rules -D "$pid" 2>/dev/null
-    fail "B2: install DROP rules in n2's netns"
+    fail "B2: install DROP rules in n5's netns"
   fi
   if [ -n "$IPT_PID" ]; then
     if r=$(probe_write b2 "$t_cut" "${MAJ[@]}"); then
-      timing "B2: cut -> first committed write on n1/n3 (leader was ${LB:-?})" "${r%% *}"
-      pass "B2: majority (n1, n3) commits writes"
+      timing "B2: cut -> first committed write on n1-n4 (leader was ${LB:-?})" "${r%% *}"
+      pass "B2: majority (n1-n4) commits writes"
     else
-      fail "B2: no write committed on n1/n3 within 30 s"
+      fail "B2: no write committed on n1-n4 within 30 s"
     fi
-    no_leader_n2() { answers n2 && [ -z "$(status "${PORT[n2]}" | field .leader_id)" ]; }
+    no_leader_n2() { answers n5 && [ -z "$(status "${PORT[n5]}" | field .leader_id)" ]; }
     if w=$(wait_until 15 no_leader_n2); then
-      timing "B2: cut -> n2 reports no leader (host, published port)" "$(since "$t_cut")"
-      note "B2: n2 during the cut: $(status "${PORT[n2]}" | jq -c '{raft_state, leader_id, sealed, applied_index}')"
+      timing "B2: cut -> n5 reports no leader (host, published port)" "$(since "$t_cut")"
+      note "B2: n5 during the cut: $(status "${PORT[n5]}" | jq -c '{raft_state, leader_id, sealed, applied_index}')"
     else
-      fail "B2: n2 lost its leader within 15 s ($(status "${PORT[n2]}" | jq -c '{raft_state, leader_id}' 2>/dev/null))"
+      fail "B2: n5 lost its leader within 15 s ($(status "${PORT[n5]}" | jq -c '{raft_state, leader_id}' 2>/dev/null))"
     fi
     first_b2=$SAVED
     ok=0
     for i in 1 2 3; do encrypt_save "$MAJA" B2 && ok=$((ok + 1)); done
     check "B2: encrypt on the majority during the cut (3/3: $ok)" test "$ok" -eq 3
-    # Straight at n2 (curl), because the Go client would learn n1/n3 from
-    # n2's status and carry the write to them: that is the client working
-    # as designed, not n2 accepting a write.
+    # Straight at n5 (curl), because the Go client would learn n1-n4 from
+    # n5's status and carry the write to them: that is the client working
+    # as designed, not n5 accepting a write.
     t0=$(now)
-    r=$(post_create "${PORT[n2]}" "iso-b2-$RUN")
+    r=$(post_create "${PORT[n5]}" "iso-b2-$RUN")
     if [ "${r%% *}" = 200 ] || [ "${r%% *}" = 201 ]; then
-      fail "B2: n2 refused a direct write (HTTP $r)"
+      fail "B2: n5 refused a direct write (HTTP $r)"
     else
-      pass "B2: n2 refused a direct write in $(since "$t0") ms (HTTP ${r% *}, code ${r#* })"
+      pass "B2: n5 refused a direct write in $(since "$t0") ms (HTTP ${r% *}, code ${r#* })"
     fi
-    check "B2: n2 crypto round trip from the host" crypto_roundtrip "127.0.0.1:${PORT[n2]}"
-    check "B2: n2 decrypts saved ciphertexts 0-9 from the host" test "$(decrypt_saved "127.0.0.1:${PORT[n2]}" 0 9)" -eq 0
+    check "B2: n5 crypto round trip from the host" crypto_roundtrip "127.0.0.1:${PORT[n5]}"
+    check "B2: n5 decrypts saved ciphertexts 0-9 from the host" test "$(decrypt_saved "127.0.0.1:${PORT[n5]}" 0 9)" -eq 0
     t0=$(now)
-    if KEYD_ADDR=$(addrs_of n2) kd key create "cli-b2-$RUN" >/dev/null 2>"$TMP/b2cli.err"; then
-      note "B2: host CLI write with KEYD_ADDR=n2 only succeeded in $(since "$t0") ms: the client learned n1/n3 (container IPs, routable from this Linux host) from n2's status and used them"
+    if KEYD_ADDR=$(addrs_of n5) kd key create "cli-b2-$RUN" >/dev/null 2>"$TMP/b2cli.err"; then
+      note "B2: host CLI write with KEYD_ADDR=n5 only succeeded in $(since "$t0") ms: the client learned n1-n4 (container IPs, routable from this Linux host) from n5's status and used them"
     else
-      note "B2: host CLI write with KEYD_ADDR=n2 only failed in $(since "$t0") ms: $(tail -n 1 "$TMP/b2cli.err")"
+      note "B2: host CLI write with KEYD_ADDR=n5 only failed in $(since "$t0") ms: $(tail -n 1 "$TMP/b2cli.err")"
     fi
     t_rec=$(now)
     if ipt_rules -D "$IPT_PID"; then
@@ -535,18 +540,18 @@ else
       fail "B2: remove DROP rules"
     fi
     target=$(max_applied "${MAJ[@]}")
-    if w=$(wait_until 30 caught_up n2 "$target"); then
-      timing "B2: heal -> n2 follows a leader at index >= $target" "$(since "$t_rec")"
-      pass "B2: n2 converged after the rules were removed"
+    if w=$(wait_until 30 caught_up n5 "$target"); then
+      timing "B2: heal -> n5 follows a leader at index >= $target" "$(since "$t_rec")"
+      pass "B2: n5 converged after the rules were removed"
     else
-      fail "B2: n2 converged within 30 s of healing"
+      fail "B2: n5 converged within 30 s of healing"
     fi
-    check "B2: n2 decrypts what the majority encrypted during the cut" \
-      test "$(decrypt_saved "127.0.0.1:${PORT[n2]}" "$first_b2" $((SAVED - 1)))" -eq 0
+    check "B2: n5 decrypts what the majority encrypted during the cut" \
+      test "$(decrypt_saved "127.0.0.1:${PORT[n5]}" "$first_b2" $((SAVED - 1)))" -eq 0
     if kd key read "iso-b2-$RUN" -addr "$ALL" >/dev/null 2>&1; then
-      fail "B2: the write n2 refused does not exist after healing"
+      fail "B2: the write n5 refused does not exist after healing"
     else
-      pass "B2: the write n2 refused does not exist after healing"
+      pass "B2: the write n5 refused does not exist after healing"
     fi
   fi
 fi
