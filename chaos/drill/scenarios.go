@@ -384,11 +384,17 @@ func HSMSlowFail(t Timing) Scenario {
 	}
 }
 
+// defaultMaxVoters is keyd's default max_voters: beyond it an added node
+// stays a non-voter.
+const defaultMaxVoters = 5
+
 // ReplaceRegion moves the smallest region to a new one while the load
 // runs: it adds nodes in the new region (as many as the old region has,
 // and at least two, so the voter count can stay odd), waits until they are
 // promoted and unsealed by warm rejoin, then removes the old region's
-// nodes one by one.
+// nodes one by one. A cluster already at max_voters is moved node by
+// node instead (add one, remove one), since an added node beyond the cap
+// stays a sealed standby.
 func ReplaceRegion() Scenario {
 	return func(ctx context.Context, e *Env) error {
 		sc, ok := e.Cluster.(Scaler)
@@ -404,25 +410,7 @@ func ReplaceRegion() Scenario {
 			}
 		}
 		newRegion := "new-" + old
-		var added []string
-		for i := 0; i < max(len(olds), 2); i++ {
-			n, err := sc.AddNode(ctx, newRegion)
-			if err != nil {
-				return err
-			}
-			added = append(added, n.ID)
-			e.Note("added %s in %s", n.ID, newRegion)
-		}
-		for _, id := range added {
-			if err := e.WaitUnsealed(ctx, id); err != nil {
-				return fmt.Errorf("new node %s: %w", id, err)
-			}
-		}
-		e.Note("new nodes %v unsealed", added)
-		if err := e.WaitHealthy(ctx); err != nil {
-			return err
-		}
-		for _, id := range olds {
+		removeOld := func(id string) error {
 			// The leader cannot remove itself: an operator stops it first
 			// and removes it once another node leads.
 			if leader, err := e.Leader(ctx); err == nil && leader == id {
@@ -438,7 +426,57 @@ func ReplaceRegion() Scenario {
 			if err := sc.RemoveNode(ctx, id); err != nil {
 				return err
 			}
-			if err := e.WaitHealthy(ctx); err != nil {
+			return e.WaitHealthy(ctx)
+		}
+		add := func() (string, error) {
+			n, err := sc.AddNode(ctx, newRegion)
+			if err != nil {
+				return "", err
+			}
+			e.Note("added %s in %s", n.ID, newRegion)
+			return n.ID, nil
+		}
+		if len(e.Cluster.Nodes())+len(olds) > defaultMaxVoters {
+			// At the voter cap a new node stays a sealed standby (a
+			// non-voter holds no node share) until a voter leaves: add
+			// one, remove one, and wait for the new one to be promoted,
+			// dealt its share and unsealed.
+			for _, id := range olds {
+				nid, err := add()
+				if err != nil {
+					return err
+				}
+				if err := removeOld(id); err != nil {
+					return err
+				}
+				if err := e.WaitUnsealed(ctx, nid); err != nil {
+					return fmt.Errorf("new node %s: %w", nid, err)
+				}
+				e.Note("new node %s unsealed", nid)
+			}
+			return nil
+		}
+		// Below the cap: the new region comes up first (at least two
+		// nodes, so the voter count stays odd), then the old one goes.
+		var added []string
+		for i := 0; i < max(len(olds), 2); i++ {
+			id, err := add()
+			if err != nil {
+				return err
+			}
+			added = append(added, id)
+		}
+		for _, id := range added {
+			if err := e.WaitUnsealed(ctx, id); err != nil {
+				return fmt.Errorf("new node %s: %w", id, err)
+			}
+		}
+		e.Note("new nodes %v unsealed", added)
+		if err := e.WaitHealthy(ctx); err != nil {
+			return err
+		}
+		for _, id := range olds {
+			if err := removeOld(id); err != nil {
 				return err
 			}
 		}
