@@ -95,13 +95,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.peers = newPeerClient(cfg.NodeID, cfg.Peers, cfg.Identity, n.log)
 	n.sealer.dealNow = make(chan struct{}, 1)
-	n.keys = &keystore{log: n.log}
+	n.keys = newKeystore(n.log, nil, cfg.KeyCacheSize)
 	n.metrics = metrics.New(n.metricsSample)
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
 	if err != nil {
 		return nil, err
 	}
 	n.fsm = f
+	n.keys.src = f
 	n.sealer.cust = n.newCustodians()
 	if err := n.auth.reload(f); err != nil {
 		_ = f.Close()
@@ -117,7 +118,7 @@ func (n *Node) onApply(ev fsm.Event) {
 			n.log.Error("reload tokens", "err", err)
 		}
 	}
-	n.keys.onEvent(ev, n.fsm)
+	n.keys.onEvent(ev)
 	if ev.Root {
 		n.onRootRotated()
 	}

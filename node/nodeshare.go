@@ -338,7 +338,7 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 }
 
 // openWithSecret derives the root key from secret, opens the barrier
-// keyring, loads every key and keeps secret for future dealings. It takes
+// keyring (customer keys stay wrapped until used) and keeps secret for future dealings. It takes
 // ownership of secret.
 func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by string) error {
 	if n.removedSelf() {
@@ -362,10 +362,7 @@ func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by str
 		secret.Destroy()
 		return fmt.Errorf("node: open barrier keyring: %w", err)
 	}
-	if err := n.keys.open(ring, n.fsm); err != nil {
-		secret.Destroy()
-		return fmt.Errorf("node: load keys: %w", err)
-	}
+	n.keys.open(ring) // customer keys are unwrapped on first use
 	n.sealer.mu.Lock()
 	n.sealer.resetLocked()
 	if n.sealer.secret != nil {
