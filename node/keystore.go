@@ -263,3 +263,6 @@ func (n *Node) AcquireCryptoKey(name string) (*keyring.Key, func(), error) {
 		return nil, nil, api.ErrKeyDisabled
 	}
 }
+
+// KeyCacheStats returns the node's key cache size, bound and counters.
+func (n *Node) KeyCacheStats() KeyCacheStats { return n.keys.cache.stats() }
