@@ -533,5 +533,3 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 	}
 	return nil
 }
-
-
