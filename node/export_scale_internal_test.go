@@ -20,3 +20,9 @@ func (n *Node) DestroyKeyNow(ctx context.Context, name string) error {
 	_, err = n.apply(ctx, &fsm.DeleteKey{Meta: fsm.Meta{At: rec.DeletionAt}, Name: name, DeleteAt: rec.DeletionAt})
 	return err
 }
+
+// RaftTerm returns the node's current Raft term.
+func (n *Node) RaftTerm() uint64 { return n.raft.raft.CurrentTerm() }
+
+// KeyUnwraps returns how many keys the node has unwrapped since it started.
+func (n *Node) KeyUnwraps() uint64 { return n.keys.cache.loads.Load() }
