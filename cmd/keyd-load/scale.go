@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,30 +258,45 @@ func (sc *scaleCluster) unseal(ctx context.Context) error {
 	}
 }
 
-// rssKB reads VmRSS of a process.
-func rssKB(pid int) (int64, error) {
+// memKB is a process's resident memory from /proc/<pid>/status: all of
+// it (VmRSS), the anonymous part (Go heap, stacks) and the file-backed
+// part (mostly the bbolt files' mmap, reclaimable page cache).
+type memKB struct{ rss, anon, file int64 }
+
+func readMem(pid int) (memKB, error) {
+	var m memKB
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		name, v, ok := strings.Cut(s.Text(), ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch name {
+		case "VmRSS":
+			m.rss = kb
+		case "RssAnon":
+			m.anon = kb
+		case "RssFile":
+			m.file = kb
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return m, s.Err()
 }
 
-func (sc *scaleCluster) rss() []int64 {
-	var out []int64
+func (sc *scaleCluster) mem() []memKB {
+	var out []memKB
 	for _, n := range sc.nodes {
-		v := int64(-1)
+		var m memKB
 		if n.cmd != nil {
-			v, _ = rssKB(n.cmd.Process.Pid)
+			m, _ = readMem(n.cmd.Process.Pid)
 		}
-		out = append(out, v)
+		out = append(out, m)
 	}
 	return out
 }
@@ -438,7 +454,7 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 			return err
 		}
 	}
-	rss0 := sc.rss()
+	rss0 := sc.mem()
 	fmt.Printf("scale keys=%d callers=%d: loading\n", nkeys, o.callers)
 	first, last, overall, err := sc.load(nkeys)
 	if err != nil {
@@ -448,9 +464,12 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 	// Let the followers catch up and the allocator settle before reading
 	// memory.
 	time.Sleep(3 * time.Second)
-	rss1 := sc.rss()
+	rss1 := sc.mem()
 	for i, n := range sc.nodes {
-		fmt.Printf("scale keys=%d %s RSS before=%s MB after=%s MB (%.0f B/key)\n", nkeys, n.id, mb(rss0[i]), mb(rss1[i]), float64(rss1[i]-rss0[i])*1024/float64(nkeys))
+		perKey := func(a, b int64) float64 { return float64(b-a) * 1024 / float64(nkeys) }
+		fmt.Printf("scale keys=%d %s RSS before=%s MB after=%s MB (%.0f B/key; anon %s MB, %.0f B/key; file-backed %s MB, %.0f B/key)\n", nkeys, n.id,
+			mb(rss0[i].rss), mb(rss1[i].rss), perKey(rss0[i].rss, rss1[i].rss),
+			mb(rss1[i].anon), perKey(rss0[i].anon, rss1[i].anon), mb(rss1[i].file), perKey(rss0[i].file, rss1[i].file))
 	}
 	var du int64
 	_ = filepath.Walk(filepath.Join(sc.nodes[0].dir, "data"), func(_ string, fi os.FileInfo, err error) error {
@@ -527,9 +546,60 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 		return err
 	}
 	fmt.Printf("scale keys=%d warm rejoin (process start -> serving): %s\n", nkeys, time.Since(follower.started).Round(time.Millisecond))
-	rss2 := sc.rss()
-	for i, n := range sc.nodes {
-		fmt.Printf("scale keys=%d %s RSS after restarts=%s MB\n", nkeys, n.id, mb(rss2[i]))
+	if err := sc.failover(nkeys, 5); err != nil {
+		return err
 	}
+	rss2 := sc.mem()
+	for i, n := range sc.nodes {
+		fmt.Printf("scale keys=%d %s RSS after restarts=%s MB (anon %s MB, file-backed %s MB)\n", nkeys, n.id, mb(rss2[i].rss), mb(rss2[i].anon), mb(rss2[i].file))
+	}
+	return nil
+}
+
+// failover SIGKILLs the leader kills times and reports the time from the
+// kill to the first successful write (a key create) on the survivors; the
+// killed node is restarted and rejoins before the next kill.
+func (sc *scaleCluster) failover(nkeys, kills int) error {
+	var times []time.Duration
+	for k := 0; k < kills; k++ {
+		var leader *scaleNode
+		for deadline := time.Now().Add(30 * time.Second); leader == nil; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return errors.New("failover: no leader")
+			}
+			leader = sc.leader()
+		}
+		t0 := time.Now()
+		sc.kill(leader)
+		for i := 0; ; i++ {
+			if time.Since(t0) > time.Minute {
+				return errors.New("failover: no write within a minute")
+			}
+			n := sc.nodes[i%len(sc.nodes)]
+			if n == leader {
+				continue
+			}
+			body := []byte(`{"name":"failover-` + strconv.Itoa(k) + `-` + strconv.Itoa(i) + `"}`)
+			if post(sc.hc, "https://"+n.api+"/v1/keys", sc.token, body, nil) == nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		times = append(times, time.Since(t0))
+		if err := sc.start(leader); err != nil {
+			return err
+		}
+		if err := sc.waitServing(leader, "scale-3", 2*time.Minute); err != nil {
+			return err
+		}
+	}
+	sorted := slices.Clone(times)
+	slices.Sort(sorted)
+	var parts []string
+	for _, d := range times {
+		parts = append(parts, d.Round(time.Millisecond).String())
+	}
+	fmt.Printf("scale keys=%d failover (leader SIGKILL -> first write) p50=%s range %s-%s: %s\n", nkeys,
+		sorted[len(sorted)/2].Round(time.Millisecond), sorted[0].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond), strings.Join(parts, " "))
 	return nil
 }
