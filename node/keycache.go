@@ -100,8 +100,10 @@ func (c *keyCache) get(name string, load func(string) (*liveKey, error)) (lk *li
 	sh := c.shard(name)
 	sh.mu.Lock()
 	if e := sh.entries[name]; e != nil {
-		sh.unlink(e)
-		sh.pushFront(e)
+		if sh.head.next != e {
+			sh.unlink(e)
+			sh.pushFront(e)
+		}
 		lk := e.lk
 		sh.mu.Unlock()
 		if !lk.acquire() {
