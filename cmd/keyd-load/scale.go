@@ -404,9 +404,11 @@ func (sc *scaleCluster) cacheCounters() (hits, misses float64) {
 func (sc *scaleCluster) encrypt(name string, d time.Duration, pick func(r *rand.Rand) string) (result, float64) {
 	h0, m0 := sc.cacheCounters()
 	body := []byte(`{"plaintext":"WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpa"}`)
+	// Fresh seeds each call: a repeated sequence would find the keys of
+	// the previous round in the cache.
 	rngs := make([]*rand.Rand, sc.o.callers)
 	for i := range rngs {
-		rngs[i] = rand.New(rand.NewPCG(uint64(i), 42))
+		rngs[i] = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	r := drive(name, sc.o.callers, d, func(w int) error {
 		n := sc.nodes[w%len(sc.nodes)]
