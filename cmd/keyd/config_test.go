@@ -176,6 +176,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("node_id: [1, 2]\n"))
 	f.Add([]byte("peers: {id: x}\n"))
 	f.Add([]byte("scheduler_interval: 1m\nsnapshot_threshold: -3\n"))
+	f.Add([]byte(editConfig("", "key_cache_size: -7")))
 	load := fakeLoader(f)
 	id, err := load("n1", "", "", "")
 	if err != nil {
