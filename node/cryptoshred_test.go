@@ -116,16 +116,20 @@ func TestCryptoShredding(t *testing.T) {
 
 	// A snapshot taken after the destruction does not hold the key, and
 	// restoring it does not bring the key back.
+	// On a busy machine the node the client picks may have just lost
+	// contact with the leader (and refuses); try again until one serves.
 	var file bytes.Buffer
-	if err := cl.SnapshotSave(ctx, &file); err != nil {
-		t.Fatal(err)
-	}
+	c.Eventually(t, 30*time.Second, func() error {
+		file.Reset()
+		return cl.SnapshotSave(ctx, &file)
+	})
 	if bytes.Contains(file.Bytes(), []byte(subject)) {
 		t.Fatal("the snapshot taken after the destruction names the destroyed key")
 	}
-	if _, err := cl.SnapshotRestore(ctx, file.Bytes(), true); err != nil {
-		t.Fatal(err)
-	}
+	c.Eventually(t, 30*time.Second, func() error {
+		_, err := cl.SnapshotRestore(ctx, file.Bytes(), true)
+		return err
+	})
 	c.Eventually(t, 15*time.Second, func() error {
 		for i := 0; i < c.Size(); i++ {
 			n := c.Node(i)
