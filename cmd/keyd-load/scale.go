@@ -59,6 +59,8 @@ type scaleCluster struct {
 	hc    *http.Client
 	token string
 	share string
+	// waitErrs are the distinct answers waitServing saw, for diagnosis.
+	waitErrs []string
 }
 
 func freeAddr() (string, error) {
@@ -129,7 +131,8 @@ hsm:
   path: %s
 peers:
 %sbootstrap: true
-log_level: warn
+log_level: info
+log_format: text
 %s`, n.id, filepath.Join(n.dir, "data"), n.api, n.raft, filepath.Join(n.dir, "cert.pem"), filepath.Join(n.dir, "key.pem"),
 			filepath.Join(dir, "ca.pem"), filepath.Join(n.dir, "hsm"), peers.String(), cacheLine)
 		if err := os.WriteFile(filepath.Join(n.dir, "keyd.yaml"), []byte(cfg), 0o600); err != nil {
@@ -196,11 +199,28 @@ func (sc *scaleCluster) status(n *scaleNode) (*api.SealStatus, error) {
 func (sc *scaleCluster) waitServing(n *scaleNode, key string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	body := []byte(`{"plaintext":"AAAA"}`)
+	sc.waitErrs = nil
+	note := func(err error) {
+		if len(sc.waitErrs) == 0 || sc.waitErrs[len(sc.waitErrs)-1] != err.Error() {
+			sc.waitErrs = append(sc.waitErrs, time.Now().Format("15:04:05.000")+" "+err.Error())
+		}
+	}
 	for time.Now().Before(deadline) {
-		if st, err := sc.status(n); err == nil && st.Initialized && !st.Sealed {
-			if key == "" || post(sc.hc, "https://"+n.api+"/v1/keys/"+key+"/encrypt", sc.token, body, nil) == nil {
+		st, err := sc.status(n)
+		switch {
+		case err != nil:
+			note(err)
+		case !st.Initialized || st.Sealed:
+			note(fmt.Errorf("sealed: %s", st.SealReason))
+		default:
+			if key == "" {
 				return nil
 			}
+			err := post(sc.hc, "https://"+n.api+"/v1/keys/"+key+"/encrypt", sc.token, body, nil)
+			if err == nil {
+				return nil
+			}
+			note(err)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -558,7 +578,16 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 	if err := sc.waitServing(follower, "scale-2", 2*time.Minute); err != nil {
 		return err
 	}
-	fmt.Printf("scale keys=%d warm rejoin (process start -> serving): %s\n", nkeys, time.Since(follower.started).Round(time.Millisecond))
+	rejoin := time.Since(follower.started)
+	fmt.Printf("scale keys=%d warm rejoin (process start -> serving): %s\n", nkeys, rejoin.Round(time.Millisecond))
+	if rejoin > time.Second {
+		fmt.Printf("scale keys=%d slow rejoin, answers seen: %s\n", nkeys, strings.Join(sc.waitErrs, " | "))
+		// Show what the node did meanwhile (its log since the restart).
+		if b, err := os.ReadFile(filepath.Join(follower.dir, "server.log")); err == nil {
+			lines := strings.Split(string(b), "\n")
+			fmt.Printf("scale keys=%d slow rejoin, %s's log tail:\n%s\n", nkeys, follower.id, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	}
 	if err := sc.failover(nkeys, 5); err != nil {
 		return err
 	}
