@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/internal/testcluster"
+	"github.com/keyd/keyd/node"
 )
 
 // TestNoLeaderChangeUnderLoad runs a sustained mixed load (creates through
@@ -20,9 +21,17 @@ import (
 // mistake a busy leader for a dead one. The term and the leader are the
 // same on every node before and after. Nothing here is timed: the load
 // only has to keep every core busy for its duration.
+//
+// The profile is scaled by KEYD_TEST_TIMEOUT_SCALE (1 by default: the LAN
+// profile as shipped), as every deadline of the suite is: a machine
+// declared N times slower gets N times the Raft timeouts.
 func TestNoLeaderChangeUnderLoad(t *testing.T) {
 	ctx := ctxT(t)
-	c := testcluster.New(t, testcluster.Options{Nodes: 3})
+	c := testcluster.New(t, testcluster.Options{Nodes: 3, Configure: func(_ int, cfg *node.Config) {
+		tm := node.TimingLAN
+		cfg.Timing = node.Timing{Heartbeat: testcluster.Scaled(tm.Heartbeat), Election: testcluster.Scaled(tm.Election),
+			LeaderLease: testcluster.Scaled(tm.LeaderLease), Commit: tm.Commit}
+	}})
 	c.Init(t, 3, 2)
 	c.Unseal(t, 2)
 	cl := c.Client(t)
