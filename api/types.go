@@ -137,7 +137,8 @@ const (
 type CreateKeyRequest struct {
 	Name string `json:"name"`
 	// Type is one of aes256-gcm (default), xchacha20-poly1305,
-	// hmac-sha256, ed25519, ecdsa-p256.
+	// hmac-sha256, ed25519, ecdsa-p256, aes256-siv (deterministic) and
+	// ff1-aes256 (format-preserving); see docs/PII.md.
 	Type string `json:"type,omitempty"`
 	// RotationPeriod, when set ("720h"), makes the leader rotate the key
 	// automatically once each period.
@@ -209,12 +210,18 @@ type EncryptResponse struct {
 type DecryptRequest struct {
 	Ciphertext string `json:"ciphertext"`
 	Context    []byte `json:"context,omitempty"`
+	// Mask, "last4" or "full", asks for the masked form instead of the
+	// plaintext (see MaskedDecryptResponse, docs/PII.md). A caller with
+	// decrypt-masked but not decrypt always gets the masked form.
+	Mask string `json:"mask,omitempty"`
 }
 
 // DecryptResponse carries the plaintext.
 type DecryptResponse struct {
 	Plaintext []byte `json:"plaintext"`
-	Version   uint32 `json:"version"`
+	// Masked replaces Plaintext (then null) on a masked decrypt.
+	Masked  string `json:"masked,omitempty"`
+	Version uint32 `json:"version"`
 }
 
 // DataKeyRequest: POST /v1/keys/{name}/datakey.
@@ -289,6 +296,7 @@ type BatchDecryptRequest struct {
 // for reencrypt) and Error is set.
 type BatchDecryptItem struct {
 	Plaintext  []byte          `json:"plaintext,omitempty"`
+	Masked     string          `json:"masked,omitempty"` // masked decrypt (docs/PII.md)
 	Ciphertext string          `json:"ciphertext,omitempty"`
 	Version    uint32          `json:"version,omitempty"`
 	Error      *BatchItemError `json:"error,omitempty"`

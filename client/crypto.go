@@ -52,6 +52,9 @@ func (c *Client) Decrypt(ctx context.Context, name, ciphertext string, encContex
 	if err := c.crypto(ctx, name, "decrypt", api.DecryptRequest{Ciphertext: ciphertext, Context: encContext}, &r); err != nil {
 		return nil, err
 	}
+	if r.Masked != "" {
+		return nil, ErrMasked
+	}
 	return &r, nil
 }
 

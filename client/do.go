@@ -332,6 +332,10 @@ func bodyIndex(out any) uint64 {
 		return v.Index
 	case *api.WriteResponse:
 		return v.Index
+	case *api.KVSecret:
+		return v.Index
+	case *api.TokenizeResponse:
+		return v.Index
 	}
 	return 0
 }

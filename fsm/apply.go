@@ -156,6 +156,9 @@ func (a *applier) dispatch(cmd Command) error {
 	if ok, err := a.dispatchAudit(cmd); ok {
 		return err
 	}
+	if ok, err := a.dispatchKV(cmd); ok {
+		return err
+	}
 	return fmt.Errorf("%w: %T", ErrUnknownCommand, cmd)
 }
 

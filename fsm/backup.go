@@ -58,6 +58,11 @@ type BackupCounts struct {
 	Policies   int `json:"policies"`
 	Tokens     int `json:"tokens"`
 	Identities int `json:"identities"`
+	// Secrets counts KV secrets, SecretVersions their versions that
+	// still hold a value, VaultTokens the tokenization vault's tokens.
+	Secrets        int `json:"secrets,omitempty"`
+	SecretVersions int `json:"secret_versions,omitempty"`
+	VaultTokens    int `json:"vault_tokens,omitempty"`
 }
 
 // BackupHeader describes an operator snapshot; it is public.
@@ -196,6 +201,10 @@ func backupHeaderOf(tx *bolt.Tx) (*BackupHeader, error) {
 	hdr.Counts.Policies = tx.Bucket(bucketPolicies).Stats().KeyN
 	hdr.Counts.Tokens = tx.Bucket(bucketTokens).Stats().KeyN
 	hdr.Counts.Identities = tx.Bucket(bucketIdentities).Stats().KeyN
+	if hdr.Counts.Secrets, hdr.Counts.SecretVersions, err = kvCounts(tx); err != nil {
+		return nil, err
+	}
+	hdr.Counts.VaultTokens = vaultCount(tx)
 	return hdr, nil
 }
 

@@ -315,7 +315,10 @@ func newCommand(op Op) Command {
 	case OpRotateRoot:
 		return new(RotateRoot)
 	}
-	return newAuditCommand(op)
+	if c := newAuditCommand(op); c != nil {
+		return c
+	}
+	return newKVCommand(op)
 }
 
 // Encode returns [formatVersion][op][JSON body].

@@ -9,7 +9,8 @@ import (
 func FuzzDecrypt(f *testing.F) {
 	aes, _ := newTestKey(f, "fuzz", AES256GCM, 2, 0)
 	xc, _ := newTestKey(f, "fuzz", XChaCha20Poly1305, 2, 0)
-	for _, k := range []*Key{aes, xc} {
+	siv, _ := newTestKey(f, "fuzz", AES256SIV, 2, 0)
+	for _, k := range []*Key{aes, xc, siv} {
 		ct, _ := k.Encrypt(nil, []byte("seed plaintext"), []byte("ctx"))
 		f.Add(ct, []byte("ctx"))
 		f.Add(ct[:len(ct)-4], []byte("ctx"))
@@ -19,7 +20,7 @@ func FuzzDecrypt(f *testing.F) {
 	f.Add("keyd:v0:", []byte("x"))
 	known := []error{ErrMalformed, ErrUnknownVersion, ErrVersionTooOld, ErrDecrypt}
 	f.Fuzz(func(t *testing.T, s string, ctx []byte) {
-		for _, k := range []*Key{aes, xc} {
+		for _, k := range []*Key{aes, xc, siv} {
 			pt, v, err := k.Decrypt(s, ctx)
 			if err != nil {
 				if pt != nil || v != 0 {

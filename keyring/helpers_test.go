@@ -11,7 +11,7 @@ import (
 )
 
 // allTypes lists every key type, in a stable order for table tests.
-var allTypes = []KeyType{AES256GCM, XChaCha20Poly1305, HMACSHA256, Ed25519, ECDSAP256}
+var allTypes = []KeyType{AES256GCM, XChaCha20Poly1305, HMACSHA256, Ed25519, ECDSAP256, AES256SIV}
 
 // newTestKey builds a key of type t holding versions 1..n with fresh
 // material, and returns the material per version for checks.

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/keyd/keyd/fpe"
+	"github.com/tink-crypto/tink-go/v2/daead/subtle"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -52,6 +54,12 @@ type keyVersion struct {
 	// an HMAC to its keyed initial state, so reuse skips re-deriving the
 	// pads and about eight allocations per call.
 	macs *sync.Pool
+	// siv (AES256SIV), ff1 (FF1AES256) and pseudo (HMACSHA256: the
+	// pseudonym subkey) are set up by initPII, see pii.go.
+	siv       *subtle.AESSIV
+	ff1       *fpe.FF1
+	pseudo    *sync.Pool
+	pseudoKey []byte // the pseudonym subkey, zeroed by Destroy
 }
 
 // Key is an immutable, unwrapped, in-memory customer key with all its usable
@@ -152,6 +160,9 @@ func newKeyVersion(name string, t KeyType, v Version) (keyVersion, error) {
 	case HMACSHA256:
 		kv.macs = &sync.Pool{New: func() any { return hmac.New(sha256.New, m) }}
 	}
+	if err := kv.initPII(t, m); err != nil {
+		return keyVersion{}, err
+	}
 	return kv, nil
 }
 
@@ -232,8 +243,9 @@ func (k *Key) Encrypt(rand io.Reader, plaintext, context []byte) (string, error)
 }
 
 // EncryptTo is Encrypt that appends the text to dst and returns the extended
-// slice; it allocates nothing when cap(dst)-len(dst) is at least
-// EncryptedLen(len(plaintext), len(context)). The spare capacity past the
+// slice; for the AEAD types it allocates nothing when cap(dst)-len(dst) is
+// at least EncryptedLen(len(plaintext), len(context)) (AES256SIV, whose
+// library returns a new slice, always allocates). The spare capacity past the
 // returned length is used as scratch (it ends up holding the raw nonce,
 // ciphertext and AAD, none of them secret). plaintext and context must not
 // overlap dst's capacity. On error dst is returned unchanged.
@@ -244,6 +256,9 @@ func (k *Key) EncryptTo(dst []byte, rand io.Reader, plaintext, context []byte) (
 	kv, err := k.latest("encrypt")
 	if err != nil {
 		return dst, err
+	}
+	if kv.siv != nil {
+		return kv.sivEncryptTo(dst, plaintext, context)
 	}
 	ns, ov := kv.aead.NonceSize(), kv.aead.Overhead()
 	r := ns + len(plaintext) + ov
@@ -284,6 +299,9 @@ func (k *Key) EncryptedLen(plaintextLen, contextLen int) int {
 		return 0
 	}
 	kv := &k.versions[len(k.versions)-1]
+	if kv.siv != nil {
+		return textHeaderLen(kv.num) + b64.EncodedLen(sivTagLen+plaintextLen)
+	}
 	r := kv.aead.NonceSize() + plaintextLen + kv.aead.Overhead()
 	n := textHeaderLen(kv.num) + b64.EncodedLen(r) + r
 	if contextLen > 0 {
@@ -302,6 +320,9 @@ func (k *Key) EncryptedLen(plaintextLen, contextLen int) int {
 func (k *Key) Decrypt(ciphertext string, context []byte) (plaintext []byte, version uint32, err error) {
 	if !k.typ.CanEncrypt() {
 		return nil, 0, k.unsupported("decrypt")
+	}
+	if k.typ == AES256SIV {
+		return k.sivDecrypt(ciphertext, context)
 	}
 	v, enc, err := parseTextHeader(ciphertext)
 	if err != nil {
@@ -498,6 +519,7 @@ func (k *Key) Destroy() {
 		kv := &k.versions[i]
 		kv.material.Destroy()
 		clear(kv.edPriv)
+		clear(kv.pseudoKey)
 		*kv = keyVersion{}
 	}
 	k.versions = nil

@@ -30,11 +30,24 @@ const (
 	// ECDSAP256 signs SHA-256(message) with ECDSA over P-256 (ASN.1 DER
 	// signatures).
 	ECDSAP256 KeyType = "ecdsa-p256"
+	// AES256SIV encrypts deterministically with AES-SIV (RFC 5297, a
+	// 64-byte key): the same plaintext and context under the same version
+	// give the same ciphertext. See pii.go.
+	AES256SIV KeyType = "aes256-siv"
+	// FF1AES256 enciphers with NIST SP 800-38G FF1 over AES-256
+	// (format-preserving, package fpe). See pii.go.
+	FF1AES256 KeyType = "ff1-aes256"
 )
 
-// materialLen is the exact material length of every key type: 32 bytes for
-// all of them (AES/XChaCha key, HMAC key, Ed25519 seed, P-256 scalar).
-const materialLen = 32
+// materialLen is the exact material length of a key type: 32 bytes for
+// most (AES/XChaCha key, HMAC key, Ed25519 seed, P-256 scalar), 64 for
+// AES-SIV (two AES-256 keys).
+func (t KeyType) materialLen() int {
+	if t == AES256SIV {
+		return sivKeyLen
+	}
+	return 32
+}
 
 // ParseKeyType returns the KeyType named s (exact, case-sensitive match) or
 // an error wrapping [ErrUnknownKeyType].
@@ -48,14 +61,15 @@ func ParseKeyType(s string) (KeyType, error) {
 
 func (t KeyType) valid() bool {
 	switch t {
-	case AES256GCM, XChaCha20Poly1305, HMACSHA256, Ed25519, ECDSAP256:
+	case AES256GCM, XChaCha20Poly1305, HMACSHA256, Ed25519, ECDSAP256, AES256SIV, FF1AES256:
 		return true
 	}
 	return false
 }
 
 // CanEncrypt reports whether keys of type t support Encrypt and Decrypt.
-func (t KeyType) CanEncrypt() bool { return t == AES256GCM || t == XChaCha20Poly1305 }
+// AES256SIV keys encrypt deterministically.
+func (t KeyType) CanEncrypt() bool { return t == AES256GCM || t == XChaCha20Poly1305 || t == AES256SIV }
 
 // CanSign reports whether keys of type t support Sign and Verify.
 func (t KeyType) CanSign() bool { return t == Ed25519 || t == ECDSAP256 }
@@ -67,7 +81,8 @@ func (t KeyType) CanHMAC() bool { return t == HMACSHA256 }
 func (t KeyType) String() string { return string(t) }
 
 // GenerateMaterial returns fresh material for type t from rand
-// (crypto/rand.Reader if nil): 32 random bytes for every type. For
+// (crypto/rand.Reader if nil): 32 random bytes for every type but
+// AES256SIV, which gets 64. For
 // ECDSAP256 those bytes are the big-endian private scalar, re-drawn in the
 // (probability ~2^-32) case that they are not in [1, n-1]. It returns
 // [ErrUnknownKeyType] for an unknown t.
@@ -75,7 +90,7 @@ func GenerateMaterial(t KeyType, rand io.Reader) (*KeyMaterial, error) {
 	if !t.valid() {
 		return nil, fmt.Errorf("keyring: generate material: key type %q: %w", string(t), ErrUnknownKeyType)
 	}
-	b := make([]byte, materialLen)
+	b := make([]byte, t.materialLen())
 	for {
 		if err := readRandom(rand, b); err != nil {
 			clear(b)
@@ -98,8 +113,8 @@ func checkMaterial(t KeyType, m *KeyMaterial) error {
 	if !t.valid() {
 		return fmt.Errorf("key type %q: %w", string(t), ErrUnknownKeyType)
 	}
-	if m.Len() != materialLen {
-		return fmt.Errorf("material is %d bytes, want %d: %w", m.Len(), materialLen, ErrInvalidKey)
+	if m.Len() != t.materialLen() {
+		return fmt.Errorf("material is %d bytes, want %d: %w", m.Len(), t.materialLen(), ErrInvalidKey)
 	}
 	if t == ECDSAP256 && !validScalar(m.bytes()) {
 		return fmt.Errorf("material is not a valid P-256 scalar: %w", ErrInvalidKey)

@@ -46,7 +46,7 @@ func TestGenerateMaterial(t *testing.T) {
 	for _, typ := range allTypes {
 		t.Run(string(typ), func(t *testing.T) {
 			t.Parallel()
-			seed := bytes.Repeat([]byte{0x42}, 32)
+			seed := bytes.Repeat([]byte{0x42}, typ.materialLen())
 			m, err := GenerateMaterial(typ, bytes.NewReader(seed))
 			if err != nil {
 				t.Fatal(err)
@@ -57,7 +57,7 @@ func TestGenerateMaterial(t *testing.T) {
 			if err := checkMaterial(typ, m); err != nil {
 				t.Fatalf("generated material invalid: %v", err)
 			}
-			_, err = GenerateMaterial(typ, bytes.NewReader(seed[:31]))
+			_, err = GenerateMaterial(typ, bytes.NewReader(seed[:len(seed)-1]))
 			if err == nil {
 				t.Fatalf("short rand: got nil error, want read error")
 			}

@@ -40,6 +40,10 @@ type Sample struct {
 	// LastContact is the time since this node last heard from the leader
 	// (0 on the leader); negative when it never has.
 	LastContact time.Duration
+	// PeerLastContact is, on the leader, the time since it last reached
+	// each other voter with a successful AppendEntries (heartbeat or
+	// replication), by node id; nil on other nodes.
+	PeerLastContact map[string]time.Duration
 	// Keys is the number of keys in the replicated state; negative when
 	// it could not be read.
 	Keys int
@@ -179,6 +183,7 @@ var (
 	descCommitIndex  = prometheus.NewDesc("keyd_raft_commit_index", "Raft commit index known here.", nil, nil)
 	descAppliedIndex = prometheus.NewDesc("keyd_raft_applied_index", "Raft index applied to the state machine here.", nil, nil)
 	descLastContact  = prometheus.NewDesc("keyd_raft_last_contact_seconds", "Seconds since this node last heard from the leader (0 on the leader; absent if never).", nil, nil)
+	descPeerContact  = prometheus.NewDesc("keyd_raft_peer_last_contact_seconds", "On the leader: seconds since it last reached each peer with a successful AppendEntries (absent elsewhere, and for a peer never reached).", []string{"peer"}, nil)
 	descKeys         = prometheus.NewDesc("keyd_keys", "Keys in the replicated state.", nil, nil)
 	descMembers      = prometheus.NewDesc("keyd_gossip_members", "Gossip members by state, as this node sees them.", []string{"state"}, nil)
 
@@ -191,7 +196,7 @@ var (
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInitialized, descSealed, descRaftState, descRaftLeader, descLeaderKnown,
-		descTerm, descLastIndex, descCommitIndex, descAppliedIndex, descLastContact, descKeys, descMembers,
+		descTerm, descLastIndex, descCommitIndex, descAppliedIndex, descLastContact, descPeerContact, descKeys, descMembers,
 		descCacheSize, descCacheCapacity, descCacheHits, descCacheMisses, descCacheEvictions} {
 		ch <- d
 	}
@@ -215,6 +220,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descAppliedIndex, float64(s.AppliedIndex))
 	if s.LastContact >= 0 {
 		gauge(descLastContact, s.LastContact.Seconds())
+	}
+	for peer, d := range s.PeerLastContact {
+		gauge(descPeerContact, d.Seconds(), peer)
 	}
 	if s.Keys >= 0 {
 		gauge(descKeys, float64(s.Keys))

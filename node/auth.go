@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
 	"net/http"
@@ -135,8 +136,24 @@ const maxTokenLen = 256
 // from a client certificate. Token lookup is by the hash of the presented
 // token, computed in a stack buffer, so the check neither allocates nor
 // compares secret bytes.
+//
+// A token is taken from "Authorization: Bearer <token>" or, as Vault's
+// clients send it, from "X-Vault-Token: <token>" (docs/TRANSIT.md). A
+// request carrying both must carry the same token in each: two different
+// ones (say, a proxy adding one while the caller sent the other) are
+// refused rather than one of them silently chosen.
 func (a *authenticator) Authenticate(r *http.Request) (httpapi.Principal, error) {
-	if h := r.Header.Get(api.HeaderAuthorization); h != "" {
+	h, vt := r.Header.Get(api.HeaderAuthorization), r.Header.Get(api.HeaderVaultToken)
+	if vt != "" {
+		if h != "" {
+			tok, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(vt)) != 1 {
+				return nil, errTwoTokens
+			}
+		}
+		return a.lookupToken(vt)
+	}
+	if h != "" {
 		return a.authenticateToken(h)
 	}
 	s := a.set.Load()
@@ -164,7 +181,19 @@ func (a *authenticator) Authenticate(r *http.Request) (httpapi.Principal, error)
 
 func (a *authenticator) authenticateToken(header string) (*principal, error) {
 	tok, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok || len(tok) == 0 || len(tok) > maxTokenLen {
+	if !ok {
+		return nil, api.ErrUnauthorized
+	}
+	return a.lookupToken(tok)
+}
+
+// errTwoTokens refuses a request whose Authorization and X-Vault-Token
+// headers name different tokens.
+var errTwoTokens = &api.Error{Code: api.CodeUnauthorized, Message: "the Authorization and X-Vault-Token headers carry different tokens; send one"}
+
+// lookupToken resolves a presented token (without any "Bearer " prefix).
+func (a *authenticator) lookupToken(tok string) (*principal, error) {
+	if len(tok) == 0 || len(tok) > maxTokenLen {
 		return nil, api.ErrUnauthorized
 	}
 	var buf [maxTokenLen]byte

@@ -74,3 +74,36 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	}
 }
+
+// TestAuthenticateVaultTokenHeader: X-Vault-Token is a keyd token; with
+// Authorization it must name the same token.
+func TestAuthenticateVaultTokenHeader(t *testing.T) {
+	t.Parallel()
+	a := testAuth(map[string]time.Time{"kd_good": {}, "kd_other": {}})
+	tests := []struct {
+		name          string
+		bearer, vault string
+		wantErr       error
+	}{
+		{"vault header alone", "", "kd_good", nil},
+		{"both, same token", "Bearer kd_good", "kd_good", nil},
+		{"vault header unknown token", "", "kd_bad", api.ErrUnauthorized},
+		{"both, different valid tokens", "Bearer kd_other", "kd_good", api.ErrUnauthorized},
+		{"both, bearer without scheme", "kd_good", "kd_good", api.ErrUnauthorized},
+		{"vault header with a Bearer prefix", "", "Bearer kd_good", api.ErrUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest("GET", "/", nil)
+			if tt.bearer != "" {
+				r.Header.Set(api.HeaderAuthorization, tt.bearer)
+			}
+			r.Header.Set(api.HeaderVaultToken, tt.vault)
+			_, err := a.Authenticate(r)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -188,6 +188,14 @@ type Config struct {
 	// UnauthenticatedMetrics serves GET /v1/sys/metrics without a token;
 	// by default it needs the metrics capability.
 	UnauthenticatedMetrics bool
+	// MetricsAddr, when set, also serves the metrics of GET
+	// /v1/sys/metrics on a separate plain-HTTP listener, without a token,
+	// at GET /metrics (and GET /v1/sys/metrics): for a Prometheus on the
+	// same host or network segment. A bare port ("9102", ":9102") listens
+	// on 127.0.0.1 only. Nothing else is served there.
+	MetricsAddr string
+	// MetricsListener, when set, is used instead of MetricsAddr (tests).
+	MetricsListener net.Listener
 	// WrapStreamLayer, when set, wraps the Raft stream layer (tests
 	// inject faults with transport.FaultLayer).
 	WrapStreamLayer func(raft.StreamLayer) raft.StreamLayer

@@ -124,7 +124,7 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 	if err != nil {
 		return fmt.Errorf("node: forward: %w", err)
 	}
-	for _, h := range []string{api.HeaderAuthorization, api.HeaderRequestID, api.HeaderMinIndex, "Content-Type"} {
+	for _, h := range []string{api.HeaderAuthorization, api.HeaderVaultToken, api.HeaderRequestID, api.HeaderMinIndex, "Content-Type"} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}
@@ -133,12 +133,12 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 	// node's certificate, so the caller's identity travels in a header the
 	// leader trusts only from a cluster node. It is taken from the verified
 	// TLS connection here, never copied from the caller's headers.
-	if r.Header.Get(api.HeaderAuthorization) == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+	if r.Header.Get(api.HeaderAuthorization) == "" && r.Header.Get(api.HeaderVaultToken) == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		id := CertIdentity(r.TLS.PeerCertificates[0])
 		req.Header.Set(HeaderCertIdentity, hex.EncodeToString(id[:]))
 	}
 	req.Header.Set(api.HeaderForwarded, n.cfg.NodeID)
-	resp, err := n.peers.do(req)
+	resp, err := n.peers.doPeer(leaderID, req)
 	if err != nil {
 		// The write may or may not have reached the leader: the client
 		// retries with the same request id.

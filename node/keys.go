@@ -52,7 +52,7 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	}
 	t, err := keyring.ParseKeyType(req.Type)
 	if err != nil {
-		return nil, badRequest("unknown key type %q (aes256-gcm, xchacha20-poly1305, hmac-sha256, ed25519, ecdsa-p256)", req.Type)
+		return nil, badRequest("unknown key type %q (aes256-gcm, xchacha20-poly1305, hmac-sha256, ed25519, ecdsa-p256, aes256-siv, ff1-aes256)", req.Type)
 	}
 	period, err := parsePeriod(req.RotationPeriod, n.cfg.MinRotationPeriod)
 	if err != nil {

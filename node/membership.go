@@ -147,6 +147,7 @@ func (n *Node) checkMembership(ctx context.Context) {
 	for _, p := range n.peers.all() {
 		if p.ID != n.cfg.NodeID && n.fsm.Removed(p.ID) {
 			n.peers.remove(p.ID)
+			n.peers.forget(p.ID)
 		}
 	}
 	w := &n.member

@@ -32,6 +32,9 @@ func (n *Node) metricsSample() metrics.Sample {
 		s.Term, s.LastIndex, s.CommitIndex = r.CurrentTerm(), r.LastIndex(), r.CommitIndex()
 		_, lid := r.LeaderWithID()
 		s.LeaderKnown = lid != ""
+		if rp.contacts != nil {
+			s.PeerLastContact = rp.contacts.peerLastContact(r, raft.ServerID(n.cfg.NodeID))
+		}
 		if st == raft.Leader {
 			s.LastContact = 0
 		} else if t := r.LastContact(); !t.IsZero() {

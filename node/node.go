@@ -168,7 +168,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	handler := httpapi.New(httpapi.Config{
 		Audit: auditor,
-		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, Auth: &n.auth,
+		Sys:   n, Keys: n, Crypto: n, Cluster: n, NodeShares: n, Membership: n, Rotation: n, KV: n, Vault: n, Auth: &n.auth,
 		IsPeer: n.isPeer, NodeCertID: n.nodeCertID, Admin: n, Snapshots: n,
 		Logger:     n.log,
 		AuditTrail: n,
@@ -191,6 +191,10 @@ func (n *Node) Start(ctx context.Context) error {
 			n.log.Error("api server stopped", "err", err)
 		}
 	})
+	if err := n.startMetricsListener(); err != nil {
+		_ = n.Close()
+		return err
+	}
 	if err := n.startGossip(); err != nil {
 		_ = n.Close()
 		return fmt.Errorf("node: gossip: %w", err)

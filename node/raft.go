@@ -24,8 +24,11 @@ import (
 
 // raftParts are the pieces of the Raft stack the node owns.
 type raftParts struct {
-	raft      *raft.Raft
-	trans     *raft.NetworkTransport
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	// contacts is trans as Raft uses it: it records each peer's last
+	// successful AppendEntries (metrics).
+	contacts  *contactTransport
 	logs      *closingStore
 	advertise raft.ServerAddress
 }
@@ -115,13 +118,14 @@ func (n *Node) startRaft() (*raftParts, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	contacts := newContactTransport(trans)
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, contacts)
 	if err != nil {
 		_ = logs.Close()
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: raft: %w", err)
 	}
-	return &raftParts{raft: r, trans: trans, logs: store, advertise: trans.LocalAddr()}, nil
+	return &raftParts{raft: r, trans: trans, contacts: contacts, logs: store, advertise: trans.LocalAddr()}, nil
 }
 
 func (p *raftParts) close() error {

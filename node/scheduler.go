@@ -31,6 +31,7 @@ func (n *Node) runScheduler(ctx context.Context) {
 
 func (n *Node) schedulePass(ctx context.Context) {
 	now := time.Now().UTC()
+	n.purgeTokens(ctx, now)
 	var due []*fsm.KeyRecord
 	_ = n.fsm.ForEachKey(func(rec *fsm.KeyRecord) error {
 		if rec.RotationDue(now) || (rec.State == fsm.StatePendingDeletion && !now.Before(rec.DeletionAt)) {

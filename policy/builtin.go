@@ -11,7 +11,7 @@ const (
 )
 
 // cryptoCaps is what an application does with a key: use it, never manage it.
-var cryptoCaps = []Capability{Encrypt, Decrypt, Rewrap, DataKey, Sign, Verify, HMAC}
+var cryptoCaps = []Capability{Encrypt, Decrypt, Rewrap, DataKey, Sign, Verify, HMAC, Pseudonym}
 
 // builtins are the design's separation of duties. None of them can
 // unseal or rotate the root: those need custodian shares, not a token.
@@ -57,7 +57,7 @@ func BuiltinNames() []string {
 
 // AppPolicy returns a user policy called name for an application: the
 // crypto capabilities (encrypt, decrypt, rewrap, datakey, sign, verify,
-// hmac) and read, on the keys matching keyPatterns only. It creates,
+// hmac, pseudonym) and read, on the keys matching keyPatterns only. It creates,
 // rotates and deletes nothing. Errors wrap [ErrInvalidPolicy] (bad or
 // reserved name, no or bad pattern).
 func AppPolicy(name string, keyPatterns ...string) (*Policy, error) {

@@ -13,6 +13,12 @@ package policy
 //	sign        POST /v1/keys/{name}/sign (and batch/sign)
 //	verify      POST /v1/keys/{name}/verify, verify-hmac (and their batches)
 //	hmac        POST /v1/keys/{name}/hmac (and batch/hmac)
+//	pseudonym   POST /v1/keys/{name}/pseudonym
+//	decrypt-masked
+//	            POST /v1/keys/{name}/decrypt and batch/decrypt answer
+//	            only a masked form, never the plaintext (when the caller
+//	            lacks decrypt); no other route accepts it
+//	(fpe/encrypt and fpe/decrypt take encrypt and decrypt)
 //	create      POST /v1/keys
 //	rotate      POST /v1/keys/{name}/rotate, enable, disable, config:
 //	            every lifecycle change that is not a deletion
@@ -37,18 +43,33 @@ type Capability string
 
 // Key capabilities. A rule granting any of them must name key patterns.
 const (
-	Encrypt   Capability = "encrypt"
-	Decrypt   Capability = "decrypt"
-	Rewrap    Capability = "rewrap"
-	DataKey   Capability = "datakey"
-	Sign      Capability = "sign"
-	Verify    Capability = "verify"
-	HMAC      Capability = "hmac"
-	Create    Capability = "create"
-	Rotate    Capability = "rotate" // also enable, disable and config
-	Read      Capability = "read"
-	Delete    Capability = "delete" // schedule and cancel deletion
-	SetPolicy Capability = "set-policy"
+	Encrypt Capability = "encrypt"
+	Decrypt Capability = "decrypt"
+	Rewrap  Capability = "rewrap"
+	DataKey Capability = "datakey"
+	Sign    Capability = "sign"
+	Verify  Capability = "verify"
+	HMAC    Capability = "hmac"
+	// Pseudonym computes keyed pseudonyms (issue 14).
+	Pseudonym Capability = "pseudonym"
+	// DecryptMasked decrypts to a masked form only (issue 14).
+	DecryptMasked Capability = "decrypt-masked"
+	Create        Capability = "create"
+	Rotate        Capability = "rotate" // also enable, disable and config
+	Read          Capability = "read"
+	Delete        Capability = "delete" // schedule and cancel deletion
+	SetPolicy     Capability = "set-policy"
+	// Versioned secrets (KV), granted on patterns over "kv/" + the
+	// secret's path (for example "kv/app1/*"; '*' also matches '/').
+	KVRead    Capability = "kv-read"    // GET /v1/kv/{path}, its metadata
+	KVWrite   Capability = "kv-write"   // PUT/POST /v1/kv/{path}, metadata settings
+	KVDelete  Capability = "kv-delete"  // soft delete and undelete
+	KVDestroy Capability = "kv-destroy" // destroy versions, delete the whole secret
+	KVList    Capability = "kv-list"    // see the path in GET /v1/kv-list/{prefix}
+	// Tokenization, granted on key names. Tokenize never allows
+	// detokenize.
+	Tokenize   Capability = "tokenize"
+	Detokenize Capability = "detokenize"
 )
 
 // System capabilities. A rule granting any of them must not name keys.
@@ -73,11 +94,20 @@ const (
 	iSign
 	iVerify
 	iHMAC
+	iPseudonym
+	iDecryptMasked
 	iCreate
 	iRotate
 	iRead
 	iDelete
 	iSetPolicy
+	iKVRead
+	iKVWrite
+	iKVDelete
+	iKVDestroy
+	iKVList
+	iTokenize
+	iDetokenize
 	iCluster
 	iSnapshot
 	iAuditRead
@@ -93,7 +123,9 @@ const numKeyCaps = iCluster
 // allCaps lists every capability in index order.
 var allCaps = [numCaps]Capability{
 	Encrypt, Decrypt, Rewrap, DataKey, Sign, Verify, HMAC,
+	Pseudonym, DecryptMasked,
 	Create, Rotate, Read, Delete, SetPolicy,
+	KVRead, KVWrite, KVDelete, KVDestroy, KVList, Tokenize, Detokenize,
 	Cluster, Snapshot, AuditRead, TokenAdmin,
 	Metrics,
 }
@@ -116,6 +148,10 @@ func (c Capability) index() (capIndex, bool) {
 		return iVerify, true
 	case HMAC:
 		return iHMAC, true
+	case Pseudonym:
+		return iPseudonym, true
+	case DecryptMasked:
+		return iDecryptMasked, true
 	case Create:
 		return iCreate, true
 	case Rotate:
@@ -126,6 +162,20 @@ func (c Capability) index() (capIndex, bool) {
 		return iDelete, true
 	case SetPolicy:
 		return iSetPolicy, true
+	case KVRead:
+		return iKVRead, true
+	case KVWrite:
+		return iKVWrite, true
+	case KVDelete:
+		return iKVDelete, true
+	case KVDestroy:
+		return iKVDestroy, true
+	case KVList:
+		return iKVList, true
+	case Tokenize:
+		return iTokenize, true
+	case Detokenize:
+		return iDetokenize, true
 	case Cluster:
 		return iCluster, true
 	case Snapshot:
@@ -151,4 +201,14 @@ func (c Capability) Known() bool {
 func (c Capability) IsSystem() bool {
 	i, ok := c.index()
 	return ok && i >= numKeyCaps
+}
+
+// isKV reports whether c is a versioned-secret capability, granted on
+// "kv/" + path patterns.
+func (c Capability) isKV() bool {
+	switch c {
+	case KVRead, KVWrite, KVDelete, KVDestroy, KVList:
+		return true
+	}
+	return false
 }

@@ -176,8 +176,12 @@ func (r *Rule) validate() error {
 	case len(r.Keys) > MaxKeysPerRule:
 		return fmt.Errorf("%w: %d key patterns, limit %d", ErrInvalidPolicy, len(r.Keys), MaxKeysPerRule)
 	}
+	paths := true
+	for _, c := range r.Capabilities {
+		paths = paths && c.isKV()
+	}
 	for _, k := range r.Keys {
-		if err := checkPattern(k); err != nil {
+		if err := checkPattern(k, paths); err != nil {
 			return err
 		}
 	}
@@ -185,9 +189,11 @@ func (r *Rule) validate() error {
 }
 
 // checkPattern accepts the key-name alphabet (see api.ValidKeyName:
-// [A-Za-z0-9._-]) plus the wildcards. Anything else could never match a
-// valid key, so it is a typo worth rejecting.
-func checkPattern(p string) error {
+// [A-Za-z0-9._-]) plus the wildcards, and '/' when paths is set (a rule
+// granting only secret capabilities, whose patterns are over "kv/" +
+// path). Anything else could never match, so it is a typo worth
+// rejecting.
+func checkPattern(p string, paths bool) error {
 	if len(p) == 0 || len(p) > MaxPatternLen {
 		return fmt.Errorf("%w: key pattern must be 1 to %d characters", ErrInvalidPolicy, MaxPatternLen)
 	}
@@ -196,6 +202,7 @@ func checkPattern(p string) error {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
 			c == '.', c == '_', c == '-', c == '*', c == '?':
+		case c == '/' && paths:
 		default:
 			return fmt.Errorf("%w: key pattern %q: character %q not allowed", ErrInvalidPolicy, p, c)
 		}

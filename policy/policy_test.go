@@ -33,6 +33,8 @@ func TestParse(t *testing.T) {
 		{name: "mixed kinds", policy: "p", doc: `{"rules":[{"effect":"allow","capabilities":["snapshot","read"],"keys":["*"]}]}`, wantErr: ErrInvalidPolicy},
 		{name: "empty pattern", policy: "p", doc: `{"rules":[{"effect":"allow","capabilities":["read"],"keys":[""]}]}`, wantErr: ErrInvalidPolicy},
 		{name: "bad pattern character", policy: "p", doc: `{"rules":[{"effect":"allow","capabilities":["read"],"keys":["a/b"]}]}`, wantErr: ErrInvalidPolicy},
+		{name: "kv path pattern", policy: "p", doc: `{"rules":[{"effect":"allow","capabilities":["kv-read","kv-list"],"keys":["kv/app1/*"]}]}`},
+		{name: "kv path pattern mixed with a key capability", policy: "p", doc: `{"rules":[{"effect":"allow","capabilities":["kv-read","read"],"keys":["kv/app1/*"]}]}`, wantErr: ErrInvalidPolicy},
 		{name: "bracket is not a wildcard", policy: "p", doc: `{"rules":[{"effect":"allow","capabilities":["read"],"keys":["[ab]"]}]}`, wantErr: ErrInvalidPolicy},
 		{name: "bad policy name", policy: "App", doc: `{"rules":[{"effect":"allow","capabilities":["read"],"keys":["*"]}]}`, wantErr: ErrInvalidPolicy},
 		{name: "empty policy name", policy: "", doc: `{"rules":[{"effect":"allow","capabilities":["read"],"keys":["*"]}]}`, wantErr: ErrInvalidPolicy},

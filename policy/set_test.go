@@ -117,7 +117,7 @@ func TestAllowed(t *testing.T) {
 // policy, on the role's own keys and someone else's.
 func TestRoles(t *testing.T) {
 	t.Parallel()
-	crypto := map[Capability]bool{Encrypt: true, Decrypt: true, Rewrap: true, DataKey: true, Sign: true, Verify: true, HMAC: true}
+	crypto := map[Capability]bool{Encrypt: true, Decrypt: true, Rewrap: true, DataKey: true, Sign: true, Verify: true, HMAC: true, Pseudonym: true}
 	lifecycle := map[Capability]bool{Create: true, Rotate: true, Read: true, Delete: true, SetPolicy: true}
 	tests := []struct {
 		name string

@@ -28,7 +28,7 @@ import (
 func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long each measurement runs")
 	conc := flag.String("concurrency", "16,64", "comma-separated numbers of concurrent callers")
-	scenarios := flag.String("scenarios", "reference,encrypt,unaudited,auditstrict,decrypt,batch,create,failover", "which measurements to run")
+	scenarios := flag.String("scenarios", "reference,encrypt,unaudited,auditstrict,decrypt,batch,create,failover", "which measurements to run (also: pii)")
 	batchItems := flag.Int("batch-items", 500, "items per batch request")
 	keydBin := flag.String("keyd", "bin/keyd", "keyd binary for the scale scenario (real server processes)")
 	scaleKeys := flag.String("scale-keys", "1000", "comma-separated key counts for the scale scenario")

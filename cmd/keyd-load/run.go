@@ -431,7 +431,17 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 		}
 		stop()
 	}
+	if want["pii"] { // issue 14, pii.go
+		rs, err := runPII(ctx, ca, roots, d, levels)
+		if err != nil {
+			return err
+		}
+		results = append(results, rs...)
+	}
 	printRatios(results)
+	if want["pii"] {
+		printPIIRatios(results)
+	}
 	if want["failover"] {
 		if err := runFailover(ctx, ca, 10); err != nil {
 			return err

@@ -87,6 +87,10 @@ type fileConfig struct {
 
 	// UnauthenticatedMetrics serves GET /v1/sys/metrics without a token.
 	UnauthenticatedMetrics bool `yaml:"unauthenticated_metrics"`
+	// MetricsListen, when set, also serves the metrics over plain HTTP,
+	// without a token, at GET /metrics on this address; a bare port
+	// (":9102") listens on 127.0.0.1 only.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 type fileTLS struct {
@@ -338,6 +342,7 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 		cfg.SnapshotRetain = *fc.SnapshotRetain
 	}
 	cfg.UnauthenticatedMetrics = fc.UnauthenticatedMetrics
+	cfg.MetricsAddr = fc.MetricsListen
 	switch fc.LogFormat {
 	case "", "json":
 		cfg.Logger = slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))

@@ -33,9 +33,17 @@ Cryptography (input on stdin):
   datakey NAME [-bytes 32] [-context STR] [-no-plaintext]   prints JSON
   sign NAME | verify NAME -signature S message in
   hmac NAME | verify-hmac NAME -mac M  message in
+  tokenize NAME [-ttl D] [-deterministic]  value in, random token out (docs/KV.md)
+  detokenize NAME                      token in, value out (needs detokenize)
+
+Personal data (docs/PII.md; VALUE from stdin when omitted):
+  decrypt NAME -mask last4|full        masked form only (decrypt or decrypt-masked)
+  pseudonym NAME [VALUE] [-context STR] [-version N]
+  fpe encrypt|decrypt NAME -format F [-tweak STR] [-version N] [VALUE]
 
 Every subcommand takes -addr and -json. Key types: aes256-gcm (default),
-xchacha20-poly1305, hmac-sha256, ed25519, ecdsa-p256.
+xchacha20-poly1305, hmac-sha256, ed25519, ecdsa-p256, aes256-siv
+(deterministic), ff1-aes256 (format-preserving).
 `
 
 // errInvalidSignature makes verify and verify-hmac exit 1 when the
@@ -61,6 +69,10 @@ func (c *cli) key(args []string) error {
 		"hmac":              c.keySign("hmac", (*client.Client).HMAC),
 		"verify":            c.keyVerify("verify", "signature", (*client.Client).Verify),
 		"verify-hmac":       c.keyVerify("verify-hmac", "mac", (*client.Client).VerifyHMAC),
+		"pseudonym":         c.keyPseudonym,
+		"fpe":               c.keyFPE,
+		"tokenize":          c.keyTokenize,
+		"detokenize":        c.keyDetokenize,
 	}, args)
 }
 
@@ -335,6 +347,7 @@ func (c *cli) keyEncrypt(args []string) error {
 func (c *cli) keyDecrypt(args []string) error {
 	k := c.newKeyCmd("decrypt", "NAME [-context STR] < ciphertext")
 	encCtx := k.fs.String("context", "", "the encryption context given to encrypt")
+	shape := k.fs.String("mask", "", "print only a masked form: last4 or full (docs/PII.md)")
 	name, cl, err := k.parse(args, true)
 	if err != nil {
 		return err
@@ -342,6 +355,17 @@ func (c *cli) keyDecrypt(args []string) error {
 	defer cl.Close()
 	ct, err := c.readToken("ciphertext")
 	if err != nil {
+		return err
+	}
+	if *shape != "" {
+		res, err := cl.DecryptMasked(c.ctx, name, ct, contextBytes(*encCtx), *shape)
+		if err != nil {
+			return err
+		}
+		if k.asJSON {
+			return printJSON(c.stdout, res)
+		}
+		_, err = fmt.Fprintln(c.stdout, res.Masked)
 		return err
 	}
 	res, err := cl.Decrypt(c.ctx, name, ct, contextBytes(*encCtx))

@@ -56,6 +56,7 @@ Operator:
 Client:
   status [-json]             show every node's seal and Raft state
   key <subcommand> ...       create, manage and use keys (keyd key -h)
+  kv <subcommand> ...        versioned secrets: put, get, list, delete, destroy (keyd kv -h)
 
 Access control:
   policy write|read|list|delete   manage policies (keyd policy -h)
@@ -115,6 +116,7 @@ func (c *cli) commands() map[string]func(args []string) error {
 		"status":   c.status,
 		"peers":    c.peers,
 		"key":      c.key,
+		"kv":       c.kv,
 		"policy":   c.policy,
 		"token":    c.token,
 		"identity": c.identity,

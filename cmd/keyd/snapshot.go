@@ -139,6 +139,8 @@ func (c *cli) snapshotInspect(args []string) error {
 	w.printf("policies: %d\n", h.Counts.Policies)
 	w.printf("tokens: %d\n", h.Counts.Tokens)
 	w.printf("identities: %d\n", h.Counts.Identities)
+	w.printf("kv secrets: %d (versions holding a value: %d)\n", h.Counts.Secrets, h.Counts.SecretVersions)
+	w.printf("vault tokens: %d\n", h.Counts.VaultTokens)
 	w.printf("digest: ok (sha256 %s)\n", hex.EncodeToString(b.Digest[:]))
 	w.printf("mac: checked with the root when the custodians unseal a restored cluster\n")
 	return w.err

@@ -25,6 +25,17 @@ func TestOperatorSnapshotCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, v := range []string{"pw=one", "pw=two"} {
+		if _, err := runCmd(t, first.env, "", "kv", "put", "app/db", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := runCmd(t, first.env, "", "kv", "destroy", "app/db", "-versions", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCmd(t, first.env, "card", "key", "tokenize", "k1"); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "snap.keyd")
 	out, err := runCmd(t, first.env, "", "operator", "snapshot", "save", file)
@@ -41,7 +52,7 @@ func TestOperatorSnapshotCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"keys: 1\n", "versions: 1\n", "tokens: 1\n", "policies: 0\n", "index: ", "cluster commitments: ", "digest: ok"} {
+	for _, want := range []string{"keys: 1\n", "versions: 1\n", "tokens: 1\n", "policies: 0\n", "kv secrets: 1 (versions holding a value: 1)\n", "vault tokens: 1\n", "index: ", "cluster commitments: ", "digest: ok"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("inspect output lacks %q:\n%s", want, out)
 		}

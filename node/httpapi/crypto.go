@@ -1,17 +1,14 @@
 package httpapi
 
 import (
-	"io"
-
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/keyops"
 	"github.com/keyd/keyd/keyring"
 )
 
 // Crypto handlers run on any unsealed node from memory: no Raft, no disk.
-
-func tooLarge(field string) error {
-	return &api.Error{Code: api.CodeBadRequest, Message: field + " exceeds the limit of 32768 bytes"}
-}
+// They decode the request and hand it to package keyops, which the
+// transit-compatible handlers (transit*.go) call too.
 
 // withKey decodes the request body into a T, fetches the path's key for
 // a crypto call and runs fn: the shape every single-item crypto handler
@@ -29,128 +26,57 @@ func withKey[T any](s *Server, c *call, fn func(k *keyring.Key, req *T) (any, er
 	return fn(k, &req)
 }
 
+// reply turns a typed result into a handler's result without the trap of
+// a typed nil in a non-nil interface (which the audit and batch
+// statistics would dereference).
+func reply[T any](v *T, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 func (s *Server) encrypt(c *call) (any, error) {
 	return withKey(s, c, func(k *keyring.Key, req *api.EncryptRequest) (any, error) {
-		return encryptOne(k, s.cfg.Rand, req.Plaintext, req.Context)
+		return reply(keyops.Encrypt(k, s.cfg.Rand, req.Plaintext, req.Context))
 	})
 }
 
-func encryptOne(k *keyring.Key, rnd io.Reader, plaintext, context []byte) (*api.EncryptResponse, error) {
-	if len(plaintext) > api.MaxPlaintextBytes {
-		return nil, tooLarge("plaintext")
-	}
-	ct, err := k.Encrypt(rnd, plaintext, context)
-	if err != nil {
-		return nil, err
-	}
-	return &api.EncryptResponse{Ciphertext: ct, Version: k.Latest()}, nil
-}
-
-func (s *Server) decrypt(c *call) (any, error) {
-	return withKey(s, c, func(k *keyring.Key, req *api.DecryptRequest) (any, error) {
-		pt, v, err := k.Decrypt(req.Ciphertext, req.Context)
-		if err != nil {
-			return nil, err
-		}
-		return &api.DecryptResponse{Plaintext: pt, Version: v}, nil
-	})
-}
-
-func reencryptOne(k *keyring.Key, rnd io.Reader, ciphertext string, context []byte) (*api.EncryptResponse, error) {
-	pt, _, err := k.Decrypt(ciphertext, context)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pt)
-	return encryptOne(k, rnd, pt, context)
-}
+// POST /decrypt is served by decryptPII (pii.go): it also answers
+// callers holding decrypt-masked.
 
 func (s *Server) reencrypt(c *call) (any, error) {
 	return withKey(s, c, func(k *keyring.Key, req *api.DecryptRequest) (any, error) {
-		return reencryptOne(k, s.cfg.Rand, req.Ciphertext, req.Context)
+		return reply(keyops.Reencrypt(k, s.cfg.Rand, req.Ciphertext, req.Context))
 	})
-}
-
-func datakeyOne(k *keyring.Key, rnd io.Reader, req api.DataKeyRequest) (*api.DataKeyResponse, error) {
-	n := req.Bytes
-	if n == 0 {
-		n = 32
-	}
-	if n != 16 && n != 24 && n != 32 {
-		return nil, &api.Error{Code: api.CodeBadRequest, Message: "bytes must be 16, 24 or 32"}
-	}
-	dk := make([]byte, n)
-	if _, err := io.ReadFull(rnd, dk); err != nil {
-		return nil, err
-	}
-	ct, err := k.Encrypt(rnd, dk, req.Context)
-	if err != nil {
-		clear(dk)
-		return nil, err
-	}
-	out := &api.DataKeyResponse{Ciphertext: ct, Version: k.Latest()}
-	if req.WithoutPlaintext {
-		clear(dk)
-	} else {
-		out.Plaintext = dk
-	}
-	return out, nil
 }
 
 func (s *Server) datakey(c *call) (any, error) {
 	return withKey(s, c, func(k *keyring.Key, req *api.DataKeyRequest) (any, error) {
-		return datakeyOne(k, s.cfg.Rand, *req)
+		return reply(keyops.DataKey(k, s.cfg.Rand, *req))
 	})
 }
 
-func signOne(k *keyring.Key, msg []byte, mac bool) (*api.SignResponse, error) {
-	if len(msg) > api.MaxPlaintextBytes {
-		return nil, tooLarge("message")
-	}
-	var sig string
-	var err error
-	if mac {
-		sig, err = k.HMAC(msg)
-	} else {
-		sig, err = k.Sign(msg)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &api.SignResponse{Signature: sig, Version: k.Latest()}, nil
-}
-
-// verifyOne reports a bad signature as valid=false, and only malformed
-// input or an unusable key as an error.
-func verifyOne(k *keyring.Key, msg []byte, sig string, mac bool) (*api.VerifyResponse, error) {
-	var err error
-	if mac {
-		err = k.VerifyHMAC(msg, sig)
-	} else {
-		err = k.Verify(msg, sig)
-	}
-	switch {
-	case err == nil:
-		return &api.VerifyResponse{Valid: true}, nil
-	case isBadSignature(err):
-		return &api.VerifyResponse{Valid: false}, nil
-	}
-	return nil, err
-}
-
-func (s *Server) signLike(c *call, mac bool) (any, error) {
+func (s *Server) sign(c *call) (any, error) {
 	return withKey(s, c, func(k *keyring.Key, req *api.SignRequest) (any, error) {
-		return signOne(k, req.Message, mac)
+		return reply(keyops.Sign(k, req.Message))
 	})
 }
 
-func (s *Server) verifyLike(c *call, mac bool) (any, error) {
+func (s *Server) hmac(c *call) (any, error) {
+	return withKey(s, c, func(k *keyring.Key, req *api.SignRequest) (any, error) {
+		return reply(keyops.HMAC(k, req.Message))
+	})
+}
+
+func (s *Server) verify(c *call) (any, error) {
 	return withKey(s, c, func(k *keyring.Key, req *api.VerifyRequest) (any, error) {
-		return verifyOne(k, req.Message, req.Signature, mac)
+		return reply(keyops.Verify(k, req.Message, req.Signature))
 	})
 }
 
-func (s *Server) sign(c *call) (any, error)       { return s.signLike(c, false) }
-func (s *Server) hmac(c *call) (any, error)       { return s.signLike(c, true) }
-func (s *Server) verify(c *call) (any, error)     { return s.verifyLike(c, false) }
-func (s *Server) verifyHMAC(c *call) (any, error) { return s.verifyLike(c, true) }
+func (s *Server) verifyHMAC(c *call) (any, error) {
+	return withKey(s, c, func(k *keyring.Key, req *api.VerifyRequest) (any, error) {
+		return reply(keyops.VerifyHMAC(k, req.Message, req.Signature))
+	})
+}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
-	"github.com/keyd/keyd/keyring"
+	"github.com/keyd/keyd/keyops"
 	"github.com/keyd/keyd/node/errs"
 	"github.com/keyd/keyd/shamir"
 )
@@ -28,12 +28,6 @@ var errorTable = []struct {
 	{fsm.ErrNotInitialized, api.CodeNotInitialized, "cluster is not initialized"},
 	{fsm.ErrAlreadyInitialized, api.CodeAlreadyInitialized, "cluster is already initialized"},
 	{fsm.ErrInvalidCommand, api.CodeBadRequest, ""},
-	{keyring.ErrVersionTooOld, api.CodeVersionDisabled, "ciphertext version is below the key's minimum decryption version"},
-	{keyring.ErrUnknownVersion, api.CodeDecrypt, "ciphertext names a key version this key does not have"},
-	{keyring.ErrMalformed, api.CodeDecrypt, "ciphertext or signature is malformed (expected keyd:vN:<base64>)"},
-	{keyring.ErrDecrypt, api.CodeDecrypt, "decryption failed: wrong key, wrong context or tampered ciphertext"},
-	{keyring.ErrUnsupported, api.CodeUnsupported, "operation not supported by this key type"},
-	{keyring.ErrUnknownKeyType, api.CodeBadRequest, "unknown key type"},
 	{shamir.ErrShareEncoding, api.CodeInvalidShare, "share is malformed"},
 	{shamir.ErrShareInvalid, api.CodeInvalidShare, "share does not match the cluster's commitments"},
 	{context.DeadlineExceeded, api.CodeUnavailable, "request timed out"},
@@ -73,6 +67,11 @@ func errorFor(err error) *api.Error {
 		return &api.Error{Code: api.CodeResourceNotFound, Message: "not found"}
 	case errors.Is(err, errs.ErrConflict):
 		return &api.Error{Code: api.CodeConflict, Message: "conflicting change"}
+	}
+	// Crypto errors (keyring sentinels) have one table, in keyops, shared
+	// with every API shape.
+	if e := keyops.WireError(err); e != nil {
+		return e
 	}
 	for _, m := range errorTable {
 		if errors.Is(err, m.err) {

@@ -26,7 +26,7 @@ func (s *Server) routes() []route {
 		rt.staleOK = true
 		return rt
 	}
-	return []route{
+	return append(s.transitRoutes(), []route{
 		{pattern: "GET " + api.PathHealth, access: open, sealedOK: true, maxBody: 0, handle: s.health},
 		{pattern: "GET " + api.PathStatus, access: open, sealedOK: true, maxBody: 0, handle: s.status},
 		// Sealed nodes report metrics too (the seal state is one of them).
@@ -47,8 +47,8 @@ func (s *Server) routes() []route {
 		{pattern: "GET " + api.PathSnapshot, access: token, maxBody: 0, capability: policy.Snapshot, op: "sys.snapshot_save", handle: s.snapshotSave},
 		// Allowed while sealed: a fresh (uninitialised, so sealed) cluster is
 		// where a DR restore lands; the handler refuses a live cluster without
-		// force and an authorised caller.
-		{pattern: "POST " + api.PathSnapshotRestore, access: open, sealedOK: true, maxBody: api.MaxSnapshotBytes, op: "sys.snapshot_restore", handle: s.snapshotRestore},
+		// force and an authorised caller, before it reads the body.
+		{pattern: "POST " + api.PathSnapshotRestore, access: open, sealedOK: true, streamBody: true, maxBody: api.MaxSnapshotBytes, op: "sys.snapshot_restore", handle: s.snapshotRestore},
 		{pattern: "GET " + api.PathAuditLog, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.read", handle: s.auditLog},
 		{pattern: "GET " + api.PathAuditAnchors, access: token, maxBody: 0, capability: policy.AuditRead, op: "audit.anchors", handle: s.auditAnchors},
 
@@ -73,15 +73,23 @@ func (s *Server) routes() []route {
 		keyRoute("POST", "/schedule-deletion", policy.Delete, "key.schedule_deletion", true, s.scheduleDeletion),
 		keyRoute("POST", "/cancel-deletion", policy.Delete, "key.cancel_deletion", true, s.cancelDeletion),
 
-		cryptoRoute("/encrypt", policy.Encrypt, "key.encrypt", s.encrypt),
-		cryptoRoute("/decrypt", policy.Decrypt, "key.decrypt", s.decrypt),
+		cryptoRoute("/encrypt", policy.Encrypt, "key.encrypt", s.guardMaskedOracle(s.encrypt)), // pii.go
+		// decrypt or decrypt-masked: decryptPII authorizes (pii.go).
+		cryptoRoute("/decrypt", "", "key.decrypt", s.decryptPII),
 		cryptoRoute("/reencrypt", policy.Rewrap, "key.reencrypt", s.reencrypt),
 		cryptoRoute("/datakey", policy.DataKey, "key.datakey", s.datakey),
 		cryptoRoute("/sign", policy.Sign, "key.sign", s.sign),
 		cryptoRoute("/verify", policy.Verify, "key.verify", s.verify),
 		cryptoRoute("/hmac", policy.HMAC, "key.hmac", s.hmac),
 		cryptoRoute("/verify-hmac", policy.Verify, "key.verify_hmac", s.verifyHMAC),
-		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.batch},
+		cryptoRoute("/pseudonym", policy.Pseudonym, "key.pseudonym", s.pseudonym),
+		cryptoRoute("/fpe/encrypt", policy.Encrypt, "key.fpe_encrypt", s.fpeEncrypt),
+		cryptoRoute("/fpe/decrypt", "", "key.fpe_decrypt", s.fpeDecrypt), // decrypt or decrypt-masked
+		{pattern: "POST " + k + "/batch/{op}", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch", handle: s.guardMaskedOracle(s.batch)},
+		// PII batches (pii.go); the handler authorizes.
+		{pattern: "POST " + k + "/batch/pseudonym", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.pseudonym", handle: s.batchPII("pseudonym")},
+		{pattern: "POST " + k + "/batch/fpe-encrypt", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.fpe_encrypt", handle: s.batchPII("fpe-encrypt")},
+		{pattern: "POST " + k + "/batch/fpe-decrypt", access: token, staleOK: true, maxBody: batch, minIndex: true, op: "key.batch.fpe_decrypt", handle: s.batchPII("fpe-decrypt")},
 
 		{pattern: "POST " + api.PathInternalUnsealShare, access: internal, sealedOK: true, maxBody: small, op: "sys.unseal_relayed", handle: s.relayedShare},
 		{pattern: "POST " + api.PathInternalSeal, access: internal, sealedOK: true, maxBody: small, op: "sys.seal_relayed", handle: s.relayedSeal},
@@ -90,7 +98,7 @@ func (s *Server) routes() []route {
 		// while sealed: records of unseal attempts are anchored at once.
 		{pattern: "POST " + api.PathInternalAuditAnchor, access: internal, sealedOK: true, maxBody: small, handle: s.auditAnchor},
 		{pattern: "POST " + api.PathInternalShareRequest, access: internal, sealedOK: true, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
-	}
+	}...)
 }
 
 func (s *Server) health(c *call) (any, error) {
@@ -125,7 +133,7 @@ func (s *Server) status(c *call) (any, error) {
 // Raft view and HSM detail: a credential with the cluster capability (as
 // for GET /v1/sys/cluster) or a cluster node's certificate.
 func (s *Server) seesTopology(r *http.Request) bool {
-	if r.Header.Get(api.HeaderAuthorization) == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
+	if r.Header.Get(api.HeaderAuthorization) == "" && r.Header.Get(api.HeaderVaultToken) == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
 		return false
 	}
 	if s.cfg.IsPeer != nil {

@@ -161,6 +161,10 @@ type Config struct {
 	// when it chains to the cluster CA, whether or not that node is still
 	// a member (IsPeer answers for members only). nil: none.
 	NodeCertID func(*http.Request) (string, bool)
+	// KV and Vault serve versioned secrets and tokenization (kv.go);
+	// nil: their routes are not served.
+	KV    KV
+	Vault Vault
 }
 
 // Server is the HTTP handler of one node.
@@ -176,7 +180,16 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	for _, rt := range s.routes() {
-		s.mux.Handle(rt.pattern, s.wrap(rt))
+		h := s.wrap(rt)
+		if rt.outer != nil {
+			h = rt.outer(h)
+		}
+		s.mux.Handle(rt.pattern, h)
+	}
+	if cfg.KV != nil && cfg.Vault != nil {
+		for _, rt := range s.kvRoutes() {
+			s.mux.Handle(rt.pattern, s.wrap(rt))
+		}
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &api.Error{Code: api.CodeResourceNotFound, Message: "no such endpoint", Status: http.StatusNotFound}, "", cfg.Logger)
@@ -217,6 +230,11 @@ type route struct {
 	// routes that unsealing and warm rejoin use. Every other route answers
 	// `sealed` and does nothing.
 	sealedOK bool
+	// streamBody routes get the body as a size-limited reader
+	// (call.bodyReader) instead of a buffer: the handler checks who may
+	// send it before a byte of it is read (snapshot restore: up to
+	// api.MaxSnapshotBytes).
+	streamBody bool
 	// staleOK token routes are served on a node cut off from the leader
 	// (crypto calls, from the applied state; seal). See
 	// Config.LeaderContactLost.
@@ -224,6 +242,9 @@ type route struct {
 	// op names the request in the audit log; empty: not audited.
 	op     string
 	handle func(c *call) (any, error)
+	// outer, when set, wraps the whole route, middleware included: another
+	// API shape's envelope and error format (transit.go).
+	outer func(http.Handler) http.Handler
 }
 
 // call is one request as handlers see it.
@@ -231,8 +252,10 @@ type call struct {
 	r    *http.Request
 	w    http.ResponseWriter
 	body []byte
-	rid  string
-	p    Principal // nil on open and internal routes
+	// bodyReader is the unread body of a streamBody route.
+	bodyReader io.Reader
+	rid        string
+	p          Principal // nil on open and internal routes
 	// detail is what the handler adds to the audit record.
 	detail auditDetail
 }
@@ -341,20 +364,18 @@ func (s *Server) wrap(rt route) http.Handler {
 			writeError(w, errAuditDown, rid, s.cfg.Logger)
 			return
 		}
-		buf := bufPool.Get().(*bytes.Buffer)
-		buf.Reset()
-		defer bufPool.Put(buf)
-		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, rt.maxBody)); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				err = &api.Error{Code: api.CodeTooLarge, Message: "request body exceeds " + strconv.FormatInt(rt.maxBody, 10) + " bytes"}
-			} else {
-				err = &api.Error{Code: api.CodeBadRequest, Message: "could not read request body"}
+		if rt.streamBody {
+			c.bodyReader = http.MaxBytesReader(w, r.Body, rt.maxBody)
+		} else {
+			buf := bufPool.Get().(*bytes.Buffer)
+			buf.Reset()
+			defer bufPool.Put(buf)
+			if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, rt.maxBody)); err != nil {
+				s.finish(c, rt, nil, bodyReadError(err, rt.maxBody))
+				return
 			}
-			s.finish(c, rt, nil, err)
-			return
+			c.body = buf.Bytes()
 		}
-		c.body = buf.Bytes()
 		if rt.leader && !s.cfg.IsLeader() {
 			if r.Header.Get(api.HeaderForwarded) != "" {
 				writeError(w, api.ErrNotLeader, rid, s.cfg.Logger)
@@ -387,6 +408,15 @@ func (s *Server) wrap(rt route) http.Handler {
 		resp, err := rt.handle(c)
 		s.finish(c, rt, resp, err)
 	})
+}
+
+// bodyReadError turns a failed body read into the caller's error.
+func bodyReadError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &api.Error{Code: api.CodeTooLarge, Message: "request body exceeds " + strconv.FormatInt(limit, 10) + " bytes"}
+	}
+	return &api.Error{Code: api.CodeBadRequest, Message: "could not read request body"}
 }
 
 // stream is a reply body a handler cannot hold in memory (the audit

@@ -34,7 +34,11 @@ func (s *Server) snapshotSave(c *call) (any, error) {
 }
 
 // snapshotRestore is open on an uninitialised cluster (as init is); on an
-// initialised one it needs the snapshot capability and force=true.
+// initialised one it needs the snapshot capability and force=true. The
+// body (up to api.MaxSnapshotBytes) is streamed to the node, which checks
+// it into a work file: nothing of it is read before those checks pass,
+// so an anonymous caller cannot make a live node take in half a
+// gigabyte.
 func (s *Server) snapshotRestore(c *call) (any, error) {
 	if s.cfg.Snapshots == nil {
 		return nil, &api.Error{Code: api.CodeUnavailable, Message: "snapshots are not served by this node"}
@@ -47,10 +51,11 @@ func (s *Server) snapshotRestore(c *call) (any, error) {
 		}
 		force = b
 	}
+	body := &limitedBody{r: c.bodyReader}
 	if !s.cfg.Snapshots.Initialized() {
 		// Open, as init is. force is dropped: an init that commits
 		// meanwhile is never overwritten by an unauthenticated caller.
-		return s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), bytes.NewReader(c.body), false)
+		return body.result(s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), body, false))
 	}
 	if !force {
 		// Whether the cluster is initialised is public (health).
@@ -64,5 +69,31 @@ func (s *Server) snapshotRestore(c *call) (any, error) {
 	if err := c.authorize(policy.Snapshot, ""); err != nil {
 		return nil, err
 	}
-	return s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), bytes.NewReader(c.body), true)
+	return body.result(s.cfg.Snapshots.RestoreSnapshot(c.r.Context(), body, true))
+}
+
+// limitedBody remembers a failed read of a streamed body, so that a body
+// over the limit or cut short is reported as such rather than as a
+// corrupt snapshot.
+type limitedBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *limitedBody) result(resp *api.SnapshotRestoreResponse, err error) (any, error) {
+	if err != nil && b.err != nil {
+		return nil, bodyReadError(b.err, api.MaxSnapshotBytes)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }

@@ -65,3 +65,41 @@ func TestSnapshotRestoreAuth(t *testing.T) {
 		t.Fatalf("bad force value: code %d", code)
 	}
 }
+
+// countingReader counts what the server read of a request body.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestSnapshotRestoreRefusesBeforeReadingBody: an anonymous caller that
+// sends a large "snapshot" to a live cluster is refused before the node
+// reads it (the route used to buffer up to 512 MiB of it first), and so
+// is an unforced restore.
+func TestSnapshotRestoreRefusesBeforeReadingBody(t *testing.T) {
+	t.Parallel()
+	for _, query := range []string{"?force=true", ""} {
+		live := &fakeSnapshots{initialized: true}
+		s := New(Config{Cluster: leaderCluster{}, Auth: denyAuth{}, Snapshots: live,
+			IsPeer: func(*http.Request) (string, bool) { return "", false }})
+		body := &countingReader{r: io.LimitReader(zeros{}, 64<<20)}
+		req := httptest.NewRequest(http.MethodPost, api.PathSnapshotRestore+query, body)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		// The fake answers an unforced restore with 200; the node refuses it
+		// (already_initialized) without reading the body.
+		if (query != "" && w.Code != http.StatusUnauthorized) || body.n > 1<<20 {
+			t.Fatalf("restore%s on a live cluster by an anonymous caller: code %d, %d body bytes read", query, w.Code, body.n)
+		}
+	}
+}

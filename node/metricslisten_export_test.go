@@ -1,0 +1,4 @@
+package node
+
+// MetricsListenAddr exposes metricsListenAddr to the external tests.
+var MetricsListenAddr = metricsListenAddr
