@@ -29,9 +29,11 @@ func TestCryptoShredding(t *testing.T) {
 	cl := c.Client(t)
 	const subject, other = "subject-7f3a", "other-subject"
 	for _, n := range []string{subject, other} {
-		if _, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: n}); err != nil {
+		info, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: n})
+		if err != nil {
 			t.Fatal(err)
 		}
+		c.WaitApplied(t, info.Index)
 	}
 	ct, err := cl.Encrypt(ctx, subject, []byte("date of birth"), nil)
 	if err != nil {

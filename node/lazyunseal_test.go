@@ -18,11 +18,15 @@ func TestUnsealAndRejoinUnwrapNoKey(t *testing.T) {
 	c.Unseal(t, 2)
 	cl := c.Client(t)
 	const keys = 40
+	var last uint64
 	for i := 0; i < keys; i++ {
-		if _, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: "k" + strconv.Itoa(i)}); err != nil {
+		info, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: "k" + strconv.Itoa(i)})
+		if err != nil {
 			t.Fatal(err)
 		}
+		last = info.Index
 	}
+	c.WaitApplied(t, last) // every node holds every key before the restart
 	for i := 0; i < c.Size(); i++ {
 		if u := c.Node(i).KeyUnwraps(); u != 0 {
 			t.Fatalf("node %d unwrapped %d keys without a crypto call", i, u)
