@@ -36,11 +36,15 @@ func TestNoLeaderChangeUnderLoad(t *testing.T) {
 	c.Unseal(t, 2)
 	cl := c.Client(t)
 	const keys = 200
+	var last uint64
 	for i := 0; i < keys; i++ {
-		if _, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: "k" + strconv.Itoa(i)}); err != nil {
+		info, err := cl.CreateKey(ctx, api.CreateKeyRequest{Name: "k" + strconv.Itoa(i)})
+		if err != nil {
 			t.Fatal(err)
 		}
+		last = info.Index
 	}
+	c.WaitApplied(t, last)
 	li := c.WaitLeader(t)
 	leaderID := c.Node(li).ID()
 	term := c.Node(li).RaftTerm()
