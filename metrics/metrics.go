@@ -1,7 +1,8 @@
 // Package metrics is one keyd node's Prometheus metrics: request counts
 // and latencies per operation and status code, HSM call latency, audit
 // write latency and failures, and, read at scrape time from the node,
-// seal state, Raft state, key count and gossip members by state.
+// seal state, Raft state, key count, key cache and gossip members by
+// state.
 //
 // Every node has its own registry (several nodes run in one test
 // process), served by [Metrics.Handler] in the Prometheus text format.
@@ -46,9 +47,18 @@ type Sample struct {
 	// Keys is the number of keys in the replicated state; negative when
 	// it could not be read.
 	Keys int
+	// KeyCache describes the cache of unwrapped keys.
+	KeyCache KeyCache
 	// Members counts gossip members by state ("alive", "suspect", "dead",
 	// "left"); nil without gossip.
 	Members map[string]int
+}
+
+// KeyCache is the state of a node's cache of unwrapped keys: entries and
+// bound, and counters since the node started.
+type KeyCache struct {
+	Size, Capacity          int
+	Hits, Misses, Evictions uint64
 }
 
 // raftStates are the values of keyd_raft_state's state label.
@@ -176,11 +186,18 @@ var (
 	descPeerContact  = prometheus.NewDesc("keyd_raft_peer_last_contact_seconds", "On the leader: seconds since it last reached each peer with a successful AppendEntries (absent elsewhere, and for a peer never reached).", []string{"peer"}, nil)
 	descKeys         = prometheus.NewDesc("keyd_keys", "Keys in the replicated state.", nil, nil)
 	descMembers      = prometheus.NewDesc("keyd_gossip_members", "Gossip members by state, as this node sees them.", []string{"state"}, nil)
+
+	descCacheSize      = prometheus.NewDesc("keyd_key_cache_size", "Unwrapped keys held in this node's key cache.", nil, nil)
+	descCacheCapacity  = prometheus.NewDesc("keyd_key_cache_capacity", "Bound of this node's key cache (key_cache_size).", nil, nil)
+	descCacheHits      = prometheus.NewDesc("keyd_key_cache_hits_total", "Crypto calls served from the key cache.", nil, nil)
+	descCacheMisses    = prometheus.NewDesc("keyd_key_cache_misses_total", "Key loads from the state database (one unwrap each, shared by concurrent callers).", nil, nil)
+	descCacheEvictions = prometheus.NewDesc("keyd_key_cache_evictions_total", "Keys evicted from the key cache to stay within its bound.", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInitialized, descSealed, descRaftState, descRaftLeader, descLeaderKnown,
-		descTerm, descLastIndex, descCommitIndex, descAppliedIndex, descLastContact, descPeerContact, descKeys, descMembers} {
+		descTerm, descLastIndex, descCommitIndex, descAppliedIndex, descLastContact, descPeerContact, descKeys, descMembers,
+		descCacheSize, descCacheCapacity, descCacheHits, descCacheMisses, descCacheEvictions} {
 		ch <- d
 	}
 }
@@ -210,6 +227,14 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if s.Keys >= 0 {
 		gauge(descKeys, float64(s.Keys))
 	}
+	gauge(descCacheSize, float64(s.KeyCache.Size))
+	gauge(descCacheCapacity, float64(s.KeyCache.Capacity))
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(descCacheHits, s.KeyCache.Hits)
+	counter(descCacheMisses, s.KeyCache.Misses)
+	counter(descCacheEvictions, s.KeyCache.Evictions)
 	if s.Members != nil {
 		for _, st := range memberStates {
 			gauge(descMembers, float64(s.Members[st]), st)

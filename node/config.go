@@ -174,6 +174,11 @@ type Config struct {
 	SnapshotRetain   int
 	SnapshotMaxAge   time.Duration
 
+	// KeyCacheSize bounds the unwrapped customer keys the node keeps in
+	// memory (default DefaultKeyCacheSize; 0 means the default). Keys stay
+	// wrapped in the state database until used; see docs/SCALE.md.
+	KeyCacheSize int
+
 	// Logger receives structured logs; never key material.
 	Logger *slog.Logger
 	// RaftLogOutput is no longer used: Raft's records (and memberlist's)
@@ -225,6 +230,7 @@ func DefaultConfig() Config {
 		ApplyTimeout:          10 * time.Second,
 		SnapshotThreshold:     8192,
 		SnapshotRetain:        24,
+		KeyCacheSize:          DefaultKeyCacheSize,
 		Logger:                slog.Default(),
 	}
 }
@@ -289,6 +295,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotInterval > 0 && c.SnapshotDir == "" {
 		bad("SnapshotInterval needs SnapshotDir")
+	}
+	if c.KeyCacheSize < 0 {
+		bad("KeyCacheSize must not be negative")
 	}
 	if c.Logger == nil {
 		bad("Logger is required")

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -66,134 +65,129 @@ func (lk *liveKey) retire() {
 
 func (lk *liveKey) zero() { lk.once.Do(func() { zeroKey(lk.key) }) }
 
-// keystore is the node's in-memory view of unwrapped key material: the
-// barrier keyring and every customer key, kept in step with the FSM by its
-// observer. Crypto calls read it without locks; loads, FSM events and
-// sealing are serialised by mu.
+// keystore is the node's in-memory view of key material: the barrier
+// keyring, opened at unseal, and a bounded cache of unwrapped customer
+// keys.
+//
+// Customer keys stay wrapped in the FSM (bbolt) until a crypto call uses
+// them: unsealing opens only the barrier keyring, whatever the number of
+// keys, and the first use of a key reads its record (one bbolt read
+// transaction) and unwraps it. The cache (cache.go) keeps the recently
+// used keys, evicts the least recently used one when full, and drops a key
+// on every FSM event that changes or removes it, on every node, so a
+// rotated, disabled or destroyed key is never served from it. Sealing
+// empties it. Concurrent first uses of one key unwrap it once.
+//
+// mu guards the barrier keyring's lifetime: code that uses the ring holds
+// mu for reading; installing and destroying it (open, seal) hold it for
+// writing.
 type keystore struct {
 	log *slog.Logger
+	src keySource
 
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	barrier atomic.Pointer[keyring.Keyring]
-	keys    sync.Map // name -> *liveKey
+	cache   *keyCache
+}
+
+// keySource reads a key's stored record: the FSM, or a map in tests.
+type keySource interface {
+	Key(name string) (*fsm.KeyRecord, error)
+}
+
+func newKeystore(log *slog.Logger, src keySource, cacheSize int) *keystore {
+	return &keystore{log: log, src: src, cache: newKeyCache(cacheSize)}
 }
 
 func (s *keystore) unsealed() bool { return s.barrier.Load() != nil }
 
-// open installs the barrier keyring and unwraps every key of the FSM.
-func (s *keystore) open(ring *keyring.Keyring, f *fsm.FSM) error {
+// open installs the barrier keyring. It unwraps no customer key: each is
+// unwrapped on first use.
+func (s *keystore) open(ring *keyring.Keyring) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.barrier.Load() != nil {
 		ring.Destroy()
-		return nil
-	}
-	var loadErr error
-	err := f.ForEachKey(func(rec *fsm.KeyRecord) error {
-		lk, err := unwrapKey(ring, rec)
-		if err != nil {
-			// One undecryptable key must not keep the others sealed.
-			loadErr = errors.Join(loadErr, err)
-			return nil
-		}
-		s.keys.Store(rec.Name, lk)
-		return nil
-	})
-	if err != nil {
-		s.clearLocked()
-		return err
-	}
-	s.barrier.Store(ring)
-	if loadErr != nil {
-		s.log.Error("some keys could not be unwrapped", "err", loadErr)
-	}
-	return nil
-}
-
-// onEvent applies an FSM change to the in-memory view.
-func (s *keystore) onEvent(ev fsm.Event, f *fsm.FSM) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ring := s.barrier.Load()
-	if ring == nil {
 		return
 	}
+	s.cache.clear() // nothing should be there; a stale fill must not survive
+	s.barrier.Store(ring)
+}
+
+// onEvent drops the cached keys an FSM change affects: a new or changed
+// record (rotation, state or configuration change) and a deleted key.
+// Every node runs it for every applied batch, before the batch's index is
+// published, so a request that waited for the index sees the new state.
+func (s *keystore) onEvent(ev fsm.Event) {
 	if ev.Restored {
-		s.keys.Range(func(k, _ any) bool {
-			if v, ok := s.keys.LoadAndDelete(k); ok {
-				v.(*liveKey).retire()
-			}
-			return true
-		})
-		_ = f.ForEachKey(func(rec *fsm.KeyRecord) error {
-			s.store(ring, rec)
-			return nil
-		})
+		s.cache.clear()
 		return
 	}
 	for _, rec := range ev.Keys {
-		s.store(ring, rec)
+		s.cache.invalidate(rec.Name)
 	}
 	for _, name := range ev.Deleted {
-		if v, ok := s.keys.LoadAndDelete(name); ok {
-			v.(*liveKey).retire()
-		}
+		s.cache.invalidate(name)
 	}
 }
 
-func (s *keystore) store(ring *keyring.Keyring, rec *fsm.KeyRecord) {
-	lk, err := unwrapKey(ring, rec)
-	if err != nil {
-		s.log.Error("key could not be unwrapped", "key", rec.Name, "err", err)
-		if old, ok := s.keys.LoadAndDelete(rec.Name); ok {
-			old.(*liveKey).retire()
-		}
-		return
-	}
-	// The replaced key is zeroed once the requests holding it end.
-	if old, ok := s.keys.Swap(rec.Name, lk); ok {
-		old.(*liveKey).retire()
-	}
-}
-
-// seal drops every key and zeroes the barrier keyring; each key is
-// zeroed as soon as no in-flight request holds it.
+// seal zeroes the barrier keyring and empties the cache; each cached key
+// is zeroed as soon as no in-flight request holds it.
 func (s *keystore) seal() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.clearLocked()
-}
-
-func (s *keystore) clearLocked() {
 	if ring := s.barrier.Swap(nil); ring != nil {
 		ring.Destroy()
 	}
-	s.keys.Range(func(k, _ any) bool {
-		if v, ok := s.keys.LoadAndDelete(k); ok {
-			v.(*liveKey).retire()
-		}
-		return true
-	})
+	s.cache.clear()
 }
 
 // get returns a key for a crypto call with a reference held: the caller
-// must release it.
+// must release it. A key that is not enabled is never unwrapped: get
+// returns its state's error.
 func (s *keystore) get(name string) (*liveKey, error) {
 	for {
 		if s.barrier.Load() == nil {
 			return nil, errs.ErrSealed
 		}
-		v, ok := s.keys.Load(name)
-		if !ok {
-			return nil, fsm.ErrKeyNotFound
+		lk, retry, err := s.cache.get(name, s.load)
+		if err != nil {
+			return nil, err
 		}
-		lk := v.(*liveKey)
-		if lk.acquire() {
+		if !retry {
 			return lk, nil
 		}
-		// Retired between the load and the acquire: its replacement (or
-		// the seal, or the deletion) is already visible.
+		// Evicted or invalidated under us: look again (the new state
+		// is already visible in the FSM).
 	}
+}
+
+// load reads name's record and unwraps it. It runs outside the cache's
+// locks, at most once at a time per name.
+func (s *keystore) load(name string) (*liveKey, error) {
+	rec, err := s.src.Key(name)
+	if err != nil {
+		return nil, err
+	}
+	switch rec.State {
+	case fsm.StateEnabled:
+	case fsm.StatePendingDeletion:
+		return nil, fsm.ErrKeyPendingDeletion
+	default:
+		return nil, api.ErrKeyDisabled
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ring := s.barrier.Load()
+	if ring == nil {
+		return nil, errs.ErrSealed
+	}
+	lk, err := unwrapKey(ring, rec)
+	if err != nil {
+		s.log.Error("key could not be unwrapped", "key", rec.Name, "err", err)
+		return nil, err
+	}
+	return lk, nil
 }
 
 // wrapNew generates material for a new version and wraps it under the
@@ -201,8 +195,8 @@ func (s *keystore) get(name string) (*liveKey, error) {
 func (s *keystore) wrapNew(name string, t keyring.KeyType, version uint32, rnd randReader) (fsm.WrappedVersion, error) {
 	// The barrier keyring is used only under mu, so seal cannot zero it
 	// under this call.
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	ring := s.barrier.Load()
 	if ring == nil {
 		return fsm.WrappedVersion{}, errs.ErrSealed
@@ -269,3 +263,6 @@ func (n *Node) AcquireCryptoKey(name string) (*keyring.Key, func(), error) {
 		return nil, nil, api.ErrKeyDisabled
 	}
 }
+
+// KeyCacheStats returns the node's key cache size, bound and counters.
+func (n *Node) KeyCacheStats() KeyCacheStats { return n.keys.cache.stats() }

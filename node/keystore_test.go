@@ -14,51 +14,137 @@ import (
 	"github.com/keyd/keyd/keyring"
 )
 
-// testKeystore returns an unsealed keystore holding one key of type t
-// named name and a function that replaces it with a new record built
-// from versions 1..n of fixed material (as a rotation does).
-func testKeystore(t testing.TB, name string, typ keyring.KeyType) (*keystore, *keyring.Key, func(versions int)) {
+// mapSource is a keySource over a map, standing in for the FSM.
+type mapSource struct {
+	mu    sync.Mutex
+	recs  map[string]*fsm.KeyRecord
+	reads atomic.Int64
+	// gate, when set, is called by Key after it read the record and
+	// before it returns it (tests hold a fill there).
+	gate func(name string)
+}
+
+func (m *mapSource) Key(name string) (*fsm.KeyRecord, error) {
+	m.reads.Add(1)
+	m.mu.Lock()
+	r, ok := m.recs[name]
+	m.mu.Unlock()
+	if m.gate != nil {
+		m.gate(name)
+	}
+	if !ok {
+		return nil, fsm.ErrKeyNotFound
+	}
+	return r, nil
+}
+
+// put stores rec and delivers the FSM event for it, as an apply does.
+func (m *mapSource) put(s *keystore, rec *fsm.KeyRecord) {
+	m.mu.Lock()
+	m.recs[rec.Name] = rec
+	m.mu.Unlock()
+	s.onEvent(fsm.Event{Keys: []*fsm.KeyRecord{rec}})
+}
+
+// del removes name and delivers the event.
+func (m *mapSource) del(s *keystore, name string) {
+	m.mu.Lock()
+	delete(m.recs, name)
+	m.mu.Unlock()
+	s.onEvent(fsm.Event{Deleted: []string{name}})
+}
+
+// testRecords wraps fresh material of type typ under ring.
+type testRecords struct {
+	t    testing.TB
+	ring *keyring.Keyring
+	typ  keyring.KeyType
+	mats map[string][]*keyring.KeyMaterial
+}
+
+// rec returns name's record with versions 1..versions, in state.
+func (r *testRecords) rec(name string, versions int, state string) *fsm.KeyRecord {
+	r.t.Helper()
+	for len(r.mats[name]) < versions {
+		m, err := keyring.GenerateMaterial(r.typ, rand.Reader)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.mats[name] = append(r.mats[name], m)
+	}
+	rec := &fsm.KeyRecord{Name: name, Type: string(r.typ), State: state}
+	for v := 1; v <= versions; v++ {
+		bv, blob, err := r.ring.WrapMaterial(name, uint32(v), r.mats[name][v-1])
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		rec.Versions = append(rec.Versions, fsm.WrappedVersion{Version: uint32(v), BarrierVersion: bv, Wrapped: blob})
+	}
+	return rec
+}
+
+// reference returns version 1 of name as a key of its own.
+func (r *testRecords) reference(name string) *keyring.Key {
+	r.t.Helper()
+	ref, err := keyring.NewKey(name, r.typ, []keyring.Version{{Number: 1, Material: r.mats[name][0]}}, 0)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(ref.Destroy)
+	return ref
+}
+
+// newTestStore returns an unsealed keystore over an empty mapSource with
+// a cache of size entries.
+func newTestStore(t testing.TB, typ keyring.KeyType, size int) (*keystore, *mapSource, *testRecords) {
 	t.Helper()
 	ring, err := keyring.NewKeyring(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &keystore{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	s.barrier.Store(ring)
-	var mats []*keyring.KeyMaterial
-	for i := 0; i < 8; i++ {
-		m, err := keyring.GenerateMaterial(typ, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mats = append(mats, m)
-	}
-	rec := func(versions int) *fsm.KeyRecord {
-		r := &fsm.KeyRecord{Name: name, Type: string(typ), State: fsm.StateEnabled}
-		for v := 1; v <= versions; v++ {
-			bv, blob, err := ring.WrapMaterial(name, uint32(v), mats[v-1])
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Versions = append(r.Versions, fsm.WrappedVersion{Version: uint32(v), BarrierVersion: bv, Wrapped: blob})
-		}
-		return r
-	}
-	ref, err := keyring.NewKey(name, typ, []keyring.Version{{Number: 1, Material: mats[0]}}, 0)
+	src := &mapSource{recs: map[string]*fsm.KeyRecord{}}
+	s := newKeystore(slog.New(slog.NewTextHandler(io.Discard, nil)), src, size)
+	// The keystore destroys what it opens; the records helper wraps
+	// with a keyring of the same keys.
+	wrapRing, err := keyring.OpenKeyring(mustRoot(t), mustSeal(t, ring), []byte("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(ref.Destroy)
-	s.mu.Lock()
-	s.store(ring, rec(1))
-	s.mu.Unlock()
-	replace := func(versions int) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if r := s.barrier.Load(); r != nil {
-			s.store(r, rec(versions))
-		}
+	s.open(ring)
+	t.Cleanup(wrapRing.Destroy)
+	return s, src, &testRecords{t: t, ring: wrapRing, typ: typ, mats: map[string][]*keyring.KeyMaterial{}}
+}
+
+var testRootSeed = make([]byte, 32)
+
+func mustRoot(t testing.TB) *keyring.RootKey {
+	t.Helper()
+	root, err := keyring.DeriveRootKey(testRootSeed)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return root
+}
+
+func mustSeal(t testing.TB, ring *keyring.Keyring) []byte {
+	t.Helper()
+	blob, err := ring.Seal(mustRoot(t), []byte("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blob
+}
+
+// testKeystore returns an unsealed keystore holding one key of type t
+// named name and a function that replaces it with a new record built
+// from versions 1..n of fixed material (as a rotation does).
+func testKeystore(t testing.TB, name string, typ keyring.KeyType) (*keystore, *keyring.Key, func(versions int)) {
+	t.Helper()
+	s, src, recs := newTestStore(t, typ, 0)
+	src.put(s, recs.rec(name, 1, fsm.StateEnabled))
+	ref := recs.reference(name)
+	recs.rec(name, 8, fsm.StateEnabled) // material for every later version
+	replace := func(versions int) { src.put(s, recs.rec(name, versions, fsm.StateEnabled)) }
 	return s, ref, replace
 }
 
@@ -136,9 +222,13 @@ func TestKeystoreRetireUnderLoad(t *testing.T) {
 	if ok.Load() == 0 {
 		t.Fatal("no request ran")
 	}
-	// The first key plus every replacement: all zeroed.
-	if z := zeroed.Load(); z != replacements+1 {
-		t.Fatalf("%d keys zeroed, want %d", z, replacements+1)
+	// Every key unwrapped (on first use after each replacement): all
+	// zeroed.
+	if z, u := zeroed.Load(), int64(s.cache.loads.Load()); z != u || u == 0 {
+		t.Fatalf("%d keys zeroed, %d unwrapped", z, u)
+	}
+	if st := s.cache.stats(); st.Size != 0 {
+		t.Fatalf("sealed keystore caches %d keys", st.Size)
 	}
 }
 
@@ -167,13 +257,17 @@ func BenchmarkAcquireEncrypt(b *testing.B) {
 // count, for comparison.
 func BenchmarkEncryptNoRefcount(b *testing.B) {
 	s, _, _ := testKeystore(b, "bench", keyring.AES256GCM)
+	lk, err := s.get("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lk.release()
 	pt, ctx := make([]byte, 64), []byte("tenant=42")
 	b.ReportAllocs()
 	b.SetBytes(64)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			v, _ := s.keys.Load("bench")
-			if _, err := v.(*liveKey).key.Encrypt(nil, pt, ctx); err != nil {
+			if _, err := lk.key.Encrypt(nil, pt, ctx); err != nil {
 				b.Fatal(err)
 			}
 		}

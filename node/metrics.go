@@ -24,6 +24,7 @@ func (n *Node) metricsSample() metrics.Sample {
 	if k, err := n.fsm.KeyCount(); err == nil {
 		s.Keys = k
 	}
+	s.KeyCache = metrics.KeyCache(n.keys.cache.stats())
 	if rp := n.raft; rp != nil {
 		r := rp.raft
 		st := r.State()

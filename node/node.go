@@ -102,13 +102,14 @@ func New(cfg Config) (*Node, error) {
 	n.auth.now = n.clock.now
 	n.peers = newPeerClient(cfg.NodeID, cfg.Peers, cfg.Identity, n.log)
 	n.sealer.dealNow = make(chan struct{}, 1)
-	n.keys = &keystore{log: n.log}
+	n.keys = newKeystore(n.log, nil, cfg.KeyCacheSize)
 	n.metrics = metrics.New(n.metricsSample)
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
 	if err != nil {
 		return nil, err
 	}
 	n.fsm = f
+	n.keys.src = f
 	n.sealer.cust = n.newCustodians()
 	n.auth.tags = &tagTable{}
 	n.usage = newUsageTracker(n.now)
@@ -133,7 +134,7 @@ func (n *Node) onApply(ev fsm.Event) {
 	if err := n.auth.tags.onEvent(ev, n.fsm); err != nil {
 		n.log.Error("reload key tags", "err", err)
 	}
-	n.keys.onEvent(ev, n.fsm)
+	n.keys.onEvent(ev)
 	if ev.Root {
 		n.onRootRotated()
 	}

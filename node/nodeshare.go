@@ -101,9 +101,18 @@ func (n *Node) voters() ([]string, error) {
 
 // runNodeShares owns the node-share work of this node: on the unsealed
 // leader it (re-)deals when needed; on a sealed node it tries warm rejoin.
+//
+// A sealed node tries at once and then backs off (50ms, doubling) up to
+// the interval, so a restarted node rejoins as soon as its peers answer
+// instead of at the first tick, and a node that cannot rejoin costs its
+// peers no more than a handful of extra share requests.
 func (n *Node) runNodeShares(ctx context.Context) {
 	t := time.NewTicker(n.cfg.NodeShareInterval)
 	defer t.Stop()
+	const firstRetry = 50 * time.Millisecond
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	backoff := firstRetry
 	for {
 		select {
 		case <-ctx.Done():
@@ -112,11 +121,13 @@ func (n *Node) runNodeShares(ctx context.Context) {
 			// An unseal, a removal or a root rotation: evaluate now.
 			n.sealer.dealing.Now()
 		case <-t.C:
+		case <-retry.C:
 		}
 		n.sealer.dealing.Ticks.Add(1)
 		n.checkMembership(ctx)
 		n.pruneCommitted()
 		if n.keys.unsealed() {
+			backoff = firstRetry
 			if n.IsLeader() {
 				if err := n.maybeDeal(ctx); err != nil && ctx.Err() == nil {
 					n.log.Debug("node-share dealing not evaluated", "err", err)
@@ -126,6 +137,10 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		}
 		if err := n.warmRejoin(ctx); err != nil {
 			n.setSealReason(err.Error())
+			if backoff < n.cfg.NodeShareInterval {
+				retry.Reset(backoff)
+				backoff *= 2
+			}
 		}
 	}
 }
@@ -338,7 +353,7 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 }
 
 // openWithSecret derives the root key from secret, opens the barrier
-// keyring, loads every key and keeps secret for future dealings. It takes
+// keyring (customer keys stay wrapped until used) and keeps secret for future dealings. It takes
 // ownership of secret.
 func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by string) error {
 	if n.removedSelf() {
@@ -362,10 +377,7 @@ func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by str
 		secret.Destroy()
 		return fmt.Errorf("node: open barrier keyring: %w", err)
 	}
-	if err := n.keys.open(ring, n.fsm); err != nil {
-		secret.Destroy()
-		return fmt.Errorf("node: load keys: %w", err)
-	}
+	n.keys.open(ring) // customer keys are unwrapped on first use
 	n.sealer.mu.Lock()
 	n.sealer.resetLocked()
 	if n.sealer.secret != nil {

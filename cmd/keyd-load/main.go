@@ -5,6 +5,12 @@
 // -duration. It starts its own in-process nodes on 127.0.0.1.
 //
 //	go run ./cmd/keyd-load -duration 10s -concurrency 16,64
+//
+// The scale scenario (-scenarios scale) runs real `keyd server`
+// processes instead; see scale.go:
+//
+//	go build -o bin/keyd ./cmd/keyd
+//	go run ./cmd/keyd-load -scenarios scale -scale-keys 1000,100000 -duration 5s
 package main
 
 import (
@@ -24,6 +30,10 @@ func main() {
 	conc := flag.String("concurrency", "16,64", "comma-separated numbers of concurrent callers")
 	scenarios := flag.String("scenarios", "reference,encrypt,unaudited,auditstrict,decrypt,batch,create,failover", "which measurements to run (also: pii)")
 	batchItems := flag.Int("batch-items", 500, "items per batch request")
+	keydBin := flag.String("keyd", "bin/keyd", "keyd binary for the scale scenario (real server processes)")
+	scaleKeys := flag.String("scale-keys", "1000", "comma-separated key counts for the scale scenario")
+	scaleCallers := flag.Int("scale-callers", 32, "concurrent callers of the scale scenario")
+	cacheSize := flag.Int("key-cache-size", 0, "key_cache_size of the scale scenario's nodes (0: default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (driver and servers) to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -51,6 +61,25 @@ func main() {
 		want[strings.TrimSpace(s)] = true
 	}
 	ctx := context.Background()
+	if want["scale"] {
+		o := scaleOptions{keyd: *keydBin, callers: *scaleCallers, duration: *duration, cache: *cacheSize}
+		for _, s := range strings.Split(*scaleKeys, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 10 {
+				fmt.Fprintf(os.Stderr, "keyd-load: bad -scale-keys %q\n", *scaleKeys)
+				os.Exit(2)
+			}
+			o.keys = append(o.keys, n)
+		}
+		if err := runScale(ctx, o); err != nil {
+			fmt.Fprintln(os.Stderr, "keyd-load:", err)
+			os.Exit(1)
+		}
+		delete(want, "scale")
+		if len(want) == 0 {
+			return
+		}
+	}
 	if err := run(ctx, *duration, levels, want, *batchItems); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "keyd-load:", err)

@@ -392,6 +392,18 @@ func run(ctx context.Context, d time.Duration, levels []int, want map[string]boo
 	}
 
 	if want["create"] {
+		// The bare raft reference first, in the same run.
+		raftLeader, stopRaft, err := rawRaftCluster()
+		if err != nil {
+			stopRaft()
+			return err
+		}
+		for _, c := range levels {
+			r := rawRaftApply(raftLeader, c, d, 300) // about the size of a create command
+			fmt.Println(r)
+			results = append(results, r)
+		}
+		stopRaft()
 		nodes, token, stop, err := startInitialized(ctx, ca, 3, auditDefault)
 		if err != nil {
 			stop()
@@ -452,6 +464,16 @@ func printRatios(rs []result) {
 	for _, r := range rs {
 		if u, ok := unaudited[r.callers]; ok && (r.name == "keyd encrypt" || r.name == "keyd encrypt fsync each") && u.ops > 0 {
 			fmt.Printf("ratio %s / unaudited callers=%-3d throughput=%.2f, p99=%.2fx\n", r.name, r.callers, r.rate()/u.rate(), float64(r.p99)/float64(u.p99))
+		}
+	}
+	for _, r := range rs {
+		if r.name != "keyd create (3 nodes)" {
+			continue
+		}
+		for _, b := range rs {
+			if b.name == "bare raft apply (3 nodes)" && b.callers == r.callers && b.ops > 0 && b.p99 > 0 {
+				fmt.Printf("ratio keyd create callers=%-3d throughput=%.2f of bare raft, p99=%.2fx bare raft\n", r.callers, r.rate()/b.rate(), float64(r.p99)/float64(b.p99))
+			}
 		}
 	}
 	for _, r := range rs {

@@ -70,6 +70,9 @@ type fileConfig struct {
 	IndexWait         time.Duration `yaml:"index_wait"`
 	ApplyTimeout      time.Duration `yaml:"apply_timeout"`
 	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
+	// KeyCacheSize bounds the unwrapped keys a node keeps in memory
+	// (default 10000); keys stay wrapped in the state until used.
+	KeyCacheSize int `yaml:"key_cache_size"`
 
 	// Scheduled operator snapshots (disaster recovery).
 	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
@@ -333,6 +336,12 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 	}
 	if fc.SnapshotThreshold > 0 {
 		cfg.SnapshotThreshold = fc.SnapshotThreshold
+	}
+	if fc.KeyCacheSize < 0 {
+		return node.Config{}, fmt.Errorf("%w: key_cache_size must not be negative", errBadValue)
+	}
+	if fc.KeyCacheSize > 0 {
+		cfg.KeyCacheSize = fc.KeyCacheSize
 	}
 	cfg.SnapshotInterval, cfg.SnapshotDir, cfg.SnapshotMaxAge = fc.SnapshotInterval, fc.SnapshotDir, fc.SnapshotMaxAge
 	if fc.SnapshotRetain != nil {

@@ -53,6 +53,9 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("got interval %s timing %+v region %q api %q, want 1m, LAN, eu-west, 127.0.0.1:8200",
 			cfg.SchedulerInterval, cfg.Timing, cfg.Region, cfg.APIAddr)
 	}
+	if cfg.KeyCacheSize != 10000 {
+		t.Fatalf("key_cache_size %d, want the example's 10000", cfg.KeyCacheSize)
+	}
 	if got := cfg.Peers[2]; got != (node.Peer{ID: "n3", RaftAddr: "127.0.0.1:8221", APIAddr: "127.0.0.1:8220", Region: "eu-central"}) {
 		t.Fatalf("got peer %+v", got)
 	}
@@ -110,6 +113,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "text logs and open metrics", yaml: editConfig("", "log_format: text", "unauthenticated_metrics: true")},
 		{name: "bad log format", yaml: editConfig("", "log_format: xml"), wantErr: errBadValue, wantText: "log_format"},
 		{name: "negative duration", yaml: editConfig("", "apply_timeout: -1s"), wantErr: errBadValue, wantText: "apply_timeout"},
+		{name: "key cache size", yaml: editConfig("", "key_cache_size: 50000")},
+		{name: "negative key cache size", yaml: editConfig("", "key_cache_size: -1"), wantErr: errBadValue, wantText: "key_cache_size"},
 		{name: "bad duration", yaml: editConfig("", "scheduler_interval: soon"), wantErr: errConfigParse, wantText: "soon"},
 		{name: "empty file", yaml: "", wantErr: errConfigParse, wantText: "empty"},
 		{name: "two documents", yaml: editConfig("") + "---\nnode_id: n2\n", wantErr: errConfigParse, wantText: "document"},
@@ -175,6 +180,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("node_id: [1, 2]\n"))
 	f.Add([]byte("peers: {id: x}\n"))
 	f.Add([]byte("scheduler_interval: 1m\nsnapshot_threshold: -3\n"))
+	f.Add([]byte(editConfig("", "key_cache_size: -7")))
 	load := fakeLoader(f)
 	id, err := load("n1", "", "", "")
 	if err != nil {
