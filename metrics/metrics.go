@@ -47,6 +47,9 @@ type Sample struct {
 	// Keys is the number of keys in the replicated state; negative when
 	// it could not be read.
 	Keys int
+	// StateBytes is the size of the state database (the FSM); negative
+	// when it could not be read.
+	StateBytes int64
 	// KeyCache describes the cache of unwrapped keys.
 	KeyCache KeyCache
 	// Members counts gossip members by state ("alive", "suspect", "dead",
@@ -185,6 +188,7 @@ var (
 	descLastContact  = prometheus.NewDesc("keyd_raft_last_contact_seconds", "Seconds since this node last heard from the leader (0 on the leader; absent if never).", nil, nil)
 	descPeerContact  = prometheus.NewDesc("keyd_raft_peer_last_contact_seconds", "On the leader: seconds since it last reached each peer with a successful AppendEntries (absent elsewhere, and for a peer never reached).", []string{"peer"}, nil)
 	descKeys         = prometheus.NewDesc("keyd_keys", "Keys in the replicated state.", nil, nil)
+	descStateBytes   = prometheus.NewDesc("keyd_state_bytes", "Size in bytes of the replicated state database (the FSM) on this node.", nil, nil)
 	descMembers      = prometheus.NewDesc("keyd_gossip_members", "Gossip members by state, as this node sees them.", []string{"state"}, nil)
 
 	descCacheSize      = prometheus.NewDesc("keyd_key_cache_size", "Unwrapped keys held in this node's key cache.", nil, nil)
@@ -196,7 +200,7 @@ var (
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInitialized, descSealed, descRaftState, descRaftLeader, descLeaderKnown,
-		descTerm, descLastIndex, descCommitIndex, descAppliedIndex, descLastContact, descPeerContact, descKeys, descMembers,
+		descTerm, descLastIndex, descCommitIndex, descAppliedIndex, descLastContact, descPeerContact, descKeys, descStateBytes, descMembers,
 		descCacheSize, descCacheCapacity, descCacheHits, descCacheMisses, descCacheEvictions} {
 		ch <- d
 	}
@@ -226,6 +230,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Keys >= 0 {
 		gauge(descKeys, float64(s.Keys))
+	}
+	if s.StateBytes >= 0 {
+		gauge(descStateBytes, float64(s.StateBytes))
 	}
 	gauge(descCacheSize, float64(s.KeyCache.Size))
 	gauge(descCacheCapacity, float64(s.KeyCache.Capacity))

@@ -81,7 +81,7 @@ func (f fakeHSM) Close() error                 { return nil }
 var _ hsmbridge.HSM = fakeHSM{}
 
 func TestWrapHSMTimesCalls(t *testing.T) {
-	m := New(func() Sample { return Sample{LastContact: -1, Keys: -1} })
+	m := New(func() Sample { return Sample{LastContact: -1, Keys: -1, StateBytes: -1} })
 	ok := m.WrapHSM(fakeHSM{})
 	bad := m.WrapHSM(fakeHSM{err: errors.New("token gone")})
 	ctx := context.Background()
@@ -121,7 +121,7 @@ func TestWrapHSMTimesCalls(t *testing.T) {
 	// gauges are absent rather than zero.
 	for _, f := range fams {
 		switch f.GetName() {
-		case "keyd_gossip_members", "keyd_keys", "keyd_raft_last_contact_seconds":
+		case "keyd_gossip_members", "keyd_keys", "keyd_state_bytes", "keyd_raft_last_contact_seconds":
 			t.Errorf("%s exported without a value", f.GetName())
 		}
 	}

@@ -17,12 +17,15 @@ func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
 // metricsSample is read at every scrape: cheap reads of state the node
 // already keeps, and one count of the keys bucket.
 func (n *Node) metricsSample() metrics.Sample {
-	s := metrics.Sample{Sealed: n.Sealed(), AppliedIndex: n.fsm.AppliedIndex(), LastContact: -1, Keys: -1}
+	s := metrics.Sample{Sealed: n.Sealed(), AppliedIndex: n.fsm.AppliedIndex(), LastContact: -1, Keys: -1, StateBytes: -1}
 	if _, err := n.fsm.InitRecord(); err == nil {
 		s.Initialized = true
 	}
 	if k, err := n.fsm.KeyCount(); err == nil {
 		s.Keys = k
+	}
+	if b, err := n.fsm.Size(); err == nil {
+		s.StateBytes = b
 	}
 	s.KeyCache = metrics.KeyCache(n.keys.cache.stats())
 	if rp := n.raft; rp != nil {

@@ -164,6 +164,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	if strings.Contains(body, secretName) || strings.Contains(body, "pay everyone") {
 		t.Fatalf("the scrape names a key or carries plaintext:\n%s", body)
 	}
+	if v := mustValue(t, after, "keyd_state_bytes"); v <= 0 {
+		t.Errorf("keyd_state_bytes: %v, want the state database's size", v)
+	}
 	if v := mustValue(t, after, "keyd_keys"); v != keysBefore+1 {
 		t.Errorf("keyd_keys: %v, want %v", v, keysBefore+1)
 	}
