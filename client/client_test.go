@@ -889,3 +889,33 @@ func TestWithRequestIDDedupsAcrossCalls(t *testing.T) {
 		t.Errorf("CreateKey with a fresh id: got %v, want ErrExists", err)
 	}
 }
+
+// TestWriteMovesOnFromCutOffNode: a node cut off from the leader refuses
+// writes with unavailable ("lost contact with the leader ... use another
+// node") while the client may still believe it leads (a stale status).
+// The write must go to another node at once instead of backing off on the
+// same node until the caller's deadline.
+func TestWriteMovesOnFromCutOffNode(t *testing.T) {
+	t.Parallel()
+	cutOff, healthy := newFakeNode(t), newFakeNode(t)
+	cutOff.statusLeader = cutOff.addr()
+	healthy.statusLeader = cutOff.addr()
+	cutOff.setHook(func(n *fakeNode, w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if isWrite(r) {
+			writeErr(w, api.CodeUnavailable, "this node has lost contact with the leader and may have missed token revocations; only crypto calls are served here, use another node", "")
+			return true
+		}
+		return false
+	})
+	c := newTestClient(t, Config{Addrs: []string{cutOff.addr(), healthy.addr()}, MaxRetries: 3}, cutOff, healthy)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, name := range []string{"k1", "k2", "k3"} {
+		if _, err := c.CreateKey(ctx, api.CreateKeyRequest{Name: name}); err != nil {
+			t.Fatalf("CreateKey(%s): %v", name, err)
+		}
+	}
+	if got := len(healthy.requests(http.MethodPost, api.PathKeys)); got != 3 {
+		t.Fatalf("writes at the healthy node: %d, want 3", got)
+	}
+}

@@ -70,8 +70,9 @@ type call struct {
 // next attempt goes at once to a healthy node not yet tried in this round;
 // only when none is left does the call back off and start a new round. So
 // a dead leader costs a crypto call one failed connection, not a backoff.
-// Writes back off on unavailable, which means the cluster has no leader
-// rather than that the node is bad.
+// A write answered unavailable also moves on (a node cut off from the
+// leader refuses writes while others reach it) and backs off once every
+// node was tried in the round, which means the cluster has no leader.
 func (c *Client) do(ctx context.Context, cl call) error {
 	if err := c.checkOpen(); err != nil {
 		return err
@@ -181,7 +182,17 @@ func (c *Client) do(ctx context.Context, cl call) error {
 				moveOn = true
 			default: // unavailable, index_not_applied: another node may do better
 				c.unprefer(addr)
-				moveOn = cl.pol != polWrite
+				moveOn = true
+				if cl.pol == polWrite {
+					// No working leader answered: the node lost contact with
+					// the leader (it refuses writes: it may have missed
+					// revocations), could not forward, or lost leadership.
+					// Another node may reach the leader; once every node
+					// was tried the write backs off (the cluster may be
+					// electing).
+					c.forgetLeader(addr)
+					refreshed = false
+				}
 			}
 		default:
 			return err
