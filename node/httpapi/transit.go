@@ -266,7 +266,13 @@ func (s *Server) transitCreateKey(c *call) (any, error) {
 			return nil, err
 		}
 		// Vault answers a create of an existing key with that key,
-		// whatever the options; so does keyd, on the leader's state.
+		// whatever the options; so does keyd, on the leader's state, to a
+		// caller that may read it. A create-only caller gets keyd's
+		// key_exists (Vault would want update on the path): the
+		// metadata is read's.
+		if c.p == nil || !c.p.Allowed(policy.Read, c.name()) {
+			return nil, err
+		}
 		if info, err = s.cfg.Keys.ReadKey(c.r.Context(), c.name(), false); err != nil {
 			return nil, err
 		}
