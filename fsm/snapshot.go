@@ -118,15 +118,18 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	// As in ApplyBatch: the observer's views first, then the index, so
+	// whoever sees idx published also sees the restored views.
 	if f.observer != nil {
 		f.observer(Event{Index: idx, Restored: true})
 	}
+	f.applied.Store(idx)
 	f.waits.trigger(idx)
 	return nil
 }
 
 // swapDB replaces the database file with the verified file at tmp and
-// returns the restored applied index.
+// returns the restored applied index, which it does not publish.
 func (f *FSM) swapDB(tmp string) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -149,12 +152,8 @@ func (f *FSM) swapDB(tmp string) (uint64, error) {
 		_ = os.Remove(tmp)
 		return 0, fmt.Errorf("fsm: restore: %w", renameErr)
 	}
-	idx, err := readApplied(db)
-	if err != nil {
-		return 0, err
-	}
-	f.applied.Store(idx)
-	return idx, nil
+	// The caller publishes idx (f.applied) once the observer has run.
+	return readApplied(db)
 }
 
 // VerifySnapshot reads a whole snapshot and checks its format and

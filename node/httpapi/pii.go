@@ -204,7 +204,8 @@ var errMaskedOracle = &api.Error{Code: api.CodeForbidden, Message: "a caller wit
 
 // checkMaskedOracle returns errMaskedOracle when the caller holds
 // decrypt-masked but not decrypt on the path's key and the key is
-// deterministic. Callers without decrypt-masked pay one policy lookup.
+// deterministic, and the key's own error when it cannot be acquired.
+// Callers without decrypt-masked pay one policy lookup.
 func (s *Server) checkMaskedOracle(c *call) error {
 	name := c.name()
 	if c.p == nil || c.p.Allowed(policy.Decrypt, name) || !c.p.Allowed(policy.DecryptMasked, name) {
@@ -212,7 +213,9 @@ func (s *Server) checkMaskedOracle(c *call) error {
 	}
 	k, release, err := s.cfg.Crypto.AcquireCryptoKey(name)
 	if err != nil {
-		return nil // the handler reports it, after its own checks
+		// Fail closed: the handler acquires the key again, and a key
+		// enabled (or created) in between must not skip this check.
+		return err
 	}
 	defer release()
 	if t := k.Type(); t == keyring.AES256SIV || t == keyring.FF1AES256 {

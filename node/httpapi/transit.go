@@ -203,17 +203,25 @@ var (
 // ("720h", "30m") or a number of seconds. It returns keyd's rotation
 // period ("" for none), and whether the field was present.
 func parseRotatePeriod(v any) (string, bool, error) {
+	const maxSeconds = 100 * 365 * 24 * 3600
 	var d time.Duration
 	switch x := v.(type) {
 	case nil:
 		return "", false, nil
 	case float64:
-		if x < 0 || x > float64(100*365*24*3600) || x != float64(int64(x)) {
+		if x < 0 || x > maxSeconds || x != float64(int64(x)) {
 			return "", true, transitBad("auto_rotate_period must be a whole number of seconds or a duration like 720h")
 		}
 		d = time.Duration(x) * time.Second
 	case string:
 		if n, err := strconv.ParseInt(x, 10, 64); err == nil {
+			// Checked before multiplying: n seconds would wrap around.
+			if n < 0 {
+				return "", true, transitBad("auto_rotate_period must not be negative")
+			}
+			if n > maxSeconds {
+				return "", true, transitBad("auto_rotate_period must be a whole number of seconds or a duration like 720h")
+			}
 			d = time.Duration(n) * time.Second
 		} else if d, err = time.ParseDuration(x); err != nil {
 			return "", true, transitBad("auto_rotate_period must be a whole number of seconds or a duration like 720h")
@@ -266,7 +274,13 @@ func (s *Server) transitCreateKey(c *call) (any, error) {
 			return nil, err
 		}
 		// Vault answers a create of an existing key with that key,
-		// whatever the options; so does keyd, on the leader's state.
+		// whatever the options; so does keyd, on the leader's state, to a
+		// caller that may read it. A create-only caller gets keyd's
+		// key_exists (Vault would want update on the path): the
+		// metadata is read's.
+		if c.p == nil || !c.p.Allowed(policy.Read, c.name()) {
+			return nil, err
+		}
 		if info, err = s.cfg.Keys.ReadKey(c.r.Context(), c.name(), false); err != nil {
 			return nil, err
 		}
