@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -305,6 +306,13 @@ func (n *Node) flushUsageOnClose() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := n.FlushUsage(ctx); err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) && (ae.Code == api.CodeNotLeader || ae.Code == api.CodeUnavailable) {
+			// The cluster is stopping too (the leader went first, or an
+			// election is under way): expected on a whole-cluster stop.
+			n.log.Info("final usage flush found no leader; these uses are lost", "err", err)
+			return
+		}
 		n.log.Warn("final usage flush failed; these uses are lost", "err", err)
 	}
 }
