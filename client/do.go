@@ -139,8 +139,9 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		}
 		lastErr, prev = err, addr
 
-		immediate := false // follow a leader hint at once
-		moveOn := false    // the node failed; an untried one may not
+		immediate := false   // follow a leader hint at once
+		moveOn := false      // the node failed; an untried one may not
+		writeMoveOn := false // a write answered unavailable moves on for free
 		var ce *ConnError
 		var ae *api.Error
 		switch {
@@ -192,6 +193,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 					// electing).
 					c.forgetLeader(addr)
 					refreshed = false
+					writeMoveOn = true
 				}
 			}
 		default:
@@ -200,11 +202,17 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("client: %w: %w", err, lastErr)
 		}
-		if retry >= maxRetries {
+		if retry >= maxRetries && !(writeMoveOn && c.hasUntried(tried)) {
 			return lastErr
 		}
 		if moveOn && cl.pol != polNode && c.hasUntried(tried) {
 			immediate = true
+			if writeMoveOn {
+				// Asking the other nodes of this round is not a retry:
+				// the budget counts rounds, which back off, so an
+				// election still has MaxRetries backoffs to finish.
+				retry--
+			}
 		}
 		var d time.Duration
 		if !immediate {
