@@ -127,3 +127,18 @@ func (c *call) authorizeTags(name string, setsTags bool) error {
 	}
 	return nil
 }
+
+// authorizeRetention checks a write that sets or removes a key's
+// retention (create with one, a config naming one): a retention makes
+// the cluster schedule the key's deletion on its own, so it is a
+// deletion decision and needs delete on the key, on top of create or
+// rotate (which never allow a deletion).
+func (c *call) authorizeRetention(name string, setsRetention bool) error {
+	if !setsRetention {
+		return nil
+	}
+	if c.p == nil || !c.p.Allowed(policy.Delete, name) {
+		return &api.Error{Code: api.CodeForbidden, Message: "setting a key retention needs delete on the key"}
+	}
+	return nil
+}
