@@ -68,3 +68,73 @@ func TestRetentionNeedsDelete(t *testing.T) {
 		t.Fatalf("caller with delete creates with a retention: %d %s", st, code)
 	}
 }
+
+// TestKVPathTricks: an app token with kv/app1/* tries to reach app2's
+// secret through the raw HTTP API with dot segments, doubled and
+// encoded slashes, case, list prefixes and cursors. Nothing of app2's
+// is read, written or listed.
+func TestKVPathTricks(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 1})
+	c.Init(t, 1, 1)
+	c.Unseal(t, 1)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS()}}
+	t.Cleanup(hc.CloseIdleConnections)
+	r := &raw{t: t, c: c, hc: hc}
+	doc := `{"rules":[{"effect":"allow","capabilities":["kv-read","kv-write","kv-list","kv-delete","kv-destroy"],"keys":["kv/app1/*"]}]}`
+	if st, code := r.do(0, "PUT", api.PathPolicies+"/app1kv", c.Token, []byte(doc), nil); st != 200 {
+		t.Fatalf("policy: %d %s", st, code)
+	}
+	app, _ := r.token("app1kv")
+	var w api.KVSecret
+	for _, p := range []string{"app1/db", "app2/x", "app1x/y"} {
+		if st, code := r.do(0, "PUT", "/v1/kv/"+p, c.Token, api.KVWriteRequest{Data: map[string]string{"v": "secret-of-" + p}}, &w); st != 200 {
+			t.Fatalf("put %s: %d %s", p, st, code)
+		}
+	}
+	c.WaitApplied(t, w.Index)
+	for _, p := range []string{
+		"app1/../app2/x", "app1/..%2Fapp2/x", "app1%2F..%2Fapp2%2Fx", "app1/%2E%2E/app2/x",
+		"app1//../app2/x", "app1/./../app2/x", "APP1/../app2/x", "app1/..", "app1%2F..",
+	} {
+		for _, m := range []string{"GET", "PUT", "DELETE"} {
+			var body any
+			if m == "PUT" {
+				body = api.KVWriteRequest{Data: map[string]string{"v": "pwned"}}
+			}
+			var got api.KVSecret
+			st, code := r.do(0, m, "/v1/kv/"+p, app, body, &got)
+			if st == 200 {
+				t.Errorf("%s /v1/kv/%s answered 200 (%+v)", m, p, got)
+			}
+			_ = code
+		}
+		for _, route := range []string{api.PathKVMeta, api.PathKVDestroy, api.PathKVUndelete} {
+			m := "GET"
+			if route != api.PathKVMeta {
+				m = "POST"
+			}
+			if st, _ := r.do(0, m, route+p, app, api.KVVersionsRequest{Versions: []uint32{1}}, nil); st == 200 {
+				t.Errorf("%s %s%s answered 200", m, route, p)
+			}
+		}
+	}
+	// Lists: another app's prefix, a prefix that only shares letters, a
+	// cursor inside app2.
+	for _, q := range []string{"", "app2/", "app", "app1", "app1/../app2/", "?after=app2/", "app2/?after=app1/"} {
+		var l api.KVList
+		if st, code := r.do(0, "GET", api.PathKVList+q, app, nil, &l); st != 200 && st != 400 && st != 307 {
+			t.Fatalf("list %q: %d %s", q, st, code)
+		}
+		for _, p := range l.Paths {
+			if p != "app1/db" {
+				t.Errorf("list %q shows %s", q, p)
+			}
+		}
+	}
+	for _, p := range []string{"app2/x", "app1x/y"} {
+		var got api.KVSecret
+		if st, code := r.do(0, "GET", "/v1/kv/"+p, c.Token, nil, &got); st != 200 || got.Data["v"] != "secret-of-"+p || got.Version != 1 {
+			t.Fatalf("%s changed: %d %s %+v", p, st, code, got)
+		}
+	}
+}
