@@ -138,3 +138,72 @@ func TestKVPathTricks(t *testing.T) {
 		}
 	}
 }
+
+// TestDelegateCannotEscapeTagDeny: the admin denies an app decrypt on
+// every key tagged pci. A delegated admin of the keys team-* (set-policy
+// there, but not on every key) cannot remove that deny by editing
+// policies (it names a tag, which only set-policy on * covers), so it
+// must not be able to remove it by untagging team-cards either, nor pull
+// a key into an analyst's "allow tag:pseudo" by tagging it.
+func TestDelegateCannotEscapeTagDeny(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 1})
+	c.Init(t, 1, 1)
+	c.Unseal(t, 1)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS()}}
+	t.Cleanup(hc.CloseIdleConnections)
+	r := &raw{t: t, c: c, hc: hc}
+	for name, doc := range map[string]string{
+		"team-app":   `{"rules":[{"effect":"allow","capabilities":["encrypt","decrypt","read"],"keys":["team-*"]}]}`,
+		"no-pci":     `{"rules":[{"effect":"deny","capabilities":["decrypt"],"keys":["tag:pci"]}]}`,
+		"team-admin": `{"rules":[{"effect":"allow","capabilities":["create","rotate","read","set-policy"],"keys":["team-*"]}]}`,
+		"analyst":    `{"rules":[{"effect":"allow","capabilities":["decrypt","read"],"keys":["tag:pseudo"]}]}`,
+	} {
+		if st, code := r.do(0, "PUT", api.PathPolicies+"/"+name, c.Token, []byte(doc), nil); st != 200 {
+			t.Fatalf("policy %s: %d %s", name, st, code)
+		}
+	}
+	app, _ := r.token("team-app", "no-pci")
+	delegate, _ := r.token("team-admin")
+	var info api.KeyInfo
+	if st, code := r.do(0, "POST", api.PathKeys, c.Token, api.CreateKeyRequest{Name: "team-cards", Tags: []string{"pci"}}, &info); st != 200 {
+		t.Fatalf("create: %d %s", st, code)
+	}
+	if st, code := r.do(0, "POST", api.PathKeys, c.Token, api.CreateKeyRequest{Name: "team-plain"}, &info); st != 200 {
+		t.Fatalf("create: %d %s", st, code)
+	}
+	c.WaitApplied(t, info.Index)
+	var enc api.EncryptResponse
+	if st, code := r.do(0, "POST", api.KeyPath("team-cards", "encrypt"), c.Token, api.EncryptRequest{Plaintext: []byte("4111111111111111")}, &enc); st != 200 {
+		t.Fatalf("encrypt: %d %s", st, code)
+	}
+	decrypt := func() int {
+		st, _ := r.do(0, "POST", api.KeyPath("team-cards", "decrypt"), app, api.DecryptRequest{Ciphertext: enc.Ciphertext}, nil)
+		return st
+	}
+	if st := decrypt(); st != 403 {
+		t.Fatalf("app decrypts a pci key: %d", st)
+	}
+	// The delegate cannot lift the deny through policies...
+	if st, _ := r.do(0, "DELETE", api.PathPolicies+"/no-pci", delegate, nil, nil); st != 403 {
+		t.Fatalf("delegate deletes the tag deny: %d", st)
+	}
+	// ...nor by untagging the key.
+	if st, code := r.do(0, "POST", api.KeyPath("team-cards", "config"), delegate, api.KeyConfigRequest{Tags: &[]string{}}, &info); st != 403 {
+		t.Errorf("delegate untags a pci key: %d %s, want 403", st, code)
+	}
+	c.WaitApplied(t, info.Index)
+	if st := decrypt(); st != 403 {
+		t.Errorf("app decrypts the pci key after the delegate's untag: %d", st)
+	}
+	// Nor widen the analyst's tag allow onto its keys.
+	if st, code := r.do(0, "POST", api.KeyPath("team-plain", "config"), delegate, api.KeyConfigRequest{Tags: &[]string{"pseudo"}}, nil); st != 403 {
+		t.Errorf("delegate tags a key pseudo: %d %s, want 403", st, code)
+	}
+	if st, code := r.do(0, "POST", api.PathKeys, delegate, api.CreateKeyRequest{Name: "team-new", Tags: []string{"pseudo"}}, nil); st != 403 {
+		t.Errorf("delegate creates a key tagged pseudo: %d %s, want 403", st, code)
+	}
+	// Untagged creates and other config stay the delegate's.
+	if st, code := r.do(0, "POST", api.PathKeys, delegate, api.CreateKeyRequest{Name: "team-ok"}, nil); st != 200 {
+		t.Fatalf("delegate creates an untagged key: %d %s", st, code)
+	}
+}

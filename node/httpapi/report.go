@@ -115,15 +115,18 @@ func (s *Server) noteUsage(c *call, rt route, resp any, err error) {
 }
 
 // authorizeTags checks a write that sets key tags (create with tags, a
-// config that changes them): tags decide who may use the key under tag
-// rules, so setting them needs set-policy on the key, as writing a
-// policy naming it would.
+// config that changes them). Tagging a key x (or untagging it) changes
+// what every policy naming "tag:x" grants or denies on it, so it needs
+// what writing such a policy needs: set-policy on every key
+// (policy.Covers treats "tag:x" like "*"). Set-policy on the key alone
+// would let a delegated admin untag a key to lift a tag deny it could
+// not remove, or tag its key into another caller's tag allow.
 func (c *call) authorizeTags(name string, setsTags bool) error {
 	if !setsTags {
 		return nil
 	}
-	if c.p == nil || !c.p.Allowed(policy.SetPolicy, name) {
-		return &api.Error{Code: api.CodeForbidden, Message: "setting key tags needs set-policy on the key"}
+	if c.p == nil || !c.p.Allowed(policy.SetPolicy, name) || !c.p.AllowedPattern(policy.SetPolicy, "*") {
+		return &api.Error{Code: api.CodeForbidden, Message: "setting key tags needs set-policy on every key (as a policy naming a tag does)"}
 	}
 	return nil
 }
