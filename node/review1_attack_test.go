@@ -1,9 +1,12 @@
 package node_test
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/internal/testcluster"
@@ -210,5 +213,58 @@ func TestDelegateCannotEscapeTagDeny(t *testing.T) {
 	// Untagged creates and other config stay the delegate's.
 	if st, code := r.do(0, "POST", api.PathKeys, delegate, api.CreateKeyRequest{Name: "team-ok"}, nil); st != 200 {
 		t.Fatalf("delegate creates an untagged key: %d %s", st, code)
+	}
+}
+
+// TestKeyReportCountsEveryUse: the report's never_used lists "candidates
+// for purge orphaned keys", so a key in daily use through a route other
+// than keyd's single and batch crypto calls (the transit API, pseudonym,
+// the PII batches, tokenization) must not land there: deleting it would
+// shred the data (or every token of its vault).
+func TestKeyReportCountsEveryUse(t *testing.T) {
+	clk := &fakeClock{}
+	c, r := usageCluster(t, 1, clk)
+	ctx := ctxT(t)
+	for name, typ := range map[string]string{"transit-only": "aes256-gcm", "pseudo-only": "hmac-sha256", "pseudo-batch": "hmac-sha256", "vault": "aes256-gcm", "orphan": "aes256-gcm"} {
+		var info api.KeyInfo
+		if st, code := r.do(0, "POST", api.PathKeys, c.Token, api.CreateKeyRequest{Name: name, Type: typ}, &info); st != 200 {
+			t.Fatalf("create %s: %d %s", name, st, code)
+		}
+		c.WaitApplied(t, info.Index)
+	}
+	clk.Advance(800 * time.Hour)
+	if st, code := r.do(0, "POST", api.PathTransit+"/encrypt/transit-only", c.Token, api.TransitEncryptRequest{TransitEncryptItem: api.TransitEncryptItem{Plaintext: []byte("p")}}, nil); st != 200 {
+		t.Fatalf("transit encrypt: %d %s", st, code)
+	}
+	if st, code := r.do(0, "POST", api.KeyPath("pseudo-only", "pseudonym"), c.Token, api.PseudonymRequest{Value: []byte("alice")}, nil); st != 200 {
+		t.Fatalf("pseudonym: %d %s", st, code)
+	}
+	if st, code := r.do(0, "POST", api.KeyPath("pseudo-batch", "batch", "pseudonym"), c.Token, api.BatchPseudonymRequest{Items: []api.PseudonymRequest{{Value: []byte("bob")}}}, nil); st != 200 {
+		t.Fatalf("batch pseudonym: %d %s", st, code)
+	}
+	var tok api.TokenizeResponse
+	if st, code := r.do(0, "POST", api.KeyPath("vault", "tokenize"), c.Token, api.TokenizeRequest{Value: "4111111111111111"}, &tok); st != 200 {
+		t.Fatalf("tokenize: %d %s", st, code)
+	}
+	if err := c.Node(0).FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(t, 5*time.Second, func() error {
+		var rep api.KeyReport
+		if st, code := r.do(0, "GET", api.PathKeyReport+"?unused_for=720h", c.Token, nil, &rep); st != 200 {
+			return fmt.Errorf("report: %d %s", st, code)
+		}
+		var never []string
+		for _, k := range rep.NeverUsed {
+			never = append(never, k.Name)
+		}
+		if !slices.Equal(never, []string{"orphan"}) {
+			return fmt.Errorf("never used %v, want only [orphan]", never)
+		}
+		return nil
+	})
+	var u api.KeyUsage
+	if st, code := r.do(0, "GET", api.KeyPath("vault", "usage"), c.Token, nil, &u); st != 200 || u.LastUsed == nil || len(u.Identities) != 1 {
+		t.Fatalf("vault usage: %d %s %+v", st, code, u)
 	}
 }

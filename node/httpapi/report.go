@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/keyd/keyd/api"
@@ -90,9 +91,13 @@ func (s *Server) submitUsage(c *call) (any, error) {
 }
 
 // noteUsage records a served request: the caller's last use always, and
-// for a successful crypto call (single or batch) the key and versions it
-// used. A route is a crypto call when it is keyed and served from memory
-// on a cut-off node (staleOK): the shape every crypto route has.
+// for a successful use of a key the key and versions it used. A route is
+// a crypto call when it is keyed and served from memory on a cut-off
+// node (staleOK): the shape every crypto route has. Batches (key.batch
+// and the PII batches, which are not keyed routes) and tokenization
+// (keyed, but tokenize writes through the leader) use the key too: a key
+// used only through them must not look unused in the key report, whose
+// never_used section lists candidates for deletion.
 func (s *Server) noteUsage(c *call, rt route, resp any, err error) {
 	if s.cfg.Usage == nil || c.p == nil {
 		return
@@ -101,12 +106,12 @@ func (s *Server) noteUsage(c *call, rt route, resp any, err error) {
 	var versions []uint32
 	if err == nil {
 		switch {
-		case rt.keyed && rt.staleOK:
+		case rt.keyed && (rt.staleOK || rt.op == "key.tokenize" || rt.op == "key.detokenize"):
 			key = c.name()
 			if v := versionOf(resp); v != 0 {
 				versions = []uint32{v}
 			}
-		case rt.op == "key.batch":
+		case rt.op == "key.batch" || strings.HasPrefix(rt.op, "key.batch."):
 			key = c.name()
 			versions = c.detail.versions
 		}
