@@ -268,3 +268,55 @@ func TestKeyReportCountsEveryUse(t *testing.T) {
 		t.Fatalf("vault usage: %d %s %+v", st, code, u)
 	}
 }
+
+// TestKeyReportTransitOldVersionNeeded: the report's not_needed versions
+// are candidates for raising min_decryption_version. A version still
+// decrypted through the transit API must be reported needed, or
+// following the report breaks every transit client's old data.
+func TestKeyReportTransitOldVersionNeeded(t *testing.T) {
+	clk := &fakeClock{}
+	c, r := usageCluster(t, 1, clk)
+	ctx := ctxT(t)
+	var info api.KeyInfo
+	if st, code := r.do(0, "POST", api.PathKeys, c.Token, api.CreateKeyRequest{Name: "tk"}, &info); st != 200 {
+		t.Fatalf("create: %d %s", st, code)
+	}
+	c.WaitApplied(t, info.Index)
+	var enc api.TransitResponse
+	enc.Data = &api.TransitResult{}
+	if st, code := r.do(0, "POST", api.PathTransit+"/encrypt/tk", c.Token, api.TransitEncryptRequest{TransitEncryptItem: api.TransitEncryptItem{Plaintext: []byte("p")}}, &enc); st != 200 {
+		t.Fatalf("transit encrypt: %d %s", st, code)
+	}
+	ct := enc.Data.(*api.TransitResult).Ciphertext
+	if st, code := r.do(0, "POST", api.KeyPath("tk", "rotate"), c.Token, nil, &info); st != 200 {
+		t.Fatalf("rotate: %d %s", st, code)
+	}
+	c.WaitApplied(t, info.Index)
+	clk.Advance(time.Hour)
+	for _, body := range []any{
+		api.TransitCiphertextRequest{TransitCiphertextItem: api.TransitCiphertextItem{Ciphertext: ct}},
+		api.TransitCiphertextRequest{BatchInput: []api.TransitCiphertextItem{{Ciphertext: ct}, {Ciphertext: ct}}},
+	} {
+		if st, code := r.do(0, "POST", api.PathTransit+"/decrypt/tk", c.Token, body, nil); st != 200 {
+			t.Fatalf("transit decrypt: %d %s", st, code)
+		}
+	}
+	if err := c.Node(0).FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(t, 5*time.Second, func() error {
+		var rep api.KeyReport
+		if st, code := r.do(0, "GET", api.PathKeyReport+"?unused_for=720h", c.Token, nil, &rep); st != 200 {
+			return fmt.Errorf("report: %d %s", st, code)
+		}
+		for _, v := range rep.Versions {
+			if v.Name == "tk" {
+				if !slices.Equal(v.Needed, []uint32{1, 2}) {
+					return fmt.Errorf("tk versions %+v: v1 is still decrypted, want it needed", v)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("tk missing from the versions section")
+	})
+}

@@ -110,6 +110,8 @@ func (s *Server) noteUsage(c *call, rt route, resp any, err error) {
 			key = c.name()
 			if v := versionOf(resp); v != 0 {
 				versions = []uint32{v}
+			} else {
+				versions = c.detail.versions // transit: the handler noted them
 			}
 		case rt.op == "key.batch" || strings.HasPrefix(rt.op, "key.batch."):
 			key = c.name()
