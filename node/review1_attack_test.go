@@ -320,3 +320,59 @@ func TestKeyReportTransitOldVersionNeeded(t *testing.T) {
 		return fmt.Errorf("tk missing from the versions section")
 	})
 }
+
+// TestKeyReportPinnedVersionsNeeded: pseudonyms pinned to an old
+// version (kept stable across rotations) and FPE values decrypted under
+// an old version use that version: the report must call it needed.
+func TestKeyReportPinnedVersionsNeeded(t *testing.T) {
+	clk := &fakeClock{}
+	c, r := usageCluster(t, 1, clk)
+	ctx := ctxT(t)
+	for name, typ := range map[string]string{"ps": "hmac-sha256", "fpe": "ff1-aes256"} {
+		var info api.KeyInfo
+		if st, code := r.do(0, "POST", api.PathKeys, c.Token, api.CreateKeyRequest{Name: name, Type: typ}, &info); st != 200 {
+			t.Fatalf("create %s: %d %s", name, st, code)
+		}
+		c.WaitApplied(t, info.Index)
+	}
+	var fe api.FPEResponse
+	if st, code := r.do(0, "POST", api.KeyPath("fpe", "fpe", "encrypt"), c.Token, api.FPERequest{Value: "4111111111111111", Format: "card"}, &fe); st != 200 {
+		t.Fatalf("fpe encrypt: %d %s", st, code)
+	}
+	for _, name := range []string{"ps", "fpe"} {
+		var info api.KeyInfo
+		if st, code := r.do(0, "POST", api.KeyPath(name, "rotate"), c.Token, nil, &info); st != 200 {
+			t.Fatalf("rotate %s: %d %s", name, st, code)
+		}
+		c.WaitApplied(t, info.Index)
+	}
+	clk.Advance(time.Hour)
+	if st, code := r.do(0, "POST", api.KeyPath("ps", "pseudonym"), c.Token, api.PseudonymRequest{Value: []byte("alice"), Version: 1}, nil); st != 200 {
+		t.Fatalf("pseudonym: %d %s", st, code)
+	}
+	if st, code := r.do(0, "POST", api.KeyPath("fpe", "fpe", "decrypt"), c.Token, api.FPERequest{Value: fe.Value, Format: "card", Version: fe.Version}, nil); st != 200 {
+		t.Fatalf("fpe decrypt: %d %s", st, code)
+	}
+	if err := c.Node(0).FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(t, 5*time.Second, func() error {
+		var rep api.KeyReport
+		if st, code := r.do(0, "GET", api.PathKeyReport+"?unused_for=720h", c.Token, nil, &rep); st != 200 {
+			return fmt.Errorf("report: %d %s", st, code)
+		}
+		seen := 0
+		for _, v := range rep.Versions {
+			if v.Name == "ps" || v.Name == "fpe" {
+				seen++
+				if !slices.Equal(v.Needed, []uint32{1, 2}) {
+					return fmt.Errorf("%s versions %+v: v1 is still used, want it needed", v.Name, v)
+				}
+			}
+		}
+		if seen != 2 {
+			return fmt.Errorf("%d of 2 keys in the versions section", seen)
+		}
+		return nil
+	})
+}
