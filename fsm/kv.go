@@ -47,6 +47,14 @@ const (
 	// MaxKVSealed bounds one sealed value (the plaintext limit is set by
 	// the API, a little below).
 	MaxKVSealed = 80 << 10
+	// MaxKVRecordSealed bounds the sealed values one secret keeps over
+	// all its versions. The versions live in one record that every read
+	// decodes and every write re-encodes whole, so without it one path
+	// could hold max_versions x MaxKVSealed (8.7 MB of JSON). The write
+	// (or configuration) that exceeds it prunes the oldest versions, as
+	// exceeding max_versions does; the newest is always kept. At least
+	// 12 versions of the largest value fit.
+	MaxKVRecordSealed = 1 << 20
 )
 
 // KVVersion is one version of a secret as stored: its sealed value (nil
@@ -271,9 +279,19 @@ func (r *KVRecord) eachVersion(vs []uint32, fn func(*KVVersion)) error {
 	return nil
 }
 
-// prune drops the oldest versions beyond Keep, with their values.
+// prune drops the oldest versions beyond Keep, with their values, and
+// then the oldest while the kept values exceed MaxKVRecordSealed (never
+// the newest).
 func (r *KVRecord) prune() {
-	if n := len(r.Versions) - r.Keep(); n > 0 {
+	n := max(len(r.Versions)-r.Keep(), 0)
+	total := 0
+	for _, v := range r.Versions[n:] {
+		total += len(v.Sealed)
+	}
+	for ; total > MaxKVRecordSealed && n < len(r.Versions)-1; n++ {
+		total -= len(r.Versions[n].Sealed)
+	}
+	if n > 0 {
 		clear(r.Versions[:n])
 		r.Versions = slices.Delete(r.Versions, 0, n)
 	}

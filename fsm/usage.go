@@ -95,7 +95,11 @@ type KeyUsageRecord struct {
 	Identities map[string]UseStat `json:"i,omitempty"`
 }
 
-// Total is the key's latest use over every version and the sum of counts.
+// Total is the key's latest use and the sum of its versions' counts.
+// Every use is noted under its caller but under a version only when the
+// reply names one (transit, pseudonym, the PII batches and tokenization
+// do not), so the latest use is the latest over versions and callers: a
+// key used only through those routes is not reported as never used.
 func (r *KeyUsageRecord) Total() UseStat {
 	var t UseStat
 	if r == nil {
@@ -103,6 +107,11 @@ func (r *KeyUsageRecord) Total() UseStat {
 	}
 	for _, s := range r.Versions {
 		t.merge(s)
+	}
+	for _, s := range r.Identities {
+		if s.Last.After(t.Last) {
+			t.Last = s.Last
+		}
 	}
 	return t
 }

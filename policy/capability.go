@@ -24,7 +24,8 @@ package policy
 //	            every lifecycle change that is not a deletion
 //	read        GET  /v1/keys/{name} and GET /v1/keys (listing shows only
 //	            the names the identity may read)
-//	delete      POST /v1/keys/{name}/schedule-deletion, cancel-deletion
+//	delete      POST /v1/keys/{name}/schedule-deletion, cancel-deletion;
+//	            also needed (with create or rotate) to set a retention
 //	set-policy  writing and deleting policies: the writer needs set-policy
 //	            on every key pattern the new and the replaced policy name
 //	            (see [Covers])

@@ -15,6 +15,8 @@ var _ Grantor = (*Set)(nil)
 //
 //   - a key capability on a pattern (in an allow or a deny rule) needs
 //     set-policy on every key the pattern matches ([Set.AllowedPattern]);
+//     a KV capability (over secret paths, not key names) and a tag
+//     pattern need set-policy on "*";
 //   - a system capability (in an allow or a deny rule) needs token-admin
 //     and that capability itself.
 //
@@ -43,6 +45,13 @@ func Covers(g Grantor, p *Policy) bool {
 				if _, isTag := TagOf(pat); isTag {
 					// A tag can be put on any key: only a grantor with
 					// set-policy on every key may name one.
+					pat = "*"
+				}
+				if c.isKV() {
+					// Secret paths are not key names: set-policy on a
+					// key prefix ("k*") that "kv/..." happens to extend
+					// covers no secret. Only set-policy on every key
+					// may grant KV capabilities.
 					pat = "*"
 				}
 				if !g.AllowedPattern(SetPolicy, pat) {

@@ -67,6 +67,12 @@ func (s *Server) kvRoutes() []route {
 func (c *call) kvPath(cap policy.Capability) (string, error) {
 	path := c.r.PathValue("path")
 	c.detail.target = "kv:" + path
+	if !api.ValidKVPath(path) {
+		// Checked before the capability: the path value is decoded, so
+		// "app1%2F..%2Fapp2%2Fx" arrives as "app1/../app2/x", which a
+		// grant on kv/app1/* matches. Every node method refuses it too.
+		return "", &api.Error{Code: api.CodeBadRequest, Message: "secret path must be segments of [A-Za-z0-9._-] separated by '/', none empty, '.' or '..'"}
+	}
 	if err := c.authorize(cap, kvResource(path)); err != nil {
 		return "", err
 	}

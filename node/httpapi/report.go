@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/keyd/keyd/api"
@@ -90,9 +91,13 @@ func (s *Server) submitUsage(c *call) (any, error) {
 }
 
 // noteUsage records a served request: the caller's last use always, and
-// for a successful crypto call (single or batch) the key and versions it
-// used. A route is a crypto call when it is keyed and served from memory
-// on a cut-off node (staleOK): the shape every crypto route has.
+// for a successful use of a key the key and versions it used. A route is
+// a crypto call when it is keyed and served from memory on a cut-off
+// node (staleOK): the shape every crypto route has. Batches (key.batch
+// and the PII batches, which are not keyed routes) and tokenization
+// (keyed, but tokenize writes through the leader) use the key too: a key
+// used only through them must not look unused in the key report, whose
+// never_used section lists candidates for deletion.
 func (s *Server) noteUsage(c *call, rt route, resp any, err error) {
 	if s.cfg.Usage == nil || c.p == nil {
 		return
@@ -101,12 +106,14 @@ func (s *Server) noteUsage(c *call, rt route, resp any, err error) {
 	var versions []uint32
 	if err == nil {
 		switch {
-		case rt.keyed && rt.staleOK:
+		case rt.keyed && (rt.staleOK || rt.op == "key.tokenize" || rt.op == "key.detokenize"):
 			key = c.name()
 			if v := versionOf(resp); v != 0 {
 				versions = []uint32{v}
+			} else {
+				versions = c.detail.versions // transit: the handler noted them
 			}
-		case rt.op == "key.batch":
+		case rt.op == "key.batch" || strings.HasPrefix(rt.op, "key.batch."):
 			key = c.name()
 			versions = c.detail.versions
 		}
@@ -115,15 +122,33 @@ func (s *Server) noteUsage(c *call, rt route, resp any, err error) {
 }
 
 // authorizeTags checks a write that sets key tags (create with tags, a
-// config that changes them): tags decide who may use the key under tag
-// rules, so setting them needs set-policy on the key, as writing a
-// policy naming it would.
+// config that changes them). Tagging a key x (or untagging it) changes
+// what every policy naming "tag:x" grants or denies on it, so it needs
+// what writing such a policy needs: set-policy on every key
+// (policy.Covers treats "tag:x" like "*"). Set-policy on the key alone
+// would let a delegated admin untag a key to lift a tag deny it could
+// not remove, or tag its key into another caller's tag allow.
 func (c *call) authorizeTags(name string, setsTags bool) error {
 	if !setsTags {
 		return nil
 	}
-	if c.p == nil || !c.p.Allowed(policy.SetPolicy, name) {
-		return &api.Error{Code: api.CodeForbidden, Message: "setting key tags needs set-policy on the key"}
+	if c.p == nil || !c.p.Allowed(policy.SetPolicy, name) || !c.p.AllowedPattern(policy.SetPolicy, "*") {
+		return &api.Error{Code: api.CodeForbidden, Message: "setting key tags needs set-policy on every key (as a policy naming a tag does)"}
+	}
+	return nil
+}
+
+// authorizeRetention checks a write that sets or removes a key's
+// retention (create with one, a config naming one): a retention makes
+// the cluster schedule the key's deletion on its own, so it is a
+// deletion decision and needs delete on the key, on top of create or
+// rotate (which never allow a deletion).
+func (c *call) authorizeRetention(name string, setsRetention bool) error {
+	if !setsRetention {
+		return nil
+	}
+	if c.p == nil || !c.p.Allowed(policy.Delete, name) {
+		return &api.Error{Code: api.CodeForbidden, Message: "setting a key retention needs delete on the key"}
 	}
 	return nil
 }

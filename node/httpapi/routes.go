@@ -203,6 +203,9 @@ func (s *Server) createKey(c *call) (any, error) {
 	if err := c.authorizeTags(req.Name, len(req.Tags) > 0); err != nil {
 		return nil, err
 	}
+	if err := c.authorizeRetention(req.Name, req.Retention != ""); err != nil {
+		return nil, err
+	}
 	return s.cfg.Keys.CreateKey(c.r.Context(), c.rid, req)
 }
 
@@ -262,6 +265,9 @@ func (s *Server) configureKey(c *call) (any, error) {
 		return nil, err
 	}
 	if err := c.authorizeTags(c.name(), req.Tags != nil); err != nil {
+		return nil, err
+	}
+	if err := c.authorizeRetention(c.name(), req.Retention != nil); err != nil {
 		return nil, err
 	}
 	return s.cfg.Keys.ConfigureKey(c.r.Context(), c.rid, c.name(), req)

@@ -530,6 +530,14 @@ func versionOf(resp any) uint32 {
 		if v != nil {
 			return v.LatestVersion
 		}
+	case *api.PseudonymResponse:
+		if v != nil {
+			return v.Version
+		}
+	case *api.FPEResponse:
+		if v != nil {
+			return v.Version
+		}
 	}
 	return 0
 }

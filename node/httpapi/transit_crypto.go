@@ -146,6 +146,12 @@ func (s *Server) transitDecrypt(c *call) (any, error) {
 				if err != nil {
 					return ref, err
 				}
+				// Vault's reply names no version; the audit record and
+				// usage tracking do (an old version still decrypted is
+				// still needed).
+				if !slices.Contains(c.detail.versions, r.Version) {
+					c.detail.versions = append(c.detail.versions, r.Version)
+				}
 				return api.TransitResult{Plaintext: &r.Plaintext, Reference: it.Reference}, nil
 			})
 	})
