@@ -190,6 +190,19 @@ func TestKVAndTokenizationEndToEnd(t *testing.T) {
 	if err != nil || d2.Token != d1.Token || d1.Token == tr.Token {
 		t.Fatalf("deterministic twice: %v, same %v, equal to the random one %v", err, d2 != nil && d2.Token == d1.Token, d1.Token == tr.Token)
 	}
+	// TTL poisoning: a short-lived deterministic token planted first is not
+	// handed to a caller asking for a longer (or no) expiry.
+	if _, err := tokenizer.TokenizeRequest(ctx, "pii", api.TokenizeRequest{Value: "planted", Deterministic: true, TTL: "48h"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ttl := range []string{"", "72h"} {
+		if _, err := tokenizer.TokenizeRequest(ctx, "pii", api.TokenizeRequest{Value: "planted", Deterministic: true, TTL: ttl}); !errors.Is(err, api.ErrConflict) {
+			t.Fatalf("deterministic token with ttl %q over a 48h one: %v, want conflict", ttl, err)
+		}
+	}
+	if _, err := tokenizer.TokenizeRequest(ctx, "pii", api.TokenizeRequest{Value: "planted", Deterministic: true, TTL: "24h"}); err != nil {
+		t.Fatalf("a shorter ttl gets the existing token: %v", err)
+	}
 	d3, err := tokenizer.TokenizeRequest(ctx, "pii", api.TokenizeRequest{Value: card + "0", Deterministic: true})
 	if err != nil || d3.Token == d1.Token {
 		t.Fatalf("another value: %v", err)

@@ -76,6 +76,13 @@ func (n *Node) Tokenize(ctx context.Context, _ string, name string, req api.Toke
 				return nil, err
 			}
 			if det.existing != nil {
+				// The value's token is shared by every caller: one that
+				// asks for a longer life than it has would get a token
+				// that dies early (a tokenize holder who knows the value
+				// could plant a short-lived one first). Say so instead.
+				if e := det.existing.ExpiresAt; e != nil && (ttl == 0 || e.Before(m.At.Add(ttl))) {
+					return nil, &errs.Conflict{Reason: fmt.Sprintf("the value's deterministic token expires at %s, sooner than this request asks; use a random token or wait for it to expire", e.UTC().Format(time.RFC3339))}
+				}
 				return det.existing, nil
 			}
 		}
