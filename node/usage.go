@@ -290,6 +290,12 @@ func (n *Node) SubmitUsage(ctx context.Context, from string, b api.UsageBatch) e
 	for _, p := range b.Principals {
 		c.Principals = append(c.Principals, fsm.PrincipalUse{ID: p.Identity, UseStat: fsm.UseStat{Last: p.LastUsed.UTC(), Count: p.Count}})
 	}
+	// Checked before it enters the log: a malformed batch (from a faulty
+	// or hostile member) is refused here, not committed and then refused
+	// by every replica.
+	if err := n.fsm.Check(c); err != nil {
+		return &api.Error{Code: api.CodeBadRequest, Message: "usage batch refused: " + err.Error()}
+	}
 	if _, err := n.apply(ctx, c); err != nil {
 		return err
 	}
