@@ -205,13 +205,20 @@ func (c *Custodians) SubmitShare(ctx context.Context, text string, relayed bool)
 	} else {
 		c.pending[sh.Index] = shamir.Share{Index: sh.Index, Value: append([]byte(nil), sh.Value...)}
 	}
+	// ready holds copies: a seal or another path's unseal may zero the
+	// pending shares (dropPendingLocked) while Combine still reads them.
 	var ready []shamir.Share
 	if len(c.pending) >= rec.Threshold {
 		for _, p := range c.pending {
-			ready = append(ready, p)
+			ready = append(ready, shamir.Share{Index: p.Index, Value: append([]byte(nil), p.Value...)})
 		}
 	}
 	c.mu.Unlock()
+	defer func() {
+		for i := range ready {
+			ready[i].Destroy()
+		}
+	}()
 
 	if !relayed {
 		// Relayed even when this node already held it: a peer that

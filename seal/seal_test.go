@@ -353,3 +353,35 @@ func TestRotationRetryNeedsApproval(t *testing.T) {
 		t.Fatalf("approved retry: %v", err)
 	}
 }
+
+// TestUnsealShareRacesDropPending: the last custodian share arrives while
+// another path (warm rejoin, a seal) drops the pending shares. Combine
+// used to read the pending shares after the lock was released, so the
+// drop zeroed them under it: a valid share was refused as "share
+// invalid" (and -race saw the race).
+func TestUnsealShareRacesDropPending(t *testing.T) {
+	c, f := newFake(t)
+	res := initPlain(t, c, 3, 2)
+	ctx := context.Background()
+	for i := 0; i < 200; i++ {
+		f.mu.Lock()
+		f.unsealed = false
+		f.mu.Unlock()
+		if _, err := c.SubmitShare(ctx, res.Shares[0], true); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.SubmitShare(ctx, res.Shares[1], true)
+			done <- err
+		}()
+		// Drop at a different moment each round, so some drops land
+		// while the share is being combined.
+		time.Sleep(time.Duration(i%20) * 20 * time.Microsecond)
+		c.DropPending()
+		if err := <-done; err != nil {
+			t.Fatalf("round %d: a valid share refused: %v", i, err)
+		}
+		c.DropPending()
+	}
+}
