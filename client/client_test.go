@@ -919,3 +919,34 @@ func TestWriteMovesOnFromCutOffNode(t *testing.T) {
 		t.Fatalf("writes at the healthy node: %d, want 3", got)
 	}
 }
+
+// TestDeadlineDuringAttemptKeepsNodeAnswer: when the caller's deadline
+// cuts an attempt short, the error still carries what the node said
+// before (sealed here), not only the cut connection: the CLI reports
+// "gave up after -timeout; last error: sealed".
+func TestDeadlineDuringAttemptKeepsNodeAnswer(t *testing.T) {
+	t.Parallel()
+	n := newFakeNode(t)
+	var calls atomic.Int64
+	n.setHook(func(n *fakeNode, w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if !strings.HasSuffix(r.URL.Path, "/decrypt") {
+			return false
+		}
+		if calls.Add(1) == 1 {
+			writeErr(w, api.CodeSealed, "node is sealed", "")
+			return true
+		}
+		select { // a slow node: the deadline ends the attempt
+		case <-r.Context().Done():
+		case <-n.release:
+		}
+		return true
+	})
+	c := newTestClient(t, Config{MaxRetries: 5}, n)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	_, err := c.Decrypt(ctx, "k", "keyd:v1:AAAA", nil)
+	if !errors.Is(err, api.ErrSealed) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the deadline and the node's sealed answer", err)
+	}
+}

@@ -137,6 +137,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			c.markUp(addr, cl.pol == polRead)
 			return nil
 		}
+		nodeErr := lastErr // the previous attempt's answer, if any
 		lastErr, prev = err, addr
 
 		immediate := false   // follow a leader hint at once
@@ -147,6 +148,11 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		switch {
 		case errors.As(err, &ce) && ctx.Err() != nil:
 			// The caller's context ended the attempt: not the node's fault.
+			// What the nodes said before (sealed, no leader) explains the
+			// failure better than the cut connection.
+			if nodeErr != nil {
+				return fmt.Errorf("client: %w: %w", ctx.Err(), nodeErr)
+			}
 			return err
 		case errors.As(err, &ce):
 			if !ce.Temporary() || (cl.pol == polUnseal && !isDialError(ce.Err)) {
