@@ -576,3 +576,24 @@ func TestConfigRedactsPIN(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureKeyRetriesSoftHSMGeneralError: SoftHSM2 2.6.1 fails a
+// token-object write at random under concurrent use with
+// CKR_GENERAL_ERROR (SoftHSMv2 #573); EnsureKey, being idempotent, looks
+// again and retries. Other errors are not retried.
+func TestEnsureKeyRetriesSoftHSMGeneralError(t *testing.T) {
+	t.Parallel()
+	f := newFake(fakePIN, "t")
+	h := mustOpenFake(t, f, Config{})
+	f.failNext("GenerateKey", pkcs11.Error(pkcs11.CKR_GENERAL_ERROR))
+	if err := h.EnsureKey(t.Context(), "k"); err != nil {
+		t.Fatalf("EnsureKey after one general error: %v", err)
+	}
+	if _, err := h.Wrap(t.Context(), "k", []byte("share"), nil); err != nil {
+		t.Fatalf("the retried key is not usable: %v", err)
+	}
+	f.failNext("GenerateKey", pkcs11.Error(pkcs11.CKR_DEVICE_ERROR))
+	if err := h.EnsureKey(t.Context(), "k2"); err == nil {
+		t.Fatal("EnsureKey retried a device error")
+	}
+}
