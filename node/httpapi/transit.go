@@ -115,9 +115,19 @@ func (t *transitWriter) Write(b []byte) (int, error) {
 // return Vault's envelope) with the status a handler may have set in
 // transitStatusHeader. A reply that is already Vault-shaped (relayed from
 // the leader's transit route) passes through unchanged.
+// vaultWrapTTLHeader asks Vault for response wrapping.
+const vaultWrapTTLHeader = "X-Vault-Wrap-TTL"
+
 func transitShape(keyNotFound int) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get(vaultWrapTTLHeader) != "" {
+				// A client asking for response wrapping expects a wrapping
+				// token, never the secret itself in the reply: refuse
+				// rather than answer unwrapped.
+				writeJSON(w, http.StatusBadRequest, &api.TransitErrors{Errors: []string{string(api.CodeBadRequest) + ": response wrapping (" + vaultWrapTTLHeader + ") is not supported by keyd"}})
+				return
+			}
 			tw := &transitWriter{w: w}
 			next.ServeHTTP(tw, r)
 			status := tw.status

@@ -121,3 +121,20 @@ func BenchmarkTransitVsKeydEncrypt(b *testing.B) {
 		})
 	}
 }
+
+// TestTransitRefusesResponseWrapping: a client that asks for response
+// wrapping (X-Vault-Wrap-TTL) expects a wrapping token; keyd has none, so
+// it refuses instead of returning the plaintext unwrapped.
+func TestTransitRefusesResponseWrapping(t *testing.T) {
+	t.Parallel()
+	s, _, _ := transitServer(t)
+	for path, body := range map[string]string{"/v1/transit/datakey/plaintext/k": `{}`, "/v1/transit/encrypt/k": `{"plaintext":"c2VjcmV0"}`} {
+		req := httptest.NewRequest("POST", path, strings.NewReader(body))
+		req.Header.Set("X-Vault-Wrap-TTL", "60s")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest || strings.Contains(rec.Body.String(), `"plaintext"`) || !strings.Contains(rec.Body.String(), "wrapping") {
+			t.Fatalf("%s with X-Vault-Wrap-TTL: %d %s", path, rec.Code, rec.Body)
+		}
+	}
+}
