@@ -157,12 +157,14 @@ func (f *FF1) cipher(radix int, x []uint16, tweak []byte, enc bool) ([]uint16, e
 	// CBC-MAC of P alone is the same in every round: compute it once.
 	var y0 [16]byte
 	f.block.Encrypt(y0[:], p[:])
+	// Scratch blocks for expand, allocated once per call: a block passed
+	// to the cipher escapes.
+	var r, blk [16]byte
 
 	a := num(x[:u], bigRadix)
 	bb := num(x[u:], bigRadix)
 	sLen := ((d + 15) / 16) * 16
 	s := make([]byte, sLen)
-	var r, blk [16]byte
 	y := new(big.Int)
 	c := new(big.Int)
 	numBytes := make([]byte, b)
@@ -173,25 +175,8 @@ func (f *FF1) cipher(radix int, x []uint16, tweak []byte, enc bool) ([]uint16, e
 		clear(numBytes)
 		in.FillBytes(numBytes)
 		copy(q[t+pad+1:], numBytes)
-		// Step 6.ii: R = PRF(P || Q), CBC-MAC with a zero IV.
-		r = y0
-		for j := 0; j < len(q); j += 16 {
-			for k := range 16 {
-				r[k] ^= q[j+k]
-			}
-			f.block.Encrypt(r[:], r[:])
-		}
-		// Step 6.iii: S = R || CIPH(R xor [1]^16) || CIPH(R xor [2]^16) ...
-		copy(s, r[:])
-		for j := 1; j < len(s)/16; j++ {
-			blk = r
-			// [j]^16: j as a 16-byte big-endian integer.
-			blk[15] ^= byte(j)
-			blk[14] ^= byte(j >> 8)
-			blk[13] ^= byte(j >> 16)
-			blk[12] ^= byte(j >> 24)
-			f.block.Encrypt(s[16*j:16*j+16], blk[:])
-		}
+		// Steps 6.ii and 6.iii.
+		f.expand(&y0, q, s, &r, &blk)
 		// Step 6.iv: y = NUM(S[1..d]).
 		y.SetBytes(s[:d])
 	}
@@ -295,6 +280,9 @@ func (f *FF1) cipher64(radix int, x []uint16, tweak []byte, enc bool, u, v int, 
 	copy(q, tweak)
 	var y0 [16]byte
 	f.block.Encrypt(y0[:], p[:])
+	// Scratch blocks for expand, allocated once per call: a block passed
+	// to the cipher escapes.
+	var r, blk [16]byte
 	num64 := func(xs []uint16) uint64 {
 		z := uint64(0)
 		for _, d := range xs {
@@ -305,29 +293,13 @@ func (f *FF1) cipher64(radix int, x []uint16, tweak []byte, enc bool, u, v int, 
 	a, bb := num64(x[:u]), num64(x[u:])
 	sLen := ((d + 15) / 16) * 16
 	s := make([]byte, sLen)
-	var r, blk [16]byte
 	var be [8]byte
 	// round returns y mod m for round i with input in (NUM(B) or NUM(A)).
 	round := func(i int, in uint64, m uint64) uint64 {
 		q[t+pad] = byte(i)
 		binary.BigEndian.PutUint64(be[:], in)
 		copy(q[t+pad+1:], be[8-b:])
-		r = y0
-		for j := 0; j < len(q); j += 16 {
-			for k := range 16 {
-				r[k] ^= q[j+k]
-			}
-			f.block.Encrypt(r[:], r[:])
-		}
-		copy(s, r[:])
-		for j := 1; j < len(s)/16; j++ {
-			blk = r
-			blk[15] ^= byte(j)
-			blk[14] ^= byte(j >> 8)
-			blk[13] ^= byte(j >> 16)
-			blk[12] ^= byte(j >> 24)
-			f.block.Encrypt(s[16*j:16*j+16], blk[:])
-		}
+		f.expand(&y0, q, s, &r, &blk)
 		// y mod m, reading S[0..d) as a big-endian number byte by byte.
 		ym := uint64(0)
 		for _, c := range s[:d] {
@@ -384,4 +356,28 @@ func (f *FF1) cipher64(radix int, x []uint16, tweak []byte, enc bool, u, v int, 
 	str64(out[:u], a)
 	str64(out[u:], bb)
 	return out
+}
+
+// expand fills s for one round (steps 6.ii and 6.iii of SP 800-38G):
+// R = PRF(P || Q), a CBC-MAC with a zero IV that y0 = CIPH(P) has already
+// started, then S = R || CIPH(R xor [1]^16) || CIPH(R xor [2]^16) ...
+func (f *FF1) expand(y0 *[16]byte, q, s []byte, rp, blkp *[16]byte) {
+	r, blk := rp, blkp
+	*r = *y0
+	for j := 0; j < len(q); j += 16 {
+		for k := range 16 {
+			r[k] ^= q[j+k]
+		}
+		f.block.Encrypt(r[:], r[:])
+	}
+	copy(s, r[:])
+	for j := 1; j < len(s)/16; j++ {
+		*blk = *r
+		// [j]^16: j as a 16-byte big-endian integer.
+		blk[15] ^= byte(j)
+		blk[14] ^= byte(j >> 8)
+		blk[13] ^= byte(j >> 16)
+		blk[12] ^= byte(j >> 24)
+		f.block.Encrypt(s[16*j:16*j+16], blk[:])
+	}
 }
