@@ -266,6 +266,9 @@ func (a *applier) applyDeleteKey(c *DeleteKey) error {
 	if err := a.tx.Bucket(bucketKeys).Delete([]byte(c.Name)); err != nil {
 		return errStorage{err}
 	}
+	if err := unindexKey(a.tx, c.Name); err != nil {
+		return errStorage{err}
+	}
 	if err := a.deleteUsage(c.Name); err != nil {
 		return err
 	}
@@ -318,7 +321,12 @@ func (a *applier) putKey(k *KeyRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := a.tx.Bucket(bucketKeys).Put([]byte(k.Name), v); err != nil {
+	keys := a.tx.Bucket(bucketKeys)
+	added := keys.Get([]byte(k.Name)) == nil
+	if err := keys.Put([]byte(k.Name), v); err != nil {
+		return errStorage{err}
+	}
+	if err := indexKey(a.tx, k, added); err != nil {
 		return errStorage{err}
 	}
 	a.changed[k.Name] = k

@@ -89,7 +89,7 @@ func openDB(path string) (*bolt.DB, error) {
 				return err
 			}
 		}
-		return nil
+		return ensureDerived(tx)
 	})
 	if err != nil {
 		_ = db.Close()

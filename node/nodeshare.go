@@ -9,6 +9,8 @@ import (
 	"math/big"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -306,31 +308,39 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 		}
 	}
 	shuffle(peers)
+	// Why each asked peer gave no share, for the seal reason: an operator
+	// (and the scale benchmark) must be able to tell a peer that is down
+	// from one that refuses.
+	var refused []string
 	for _, id := range peers {
 		if len(shares) >= rec.Threshold {
 			break
 		}
 		var resp sharex.Response
 		if err := n.peers.postJSON(ctx, id, api.PathInternalShareRequest, body, &resp); err != nil {
+			refused = append(refused, id+": "+err.Error())
 			continue
 		}
 		if resp.Responder != id {
+			refused = append(refused, id+": answered as "+strconv.Quote(resp.Responder))
 			continue
 		}
 		sh, err := sharex.Open(priv, req, resp)
 		if err != nil {
 			n.log.Warn("peer share could not be opened", "peer", id)
+			refused = append(refused, id+": share could not be opened")
 			continue
 		}
 		if err := c.Verify(sh); err != nil || sh.Index != rec.Holders[id] {
 			n.log.Warn("peer share rejected", "peer", id)
+			refused = append(refused, id+": share rejected")
 			sh.Destroy()
 			continue
 		}
 		shares = append(shares, sh)
 	}
 	if len(shares) < rec.Threshold {
-		return fmt.Errorf("only %d of %d node shares reachable (peers sealed or down): custodian shares needed", len(shares), rec.Threshold)
+		return fmt.Errorf("only %d of %d node shares reachable (peers sealed or down): custodian shares needed; %s", len(shares), rec.Threshold, strings.Join(refused, "; "))
 	}
 	secret, err := shamir.Combine(c, shares)
 	if err != nil {

@@ -33,13 +33,19 @@ func (n *Node) schedulePass(ctx context.Context) {
 	now := n.clock.now().UTC()
 	n.purgeTokens(ctx, now)
 	n.retentionPass(ctx, n.now())
+	// The FSM's index of next events yields only the keys with something
+	// due (at most fsm.MaxDuePerPass per pass), whatever the number of keys.
+	recs, err := n.fsm.DueKeys(now)
+	if err != nil {
+		n.log.Warn("scheduler could not read the keys due", "err", err)
+		return
+	}
 	var due []*fsm.KeyRecord
-	_ = n.fsm.ForEachKey(func(rec *fsm.KeyRecord) error {
+	for _, rec := range recs {
 		if rec.RotationDue(now) || (rec.State == fsm.StatePendingDeletion && !now.Before(rec.DeletionAt)) {
 			due = append(due, rec)
 		}
-		return nil
-	})
+	}
 	for _, rec := range due {
 		if ctx.Err() != nil {
 			return

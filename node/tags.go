@@ -169,11 +169,14 @@ func (t *tagTable) set(name string, tags []string) {
 	t.m.Store(name, tags)
 }
 
+// rebuild loads the table from the FSM's index of tagged keys: its cost
+// is the number of tagged keys, not of all keys (a node's start and a
+// snapshot restore do this).
 func (t *tagTable) rebuild(f *fsm.FSM) error {
 	seen := map[string]bool{}
-	err := f.ForEachKey(func(rec *fsm.KeyRecord) error {
-		seen[rec.Name] = true
-		t.set(rec.Name, rec.Tags)
+	err := f.ForEachTagged(func(name string, tags []string) error {
+		seen[name] = true
+		t.set(name, tags)
 		return nil
 	})
 	t.m.Range(func(k, _ any) bool {

@@ -329,13 +329,17 @@ func (n *Node) flushUsageOnClose() {
 // names the key and its creation, so a pass repeated by a new leader
 // schedules once; each scheduling is audited as done by the system.
 func (n *Node) retentionPass(ctx context.Context, now time.Time) {
+	recs, err := n.fsm.DueKeys(now)
+	if err != nil {
+		n.log.Warn("retention pass could not read the keys due", "err", err)
+		return
+	}
 	var due []*fsm.KeyRecord
-	_ = n.fsm.ForEachKey(func(rec *fsm.KeyRecord) error {
+	for _, rec := range recs {
 		if rec.RetentionDue(now) {
 			due = append(due, rec)
 		}
-		return nil
-	})
+	}
 	for _, rec := range due {
 		if ctx.Err() != nil {
 			return

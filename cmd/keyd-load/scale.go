@@ -501,6 +501,13 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 		return nil
 	})
 	fmt.Printf("scale keys=%d n1 data dir %.1f MB (%.0f B/key)\n", nkeys, float64(du)/(1<<20), float64(du)/float64(nkeys))
+	fmt.Println(sc.createRate(nkeys, o.duration/2))
+	if err := sc.listing(nkeys, 100); err != nil {
+		return err
+	}
+	if err := sc.snapshotFigures(nkeys, sc.nodes[0]); err != nil {
+		fmt.Printf("scale keys=%d Raft snapshot: %v\n", nkeys, err)
+	}
 
 	// One key against a random key, interleaved in rounds so that the
 	// shared machine's load drifts over both alike.
@@ -580,6 +587,23 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 	}
 	rejoin := time.Since(follower.started)
 	fmt.Printf("scale keys=%d warm rejoin (process start -> serving): %s\n", nkeys, rejoin.Round(time.Millisecond))
+	// Every reason the node gave for not rejoining yet (its log since the
+	// restart): a peer that is down reads differently from one that
+	// refuses.
+	if b, err := os.ReadFile(filepath.Join(follower.dir, "server.log")); err == nil {
+		lines := strings.Split(string(b), "\n")
+		restart := 0
+		for i, l := range lines {
+			if strings.Contains(l, "msg=started") {
+				restart = i
+			}
+		}
+		for _, l := range lines[restart:] {
+			if strings.Contains(l, "cannot rejoin") || strings.Contains(l, "msg=unsealed") {
+				fmt.Printf("scale keys=%d rejoin log: %s\n", nkeys, l)
+			}
+		}
+	}
 	if rejoin > time.Second {
 		fmt.Printf("scale keys=%d slow rejoin, answers seen: %s\n", nkeys, strings.Join(sc.waitErrs, " | "))
 		// Show what the node did meanwhile (its log since the restart).
