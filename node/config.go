@@ -162,6 +162,15 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// SnapshotThreshold is the number of log entries between snapshots.
 	SnapshotThreshold uint64
+	// RaftSnapshotCheck is how often Raft checks whether SnapshotThreshold
+	// entries have accumulated since its last snapshot (hashicorp/raft's
+	// SnapshotInterval; randomized up to twice this). It bounds the log
+	// tail a restarted node must scan before it starts (Raft reads every
+	// entry after its last snapshot for configuration changes): at most
+	// the threshold plus this interval's writes. Raft's own default, two
+	// minutes, let a busy node accumulate 100k entries and take seconds to
+	// start. Shorter means more frequent snapshots of the whole state.
+	RaftSnapshotCheck time.Duration
 
 	// SnapshotInterval, when positive, makes the leader write an operator
 	// snapshot (the `keyd operator snapshot save` file) to SnapshotDir
@@ -229,6 +238,7 @@ func DefaultConfig() Config {
 		IndexWait:             5 * time.Second,
 		ApplyTimeout:          10 * time.Second,
 		SnapshotThreshold:     8192,
+		RaftSnapshotCheck:     10 * time.Second,
 		SnapshotRetain:        24,
 		KeyCacheSize:          DefaultKeyCacheSize,
 		Logger:                slog.Default(),

@@ -93,6 +93,9 @@ func (n *Node) startRaft() (*raftParts, error) {
 	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLease
 	rc.CommitTimeout = cfg.Timing.Commit
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	if cfg.RaftSnapshotCheck > 0 {
+		rc.SnapshotInterval = cfg.RaftSnapshotCheck
+	}
 	rc.Logger = logger
 	// The FSM is persistent and records its applied index, so it resumes
 	// where it was; restoring the last snapshot on start would only throw

@@ -70,6 +70,9 @@ type fileConfig struct {
 	IndexWait         time.Duration `yaml:"index_wait"`
 	ApplyTimeout      time.Duration `yaml:"apply_timeout"`
 	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
+	// RaftSnapshotCheck is how often Raft looks for snapshot_threshold new
+	// entries (default 10s); see node.Config.RaftSnapshotCheck.
+	RaftSnapshotCheck time.Duration `yaml:"raft_snapshot_check"`
 	// KeyCacheSize bounds the unwrapped keys a node keeps in memory
 	// (default 10000); keys stay wrapped in the state until used.
 	KeyCacheSize int `yaml:"key_cache_size"`
@@ -336,6 +339,12 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 	}
 	if fc.SnapshotThreshold > 0 {
 		cfg.SnapshotThreshold = fc.SnapshotThreshold
+	}
+	if fc.RaftSnapshotCheck < 0 {
+		return node.Config{}, fmt.Errorf("%w: raft_snapshot_check must not be negative", errBadValue)
+	}
+	if fc.RaftSnapshotCheck > 0 {
+		cfg.RaftSnapshotCheck = fc.RaftSnapshotCheck
 	}
 	if fc.KeyCacheSize < 0 {
 		return node.Config{}, fmt.Errorf("%w: key_cache_size must not be negative", errBadValue)
