@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
@@ -78,7 +79,9 @@ func decodeItems[T any](body []byte, parse func(*fastParser, *T) bool) ([]T, boo
 		if !p.eat('[') {
 			return nil, false
 		}
-		items = make([]T, 0, 16)
+		// Every item opens a brace, so this bounds the items (unless
+		// strings hold braces too): one allocation for the usual body.
+		items = make([]T, 0, min(bytes.Count(p.b[p.i:], []byte{'{'}), api.MaxBatchItems+1))
 		p.ws()
 		if !p.eat(']') {
 			for {

@@ -554,9 +554,12 @@ func versionOf(resp any) uint32 {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
 	bp := encPool.Get().(*[]byte)
 	if b, ok := fastEncode((*bp)[:0], v); ok { // the batch replies; fastjson.go
+		// The same bytes as below; with their length known the reply
+		// needs no chunked framing (one write fewer).
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(status)
 		_, _ = w.Write(b)
 		if cap(b) <= maxPooledEncoding {
 			*bp = b
@@ -565,6 +568,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		return
 	}
 	encPool.Put(bp)
+	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
