@@ -269,6 +269,13 @@ var plainASCII = func() (t [256]bool) {
 	return t
 }()
 
+// htmlSafe is plainASCII without <, > and &, which json.Encoder escapes.
+var htmlSafe = func() (t [256]bool) {
+	t = plainASCII
+	t['<'], t['>'], t['&'] = false, false, false
+	return t
+}()
+
 func (p *fastParser) stringField(dst *string) bool {
 	raw, start, escaped, ok := p.rawString()
 	if !ok {
@@ -489,8 +496,7 @@ func appendKey(buf []byte, n int, key string) []byte {
 // through encoding/json itself.
 func appendString(buf []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !htmlSafe[s[i]] {
 			q, _ := json.Marshal(s) // a string always marshals
 			return append(buf, q...)
 		}
