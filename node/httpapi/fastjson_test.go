@@ -314,3 +314,32 @@ func BenchmarkBatchEncode(b *testing.B) {
 		}
 	})
 }
+
+// TestFastJSONKnowsEveryField: fastjson.go names the fields of these types
+// by hand. A field added to one of them must be added there too (the
+// encoder would leave it out; the decoder would only fall back).
+func TestFastJSONKnowsEveryField(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		tags string
+	}{
+		{api.BatchEncryptRequest{}, "items"},
+		{api.BatchDecryptRequest{}, "items"},
+		{api.EncryptRequest{}, "plaintext context,omitempty"},
+		{api.DecryptRequest{}, "ciphertext context,omitempty mask,omitempty"},
+		{api.BatchEncryptResponse{}, "results"},
+		{api.BatchDecryptResponse{}, "results"},
+		{api.BatchEncryptItem{}, "ciphertext,omitempty version,omitempty error,omitempty"},
+		{api.BatchDecryptItem{}, "plaintext,omitempty masked,omitempty ciphertext,omitempty version,omitempty error,omitempty"},
+		{api.BatchItemError{}, "code message"},
+	} {
+		typ := reflect.TypeOf(c.v)
+		var tags []string
+		for i := range typ.NumField() {
+			tags = append(tags, typ.Field(i).Tag.Get("json"))
+		}
+		if got := strings.Join(tags, " "); got != c.tags {
+			t.Errorf("%s has fields %q; fastjson.go knows %q: update it", typ, got, c.tags)
+		}
+	}
+}
