@@ -6,6 +6,11 @@
 //
 //	go run ./cmd/keyd-load -duration 10s -concurrency 16,64
 //
+// The batch scenario has its own caller counts (-batch-concurrency, 2,4 by
+// default):
+//
+//	go run ./cmd/keyd-load -scenarios batch -batch-items 100 -batch-concurrency 16 -duration 8s
+//
 // The scale scenario (-scenarios scale) runs real `keyd server`
 // processes instead; see scale.go:
 //
