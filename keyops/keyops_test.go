@@ -10,7 +10,7 @@ import (
 	"github.com/keyd/keyd/keyring"
 )
 
-func testKey(t *testing.T, typ keyring.KeyType, versions int) *keyring.Key {
+func testKey(t testing.TB, typ keyring.KeyType, versions int) *keyring.Key {
 	t.Helper()
 	var vs []keyring.Version
 	for i := 1; i <= versions; i++ {
@@ -114,5 +114,61 @@ func TestBatchItemsFailAlone(t *testing.T) {
 	}
 	if it := ItemError(errors.New("disk on fire")); it.Code != api.CodeInternal || strings.Contains(it.Message, "fire") {
 		t.Fatalf("internal item error leaks its text: %+v", it)
+	}
+}
+
+// TestBatchEncryptMatchesEncrypt: the batch's shared buffer gives each
+// item its own text, the same as Encrypt's (AES256SIV is deterministic),
+// with failed items anywhere in the batch.
+func TestBatchEncryptMatchesEncrypt(t *testing.T) {
+	for _, typ := range []keyring.KeyType{keyring.AES256SIV, keyring.XChaCha20Poly1305} {
+		k := testKey(t, typ, 2)
+		items := []api.EncryptRequest{
+			{Plaintext: make([]byte, api.MaxPlaintextBytes+1)},
+			{Plaintext: []byte("first"), Context: []byte("c1")},
+			{},
+			{Plaintext: make([]byte, api.MaxPlaintextBytes+1)},
+			{Plaintext: []byte(strings.Repeat("long ", 500))},
+			{Plaintext: make([]byte, api.MaxPlaintextBytes+1)},
+		}
+		got, err := BatchEncrypt(k, nil, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, it := range items {
+			r := got.Results[i]
+			want, werr := Encrypt(k, nil, it.Plaintext, it.Context)
+			if werr != nil {
+				if r.Error == nil || r.Error.Message != ItemError(werr).Message || r.Ciphertext != "" || r.Version != 0 {
+					t.Fatalf("%s item %d: %+v, want error %v", typ, i, r, werr)
+				}
+				continue
+			}
+			if r.Error != nil || r.Version != want.Version {
+				t.Fatalf("%s item %d: %+v", typ, i, r)
+			}
+			if typ == keyring.AES256SIV && r.Ciphertext != want.Ciphertext {
+				t.Fatalf("%s item %d: %q, Encrypt gives %q", typ, i, r.Ciphertext, want.Ciphertext)
+			}
+			pt, err := Decrypt(k, r.Ciphertext, it.Context)
+			if err != nil || string(pt.Plaintext) != string(it.Plaintext) {
+				t.Fatalf("%s item %d does not decrypt to its plaintext: %v", typ, i, err)
+			}
+		}
+	}
+}
+
+// BenchmarkBatchEncrypt: keyd-load's batch, 100 items of 64 bytes.
+func BenchmarkBatchEncrypt(b *testing.B) {
+	k := testKey(b, keyring.AES256GCM, 1)
+	items := make([]api.EncryptRequest, 100)
+	for i := range items {
+		items[i].Plaintext = make([]byte, 64)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := BatchEncrypt(k, nil, items); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

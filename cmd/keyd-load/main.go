@@ -6,6 +6,11 @@
 //
 //	go run ./cmd/keyd-load -duration 10s -concurrency 16,64
 //
+// The batch scenario has its own caller counts (-batch-concurrency, 2,4 by
+// default):
+//
+//	go run ./cmd/keyd-load -scenarios batch -batch-items 100 -batch-concurrency 16 -duration 8s
+//
 // The scale scenario (-scenarios scale) runs real `keyd server`
 // processes instead; see scale.go:
 //
@@ -30,6 +35,7 @@ func main() {
 	conc := flag.String("concurrency", "16,64", "comma-separated numbers of concurrent callers")
 	scenarios := flag.String("scenarios", "reference,encrypt,unaudited,auditstrict,decrypt,batch,create,failover", "which measurements to run (also: pii)")
 	batchItems := flag.Int("batch-items", 500, "items per batch request")
+	batchConc := flag.String("batch-concurrency", "2,4", "comma-separated numbers of concurrent callers of the batch scenario")
 	keydBin := flag.String("keyd", "bin/keyd", "keyd binary for the scale scenario (real server processes)")
 	scaleKeys := flag.String("scale-keys", "1000", "comma-separated key counts for the scale scenario")
 	scaleCallers := flag.Int("scale-callers", 32, "concurrent callers of the scale scenario")
@@ -47,15 +53,8 @@ func main() {
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 
-	var levels []int
-	for _, s := range strings.Split(*conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 1024 {
-			fmt.Fprintf(os.Stderr, "keyd-load: bad -concurrency %q\n", *conc)
-			os.Exit(2)
-		}
-		levels = append(levels, n)
-	}
+	levels := parseLevels("concurrency", *conc)
+	batchLevels := parseLevels("batch-concurrency", *batchConc)
 	want := map[string]bool{}
 	for _, s := range strings.Split(*scenarios, ",") {
 		want[strings.TrimSpace(s)] = true
@@ -80,9 +79,23 @@ func main() {
 			return
 		}
 	}
-	if err := run(ctx, *duration, levels, want, *batchItems); err != nil {
+	if err := run(ctx, *duration, levels, want, *batchItems, batchLevels); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "keyd-load:", err)
 		os.Exit(1)
 	}
+}
+
+// parseLevels parses a comma-separated list of caller counts or exits.
+func parseLevels(flagName, v string) []int {
+	var levels []int
+	for _, s := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 1024 {
+			fmt.Fprintf(os.Stderr, "keyd-load: bad -%s %q\n", flagName, v)
+			os.Exit(2)
+		}
+		levels = append(levels, n)
+	}
+	return levels
 }

@@ -279,11 +279,21 @@ func forbidden(cap policy.Capability) error {
 func (c *call) name() string { return c.r.PathValue("name") }
 
 // decode parses the JSON body strictly into v. An empty body decodes as {}.
-func (c *call) decode(v any) error {
-	if len(bytes.TrimSpace(c.body)) == 0 {
+func (c *call) decode(v any) error { return decodeBody(c.body, v) }
+
+func decodeBody(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
-	d := json.NewDecoder(bytes.NewReader(c.body))
+	if fastDecode(body, v) { // the hot batch bodies; fastjson.go
+		return nil
+	}
+	return decodeJSON(body, v)
+}
+
+// decodeJSON is decode with encoding/json alone.
+func decodeJSON(body []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
 		return jsonError(err)
@@ -544,9 +554,29 @@ func versionOf(resp any) uint32 {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	bp := encPool.Get().(*[]byte)
+	if b, ok := fastEncode((*bp)[:0], v); ok { // the batch replies; fastjson.go
+		// The same bytes as below; with their length known the reply
+		// needs no chunked framing (one write fewer).
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(status)
+		_, _ = w.Write(b)
+		if cap(b) <= maxPooledEncoding {
+			*bp = b
+		}
+		encPool.Put(bp)
+		return
+	}
+	encPool.Put(bp)
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// encPool holds fastEncode's buffers; one over maxPooledEncoding is left
+// to the collector.
+var encPool = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledEncoding = 1 << 20
 
 // writeError sends err as an api.Error. Errors without a code become a
 // generic internal error; the detail goes to the log with a reference id,
