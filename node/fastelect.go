@@ -65,6 +65,8 @@ type leaderWatch struct {
 
 	mu   sync.Mutex
 	last time.Time // the last trigger
+
+	dead atomic.Value // string: the leader whose port refused, until a new leader is known
 }
 
 func newLeaderWatch(self string, t Timing, log *slog.Logger, m *metrics.Metrics) *leaderWatch {
@@ -168,7 +170,9 @@ func (w *leaderWatch) check(ctx context.Context, r *raft.Raft) {
 		var ne net.Error
 		switch {
 		case res == "refused":
+			w.dead.Store(string(id))
 			w.elect(ctx, r, id)
+			w.dead.Store("")
 			return
 		case errors.As(err, &ne) && ne.Timeout():
 			return // no answer: a machine down or a partition, for the normal timeouts
@@ -252,6 +256,16 @@ func (w *leaderWatch) elect(ctx context.Context, r *raft.Raft, id raft.ServerID)
 	case <-w.kick:
 	default:
 	}
+}
+
+// gone reports whether id is a leader whose process this node found gone
+// and that no new leader has replaced yet.
+func (w *leaderWatch) gone(id string) bool {
+	if w == nil || id == "" {
+		return false
+	}
+	d, _ := w.dead.Load().(string)
+	return d == id
 }
 
 // setTimeouts sets raft's heartbeat and election timeouts, keeping the
