@@ -44,7 +44,8 @@ import (
 //
 // A false trigger costs one election, never safety; it needs a refused
 // dial to the leader's own port, which a live leader does not give, and
-// triggers are at least 2 election timeouts apart. The connection ending
+// triggers against the same leader are at least 4 election timeouts
+// apart (leaders that die one after the other are each acted on). The connection ending
 // alone (a leader closing a pooled connection, a reset on the path) only
 // costs a dial that connects. Not covered, by design: a machine that
 // crashed or hangs, or a network partition: the dial times out or cannot
@@ -63,8 +64,9 @@ type leaderWatch struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu   sync.Mutex
-	last time.Time // the last trigger
+	mu     sync.Mutex
+	last   time.Time     // the last trigger
+	lastID raft.ServerID // the leader it was against
 
 	dead atomic.Value // string: the leader whose port refused, until a new leader is known
 }
@@ -188,7 +190,7 @@ var probeWaits = []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecon
 func (w *leaderWatch) elect(ctx context.Context, r *raft.Raft, id raft.ServerID) {
 	bound := 4 * w.timing.Election
 	w.mu.Lock()
-	limited := !w.last.IsZero() && time.Since(w.last) < 2*w.timing.Election
+	limited := w.lastID == id && time.Since(w.last) < bound
 	w.mu.Unlock()
 	if limited || !w.enabled() {
 		return
@@ -229,7 +231,7 @@ func (w *leaderWatch) elect(ctx context.Context, r *raft.Raft, id raft.ServerID)
 		return
 	}
 	w.mu.Lock()
-	w.last = started
+	w.last, w.lastID = started, id
 	w.mu.Unlock()
 	w.metrics.ObserveFastElection()
 	w.log.Info("leader's process is gone (its connection ended, its Raft port refused a dial): election now",
