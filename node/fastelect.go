@@ -31,31 +31,37 @@ import (
 // kernel closes its sockets: the connections it dialed to this follower
 // (heartbeats, appends) end with EOF or a reset, and a dial to its Raft
 // port is refused. On both (the end of a connection whose certificate
-// names the current leader, then a refused dial to the leader's Raft
-// address), the follower lowers its heartbeat and election timeouts to
-// the leader lease (the least raft accepts) at a moment picked so that
-// the heartbeat check passes at once: raft starts an election within
-// milliseconds, not HT..3HT. Every survivor sees the same evidence; they
-// go one after the other (by rank in the configuration, LeaseTimeout/5
-// apart), so the first one clears its leader and the next one wins the
-// vote instead of splitting it. The profile's timeouts come back as soon
-// as a leader is known again, and in any case after 4 election timeouts,
-// so that a cluster without quorum does not churn.
+// names the current leader, then a refused TCP dial to the leader's Raft
+// address; a port that still answers is dialed twice more within 120 ms,
+// as a dying process may close its listener after its connections), the
+// follower lowers its heartbeat and election timeouts to the leader
+// lease (the least raft accepts) at the moment its last contact with the
+// leader is that old: raft's heartbeat check then passes at once and the
+// election starts, about one lease after the death instead of HT..3HT.
+// Every survivor sees the same evidence; they go one after the other (by
+// rank of their ids among the other voters, a fifth of the lease apart),
+// so the first one clears its leader and the next one wins the vote
+// instead of splitting it. The profile's timeouts come back as soon as a
+// leader is known again, and in any case after 4 election timeouts, so
+// that a cluster without quorum does not churn. Meanwhile Forward waits
+// for the new leader instead of answering "no leader" (forward.go).
 //
-// A false trigger costs one election, never safety; it needs a refused
+// A false trigger costs one election, never safety. It needs a refused
 // dial to the leader's own port, which a live leader does not give, and
 // triggers against the same leader are at least 4 election timeouts
-// apart (leaders that die one after the other are each acted on). The connection ending
-// alone (a leader closing a pooled connection, a reset on the path) only
-// costs a dial that connects. Not covered, by design: a machine that
-// crashed or hangs, or a network partition: the dial times out or cannot
-// route, and the normal timeouts apply.
+// apart (leaders that die one after the other are each acted on). A
+// connection that ends alone (a leader closing a pooled connection, a
+// reset on the path) only costs a few dials that connect. Not covered,
+// by design: a machine that crashed or hangs, or a network partition:
+// the dial times out or cannot route, and the normal timeouts apply.
+// Nor a profile whose leader lease equals its heartbeat timeout: there
+// is no shorter timeout to switch to.
 type leaderWatch struct {
 	self    raft.ServerID
 	timing  Timing
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	// dial probes an address; a test may replace it before start.
+	// dial probes an address: a TCP connect, closed at once.
 	dial func(ctx context.Context, addr string) error
 
 	r    atomic.Pointer[raft.Raft] // set by start; nil before
