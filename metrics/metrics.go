@@ -80,6 +80,8 @@ type Metrics struct {
 	hsm           *prometheus.HistogramVec
 	auditDuration prometheus.Histogram
 	auditFailures prometheus.Counter
+	leaderProbes  *prometheus.CounterVec
+	fastElections prometheus.Counter
 }
 
 // New returns a node's metrics; sample is called at every scrape, from
@@ -109,7 +111,18 @@ func New(sample func() Sample) *Metrics {
 		Name: "keyd_audit_write_failures_total",
 		Help: "Audit records that could not be written (the request was refused).",
 	})
-	m.reg.MustRegister(m.requests, m.duration, m.hsm, m.auditDuration, m.auditFailures,
+	m.leaderProbes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyd_raft_leader_probes_total",
+		Help: "Dials of the leader's Raft port after its connection to this follower ended, by result: refused (its process is gone), open (it is alive), error (no answer: normal timeouts apply).",
+	}, []string{"result"})
+	for _, r := range []string{"refused", "open", "error"} {
+		m.leaderProbes.WithLabelValues(r) // exported from the start, at 0
+	}
+	m.fastElections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keyd_raft_fast_elections_total",
+		Help: "Elections this follower started early because the leader's process was gone (connection ended, dial refused).",
+	})
+	m.reg.MustRegister(m.requests, m.duration, m.hsm, m.auditDuration, m.auditFailures, m.leaderProbes, m.fastElections,
 		&stateCollector{sample: sample},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -161,6 +174,24 @@ func (m *Metrics) ObserveAudit(err error, d time.Duration) {
 	if err != nil {
 		m.auditFailures.Inc()
 	}
+}
+
+// ObserveLeaderProbe records one dial of the leader's Raft port and its
+// result ("refused", "open" or "error").
+func (m *Metrics) ObserveLeaderProbe(result string) {
+	if m == nil {
+		return
+	}
+	m.leaderProbes.WithLabelValues(result).Inc()
+}
+
+// ObserveFastElection records an election started early on evidence that
+// the leader's process is gone.
+func (m *Metrics) ObserveFastElection() {
+	if m == nil {
+		return
+	}
+	m.fastElections.Inc()
 }
 
 func outcome(err error) string {

@@ -31,8 +31,12 @@ type Timing struct {
 	Commit      time.Duration
 }
 
-// Timing profiles. LAN fails over in about a second on loopback; WAN
-// tolerates round trips of a few hundred milliseconds between regions.
+// Timing profiles. LAN fails over in about a second on loopback when the
+// leader goes silent (a machine lost, a partition), and in about a third
+// of a second when its process dies (its port refuses: fastelect.go);
+// WAN tolerates round trips of a few hundred milliseconds between
+// regions. The leader lease is also the shortest heartbeat timeout the
+// fast path can switch to, so it must stay below the heartbeat timeout.
 var (
 	TimingLAN = Timing{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond, Commit: 50 * time.Millisecond}
 	TimingWAN = Timing{Heartbeat: 2 * time.Second, Election: 2 * time.Second, LeaderLease: time.Second, Commit: 100 * time.Millisecond}

@@ -97,7 +97,7 @@ const forwardWatch = 100 * time.Millisecond
 // answered: a pooled connection to a leader that died stays silent, and
 // the write must not wait on it past the election.
 func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) error {
-	leaderID, addr := n.Leader()
+	leaderID, addr := n.forwardTarget(r.Context())
 	if addr == "" || addr == n.apiAdvertise() {
 		return n.notLeader()
 	}
@@ -153,6 +153,24 @@ func (n *Node) Forward(w http.ResponseWriter, r *http.Request, body []byte) erro
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, io.LimitReader(resp.Body, api.MaxBatchBodyBytes))
 	return nil
+}
+
+// forwardTarget returns the leader to forward a write to. While the
+// cluster elects (no leader known, or the known one's process is gone:
+// fastelect.go) it waits for the new leader, at most one election
+// timeout and never past ctx: answering "no leader" at once would make
+// the client back off and find the new leader later than this node does.
+func (n *Node) forwardTarget(ctx context.Context) (id, addr string) {
+	deadline := time.Now().Add(n.cfg.Timing.Election)
+	for {
+		id, addr = n.Leader()
+		if addr != "" && (n.raft == nil || !n.raft.watch.gone(id)) {
+			return id, addr
+		}
+		if !time.Now().Before(deadline) || !sleepUntil(ctx, time.Now().Add(5*time.Millisecond)) {
+			return "", ""
+		}
+	}
 }
 
 // relayShare sends a custodian share this node verified to every peer, so

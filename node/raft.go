@@ -31,6 +31,9 @@ type raftParts struct {
 	contacts  *contactTransport
 	logs      *closingStore
 	advertise raft.ServerAddress
+	// watch starts an election early when the leader's process is gone
+	// (fastelect.go).
+	watch *leaderWatch
 }
 
 func (n *Node) startRaft() (*raftParts, error) {
@@ -56,9 +59,10 @@ func (n *Node) startRaft() (*raftParts, error) {
 		_ = ln.Close()
 		return nil, err
 	}
-	var stream raft.StreamLayer = layer
+	watch := newLeaderWatch(cfg.NodeID, cfg.Timing, n.log, n.metrics)
+	var stream raft.StreamLayer = &watchLayer{StreamLayer: layer, w: watch}
 	if cfg.WrapStreamLayer != nil {
-		stream = cfg.WrapStreamLayer(layer)
+		stream = cfg.WrapStreamLayer(stream)
 	}
 	logger := logbridge.NewHCLog(n.log, "raft", raftLogRules)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -128,13 +132,17 @@ func (n *Node) startRaft() (*raftParts, error) {
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: raft: %w", err)
 	}
-	return &raftParts{raft: r, trans: trans, contacts: contacts, logs: store, advertise: trans.LocalAddr()}, nil
+	if watch.enabled() {
+		watch.start(r)
+	}
+	return &raftParts{raft: r, trans: trans, contacts: contacts, logs: store, advertise: trans.LocalAddr(), watch: watch}, nil
 }
 
 func (p *raftParts) close() error {
 	if p == nil {
 		return nil
 	}
+	p.watch.stop()
 	err := p.raft.Shutdown().Error()
 	return errors.Join(err, p.trans.Close(), p.logs.Close())
 }

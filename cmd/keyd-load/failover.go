@@ -164,7 +164,7 @@ func runFailover(ctx context.Context, ca *devcerts.CA, rounds int) error {
 			}
 		}()
 	}
-	var times []time.Duration
+	var times, elected []time.Duration
 	for r := 0; r < rounds; r++ {
 		old := fc.leader()
 		if old < 0 {
@@ -175,6 +175,14 @@ func runFailover(ctx context.Context, ca *devcerts.CA, rounds int) error {
 		_ = fc.nodes[old].Close()
 		killed := time.Now()
 		fc.nodes[old] = nil
+		var survivors []*node.Node
+		for _, n := range fc.nodes {
+			if n != nil {
+				survivors = append(survivors, n)
+			}
+		}
+		electedCh := make(chan time.Duration, 1)
+		go func() { electedCh <- waitElected(survivors, killed) }()
 		for {
 			wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			_, err := cl.RotateKey(wctx, "f")
@@ -187,6 +195,7 @@ func runFailover(ctx context.Context, ca *devcerts.CA, rounds int) error {
 			}
 		}
 		times = append(times, time.Since(killed))
+		elected = append(elected, <-electedCh)
 		if err := fc.start(old); err != nil {
 			return err
 		}
@@ -199,5 +208,21 @@ func runFailover(ctx context.Context, ca *devcerts.CA, rounds int) error {
 	wg.Wait()
 	fmt.Printf("failover (3 nodes, LAN timing, %d leader kills): kill -> first successful write p50=%s p99=%s max=%s; crypto calls ok=%d failed=%d\n",
 		rounds, pct(times, 50).Round(time.Millisecond), pct(times, 99).Round(time.Millisecond), pct(times, 100).Round(time.Millisecond), cryptoOK.Load(), cryptoFail.Load())
+	fmt.Printf("failover: kill -> new leader elected p50=%s p99=%s max=%s\n",
+		pct(elected, 50).Round(time.Millisecond), pct(elected, 99).Round(time.Millisecond), pct(elected, 100).Round(time.Millisecond))
 	return nil
+}
+
+// waitElected polls survivors until one is leader and returns the time
+// since killed (10s at most).
+func waitElected(survivors []*node.Node, killed time.Time) time.Duration {
+	for time.Since(killed) < 10*time.Second {
+		for _, n := range survivors {
+			if n.IsLeader() {
+				return time.Since(killed)
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(killed)
 }
