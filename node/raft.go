@@ -70,10 +70,7 @@ func (n *Node) startRaft() (*raftParts, error) {
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	logs, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(raftDir, "raft.db"),
-		BoltOptions: &bolt.Options{Timeout: 5 * time.Second},
-	})
+	logs, err := raftboltdb.New(RaftLogStoreOptions(filepath.Join(raftDir, "raft.db")))
 	if err != nil {
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: raft log store: %w", err)
@@ -119,13 +116,40 @@ func (n *Node) startRaft() (*raftParts, error) {
 		}
 	}
 	contacts := newContactTransport(trans)
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, contacts)
+	// The recent entries are kept in memory too: replication to each
+	// follower reads them back, and otherwise decodes them from bbolt.
+	cached, err := raft.NewLogCache(RaftLogCacheSize, store)
+	if err != nil {
+		_ = logs.Close()
+		_ = trans.Close()
+		return nil, fmt.Errorf("node: raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, cached, store, snaps, contacts)
 	if err != nil {
 		_ = logs.Close()
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: raft: %w", err)
 	}
 	return &raftParts{raft: r, trans: trans, contacts: contacts, logs: store, advertise: trans.LocalAddr()}, nil
+}
+
+// RaftLogCacheSize is how many recent Raft log entries a node keeps in
+// memory in front of its log store.
+const RaftLogCacheSize = 512
+
+// RaftLogStoreOptions are the options of a node's Raft log and stable
+// store (raft-boltdb, every append fsynced). The free page list is not
+// written with each commit: bbolt rebuilds it from the tree when it opens
+// the file.
+func RaftLogStoreOptions(path string) raftboltdb.Options {
+	return raftboltdb.Options{
+		Path: path,
+		BoltOptions: &bolt.Options{
+			Timeout:        5 * time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+		},
+	}
 }
 
 func (p *raftParts) close() error {
