@@ -134,8 +134,9 @@ func (n *Node) startRaft() (*raftParts, error) {
 }
 
 // RaftLogCacheSize is how many recent Raft log entries a node keeps in
-// memory in front of its log store.
-const RaftLogCacheSize = 512
+// memory in front of its log store: a few rounds of pipelined replication
+// at a few dozen callers, and at most 16 MiB (64 × fsm.MaxCommandSize).
+const RaftLogCacheSize = 64
 
 // RaftLogStoreOptions are the options of a node's Raft log and stable
 // store (raft-boltdb, every append fsynced). The free page list is not
