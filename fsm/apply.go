@@ -49,7 +49,11 @@ func (a *applier) apply(index uint64, data []byte) (res *Result) {
 	if m.RequestID != "" {
 		a.rememberRequest(m, index)
 	}
-	return &Result{Index: index}
+	res = &Result{Index: index}
+	if c, ok := cmd.(*CreateKey); ok {
+		res.Key = a.changed[c.Name]
+	}
+	return res
 }
 
 func (a *applier) dispatch(cmd Command) error {

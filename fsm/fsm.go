@@ -78,8 +78,21 @@ func Open(path string, obs Observer) (*FSM, error) {
 	return f, nil
 }
 
+// boltOptions are the options of the state database. Every commit is
+// still fsynced; the free page list is not written with it (bbolt rebuilds
+// it from the tree when it opens the file, as etcd configures its bbolt),
+// which makes each commit one page or more smaller, and it is kept as a
+// map, whose allocations do not scan the whole list.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{
+		Timeout:        5 * time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	}
+}
+
 func openDB(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open %s: %w", path, err)
 	}

@@ -113,6 +113,13 @@ func TestApplyLifecycle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		before := dump(t, f)
+		// The leader's precheck agrees with Apply and changes nothing.
+		if err := f.Check(tt.cmd); !errors.Is(err, tt.wantErr) {
+			t.Fatalf("%s: Check: got err %v, want %v", tt.name, err, tt.wantErr)
+		}
+		if dump(t, f) != before {
+			t.Fatalf("%s: Check changed the state", tt.name)
+		}
 		res := d.apply(tt.cmd)
 		if !errors.Is(res.Err, tt.wantErr) {
 			t.Fatalf("%s: got err %v, want %v", tt.name, res.Err, tt.wantErr)

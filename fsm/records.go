@@ -121,6 +121,10 @@ type Result struct {
 	// Err is the command's own error (a sentinel of this package), if any.
 	// A failed command changes nothing.
 	Err error
+	// Key is the record a CreateKey wrote (nil otherwise, and for a
+	// duplicate), so that the proposer answers without reading it back.
+	// It is shared with the observer's event: read it, never change it.
+	Key *KeyRecord
 }
 
 // Event tells the observer what an applied batch changed. It is delivered

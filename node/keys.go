@@ -92,6 +92,9 @@ func (n *Node) CreateKey(ctx context.Context, rid string, req api.CreateKeyReque
 	if err != nil {
 		return nil, err
 	}
+	if res.Key != nil && !res.Duplicate {
+		return keyInfoOf(res.Key, res.Index), nil
+	}
 	return n.keyInfo(req.Name, res.Index)
 }
 
@@ -249,6 +252,11 @@ func (n *Node) keyInfo(name string, index uint64) (*api.KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	return keyInfoOf(rec, index), nil
+}
+
+// keyInfoOf describes rec; index is the log index of the write answered.
+func keyInfoOf(rec *fsm.KeyRecord, index uint64) *api.KeyInfo {
 	info := &api.KeyInfo{
 		Name: rec.Name, Type: rec.Type, State: rec.State,
 		LatestVersion: rec.Latest(), MinDecryptionVersion: rec.MinDecryptionVersion,
@@ -268,5 +276,5 @@ func (n *Node) keyInfo(name string, index uint64) (*api.KeyInfo, error) {
 	for _, v := range rec.Versions {
 		info.Versions = append(info.Versions, api.KeyVersion{Version: v.Version, CreatedAt: v.CreatedAt, PublicKey: v.PublicKey})
 	}
-	return info, nil
+	return info
 }

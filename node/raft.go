@@ -74,10 +74,7 @@ func (n *Node) startRaft() (*raftParts, error) {
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	logs, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(raftDir, "raft.db"),
-		BoltOptions: &bolt.Options{Timeout: 5 * time.Second},
-	})
+	logs, err := raftboltdb.New(RaftLogStoreOptions(filepath.Join(raftDir, "raft.db")))
 	if err != nil {
 		_ = trans.Close()
 		return nil, fmt.Errorf("node: raft log store: %w", err)
@@ -126,7 +123,15 @@ func (n *Node) startRaft() (*raftParts, error) {
 		}
 	}
 	contacts := newContactTransport(trans)
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, contacts)
+	// The recent entries are kept in memory too: replication to each
+	// follower reads them back, and otherwise decodes them from bbolt.
+	cached, err := raft.NewLogCache(RaftLogCacheSize, store)
+	if err != nil {
+		_ = logs.Close()
+		_ = trans.Close()
+		return nil, fmt.Errorf("node: raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, cached, store, snaps, contacts)
 	if err != nil {
 		_ = logs.Close()
 		_ = trans.Close()
@@ -136,6 +141,26 @@ func (n *Node) startRaft() (*raftParts, error) {
 		watch.start(r)
 	}
 	return &raftParts{raft: r, trans: trans, contacts: contacts, logs: store, advertise: trans.LocalAddr(), watch: watch}, nil
+}
+
+// RaftLogCacheSize is how many recent Raft log entries a node keeps in
+// memory in front of its log store: a few rounds of pipelined replication
+// at a few dozen callers, and at most 16 MiB (64 × fsm.MaxCommandSize).
+const RaftLogCacheSize = 64
+
+// RaftLogStoreOptions are the options of a node's Raft log and stable
+// store (raft-boltdb, every append fsynced). The free page list is not
+// written with each commit: bbolt rebuilds it from the tree when it opens
+// the file.
+func RaftLogStoreOptions(path string) raftboltdb.Options {
+	return raftboltdb.Options{
+		Path: path,
+		BoltOptions: &bolt.Options{
+			Timeout:        5 * time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+		},
+	}
 }
 
 func (p *raftParts) close() error {

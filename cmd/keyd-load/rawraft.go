@@ -11,13 +11,13 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyd/keyd/node"
 )
 
 // The bare raft reference: three hashicorp/raft nodes in this process with
-// keyd's log store (raft-boltdb over bbolt, fsync per append), snapshot
+// keyd's log store (raft-boltdb over bbolt with keyd's options, fsync per
+// append, the same in-memory cache of recent entries), snapshot
 // store, LAN timing and command size, but plain TCP instead of mutual TLS
 // and an FSM that only counts. It is what a key create costs at the least
 // (one replicated, fsynced log entry), measured in the same run as keyd's
@@ -70,7 +70,7 @@ func rawRaftCluster() (*raft.Raft, func(), error) {
 			return nil, stop, err
 		}
 		closers = append(closers, func() { _ = os.RemoveAll(dir) })
-		logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: &bolt.Options{Timeout: 5 * time.Second}})
+		logs, err := raftboltdb.New(node.RaftLogStoreOptions(filepath.Join(dir, "raft.db")))
 		if err != nil {
 			return nil, stop, err
 		}
@@ -86,7 +86,11 @@ func rawRaftCluster() (*raft.Raft, func(), error) {
 		rc.LeaderLeaseTimeout = node.TimingLAN.LeaderLease
 		rc.CommitTimeout = node.TimingLAN.Commit
 		rc.LogOutput = io.Discard
-		r, err := raft.NewRaft(rc, &countFSM{}, logs, logs, snaps, trans[i])
+		cached, err := raft.NewLogCache(node.RaftLogCacheSize, logs)
+		if err != nil {
+			return nil, stop, err
+		}
+		r, err := raft.NewRaft(rc, &countFSM{}, cached, logs, snaps, trans[i])
 		if err != nil {
 			return nil, stop, err
 		}
