@@ -568,7 +568,27 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 	fmt.Printf("scale keys=%d last share -> every node serving: %s\n", nkeys, time.Since(t0).Round(time.Millisecond))
 
 	// Warm rejoin: a follower restarts and unseals with its HSM share
-	// and its peers' shares.
+	// and its peers' shares. It presupposes that the node holds a share of
+	// the current dealing: after the whole-cluster restart the leader may
+	// deal anew, and a node killed before that dealing reached it must
+	// wait for the next one (a tick of the node-share loop). Wait until
+	// every node reports the same dealing.
+	settle := time.Now()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var fps []string
+		for _, n := range sc.nodes {
+			if st, err := sc.status(n); err == nil && st.NodeShare != "" {
+				fps = append(fps, st.NodeShare)
+			}
+		}
+		if len(fps) == len(sc.nodes) && fps[0] == fps[len(fps)-1] && fps[0] == fps[len(fps)/2] {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("node shares did not settle on one dealing within a minute")
+		}
+	}
+	fmt.Printf("scale keys=%d node shares settled %s after every node served\n", nkeys, time.Since(settle).Round(time.Millisecond))
 	var follower *scaleNode
 	for deadline := time.Now().Add(30 * time.Second); follower == nil && time.Now().Before(deadline); {
 		if l := sc.leader(); l != nil {
