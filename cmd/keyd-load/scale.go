@@ -581,7 +581,7 @@ func scaleOnce(ctx context.Context, o scaleOptions, nkeys int) error {
 				fps = append(fps, st.NodeShare)
 			}
 		}
-		if len(fps) == len(sc.nodes) && fps[0] == fps[len(fps)-1] && fps[0] == fps[len(fps)/2] {
+		if len(fps) == len(sc.nodes) && slices.Equal(fps[1:], fps[:len(fps)-1]) {
 			break
 		}
 		if time.Now().After(deadline) {
