@@ -113,6 +113,12 @@ func post(hc *http.Client, url, token string, body []byte, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return do(hc, req, token, out)
+}
+
+// do sends req with the bearer token and decodes a 200 reply into out (or
+// discards it); any other status is an error carrying the body.
+func do(hc *http.Client, req *http.Request, token string, out any) error {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -122,7 +128,7 @@ func post(hc *http.Client, url, token string, body []byte, out any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("status %d: %s", resp.StatusCode, b)
 	}
 	if out == nil {

@@ -414,33 +414,18 @@ func fastEncode(buf []byte, v any) ([]byte, bool) {
 		if r == nil || r.Results == nil {
 			return buf, false
 		}
-		buf = append(buf, `{"results":[`...)
-		for i := range r.Results {
-			it := &r.Results[i]
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, '{')
-			n := len(buf)
+		return appendResults(buf, r.Results, func(buf []byte, n int, it *api.BatchEncryptItem) []byte {
 			if it.Ciphertext != "" {
 				buf = appendKey(buf, n, "ciphertext")
 				buf = appendString(buf, it.Ciphertext)
 			}
-			buf = appendTail(buf, n, it.Version, it.Error)
-		}
-		return append(buf, "]}\n"...), true
+			return appendTail(buf, n, it.Version, it.Error)
+		}), true
 	case *api.BatchDecryptResponse:
 		if r == nil || r.Results == nil {
 			return buf, false
 		}
-		buf = append(buf, `{"results":[`...)
-		for i := range r.Results {
-			it := &r.Results[i]
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, '{')
-			n := len(buf)
+		return appendResults(buf, r.Results, func(buf []byte, n int, it *api.BatchDecryptItem) []byte {
 			if len(it.Plaintext) > 0 {
 				buf = appendKey(buf, n, "plaintext")
 				buf = append(buf, '"')
@@ -455,11 +440,24 @@ func fastEncode(buf []byte, v any) ([]byte, bool) {
 				buf = appendKey(buf, n, "ciphertext")
 				buf = appendString(buf, it.Ciphertext)
 			}
-			buf = appendTail(buf, n, it.Version, it.Error)
-		}
-		return append(buf, "]}\n"...), true
+			return appendTail(buf, n, it.Version, it.Error)
+		}), true
 	}
 	return buf, false
+}
+
+// appendResults appends {"results":[...]} and the encoder's newline; item
+// appends the fields of one result after its opening brace at n.
+func appendResults[T any](buf []byte, results []T, item func(buf []byte, n int, it *T) []byte) []byte {
+	buf = append(buf, `{"results":[`...)
+	for i := range results {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '{')
+		buf = item(buf, len(buf), &results[i])
+	}
+	return append(buf, "]}\n"...)
 }
 
 // appendTail appends the version and error fields both item kinds end
