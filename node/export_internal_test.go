@@ -28,3 +28,14 @@ func SetKeyZeroHook(f func(*keyring.Key)) {
 	}
 	keyZeroHook.Store(&f)
 }
+
+// SetShareRelayHook calls f (nil: nothing) in each share relay before it
+// is sent, with the target peer's id; the func f returns is called when
+// that relay has ended.
+func (n *Node) SetShareRelayHook(f func(peer string) func()) {
+	if f == nil {
+		n.shareRelayHook.Store(nil)
+		return
+	}
+	n.shareRelayHook.Store(&f)
+}

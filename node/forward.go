@@ -176,11 +176,19 @@ func (n *Node) forwardTarget(ctx context.Context) (id, addr string) {
 // relayShare sends a custodian share this node verified to every peer, so
 // the whole cluster unseals from shares submitted to any one node. Shares
 // travel only over mutual TLS between nodes and stay in memory; the root
-// never leaves a node.
+// never leaves a node. A relay ends when this node seals: a share given
+// before an operator's seal must not unseal a peer after it, however late
+// a retry would have reached that peer.
 func (n *Node) relayShare(share string) {
 	body, _ := json.Marshal(api.UnsealRequest{Share: share})
+	sealed := n.untilNextSeal()
 	for _, p := range n.relayTargets() {
 		n.life.group.Go(func(ctx context.Context) {
+			if h := n.shareRelayHook.Load(); h != nil {
+				defer (*h)(p.ID)()
+			}
+			ctx, cancel := untilEither(ctx, sealed)
+			defer cancel()
 			n.peers.postRetry(ctx, p, api.PathInternalUnsealShare, body)
 		})
 	}

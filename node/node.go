@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -51,6 +52,9 @@ type Node struct {
 	life    lifecycle  // goroutines, and Close's once/result/done
 
 	usage *usageTracker // uses not yet flushed (usage.go)
+
+	// shareRelayHook, set only by tests, runs before each share relay.
+	shareRelayHook atomic.Pointer[func(peer string) func()]
 }
 
 // hsmHolder is this node's HSM. dev and err are set once by Start

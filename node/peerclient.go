@@ -151,10 +151,14 @@ func (c *peerClient) postJSON(ctx context.Context, id, path string, body []byte,
 }
 
 // postRetry posts body to a peer with postJSON, retrying briefly while
-// the peer is unreachable or failing (5xx); a 4xx answer is final.
+// the peer is unreachable or failing (5xx); a 4xx answer is final. It
+// sends nothing once ctx has ended.
 func (c *peerClient) postRetry(ctx context.Context, p Peer, path string, body []byte) {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; attempt < 5; attempt++ {
+		if ctx.Err() != nil {
+			return
+		}
 		err := c.postJSON(ctx, p.ID, path, body, nil)
 		var ae *api.Error
 		if err == nil || (errors.As(err, &ae) && api.StatusFor(ae.Code) < 500) {

@@ -49,6 +49,11 @@ type sealer struct {
 	byOperator bool
 	// cust runs the custodian ceremonies; set by New.
 	cust *seal.Custodians
+	// sealed is cancelled when this node next seals (and then replaced):
+	// a share relay started before a seal stops at it, so shares given
+	// before the seal never unseal a peer after it (relayShare).
+	sealed       context.Context
+	sealedCancel context.CancelFunc
 
 	// dealNow asks runNodeShares to evaluate dealing at once (an
 	// unseal, a removal, a root rotation); buffered, never blocks.
@@ -144,10 +149,32 @@ func (n *Node) Init(ctx context.Context, rid string, req api.InitRequest) (*api.
 // sealed until custodians unseal it (no warm rejoin).
 func (n *Node) SealLocal() { n.sealLocal(true) }
 
+// untilNextSeal returns a context cancelled when this node next seals;
+// sealLocal cancels it before it returns.
+func (n *Node) untilNextSeal() context.Context {
+	n.sealer.mu.Lock()
+	defer n.sealer.mu.Unlock()
+	if n.sealer.sealed == nil {
+		n.sealer.sealed, n.sealer.sealedCancel = context.WithCancel(context.Background())
+	}
+	return n.sealer.sealed
+}
+
+// untilEither returns a context that ends when a or b ends.
+func untilEither(a, b context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(a)
+	stop := context.AfterFunc(b, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
 func (n *Node) sealLocal(byOperator bool) {
 	n.keys.seal()
 	n.sealer.cust.Seal()
 	n.sealer.mu.Lock()
+	if n.sealer.sealedCancel != nil {
+		n.sealer.sealedCancel()
+	}
+	n.sealer.sealed, n.sealer.sealedCancel = context.WithCancel(context.Background())
 	n.sealer.byOperator = byOperator
 	n.sealer.unsealedBy = ""
 	if n.sealer.secret != nil {
