@@ -9,10 +9,12 @@ package api
 //	POST /v1/internal/seal           {}                     a peer relays an operator seal
 //	POST /v1/internal/node-share     NodeShareDelivery      the leader delivers a node share
 //	POST /v1/internal/share-request  sharex.Request -> sharex.Response   a rejoining voter asks for a node share
+//	POST /v1/internal/deal-me-in     {} -> WriteResponse    a voter without a share of the current dealing asks the leader to deal
 //	POST /v1/internal/audit-anchor   AuditAnchorRequest     a node anchors its audit chain through the leader
 const (
 	PathInternalUnsealShare  = "/v1/internal/unseal-share"
 	PathInternalSeal         = "/v1/internal/seal"
 	PathInternalNodeShare    = "/v1/internal/node-share"
 	PathInternalShareRequest = "/v1/internal/share-request"
+	PathInternalDealMeIn     = "/v1/internal/deal-me-in"
 )

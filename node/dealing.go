@@ -224,3 +224,66 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 	n.pruneCommitted()
 	return nil
 }
+
+// dealMeInGap bounds how often voters' requests make the leader deal at
+// once: every dealing costs each voter's HSM a wrap and one Raft write.
+const dealMeInGap = 250 * time.Millisecond
+
+// DealMeIn makes the leader evaluate node-share dealing now for voter
+// from, which holds no share of the current dealing: it was down while
+// the leader dealt (typically the re-dealing after a custodian unseal).
+// Without the request that voter waits for the leader's next node-share
+// check. The dealing is the usual one (maybeDeal): it deals only to voters
+// whose HSM works, so a voter cannot obtain more than any voter holds.
+// Requests closer together than dealMeInGap are accepted and dropped; the
+// voter asks again on its next rejoin attempt.
+func (n *Node) DealMeIn(from string) error {
+	if !n.IsLeader() {
+		return n.notLeader()
+	}
+	if n.Sealed() {
+		return api.ErrSealed
+	}
+	voters, err := n.voters()
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(voters, from) || n.fsm.Removed(from) {
+		return &api.Error{Code: api.CodeForbidden, Message: "only a current voter is dealt node shares"}
+	}
+	if rec, err := n.fsm.NodeShares(); err != nil {
+		return err
+	} else if rec != nil {
+		if _, ok := rec.Holders[from]; ok {
+			return nil // it holds a share already
+		}
+	}
+	now := time.Now().UnixNano()
+	last := n.sealer.dealMeInAt.Load()
+	if now-last < int64(dealMeInGap) || !n.sealer.dealMeInAt.CompareAndSwap(last, now) {
+		return nil
+	}
+	n.log.Info("voter without a node share asked to be dealt in", "peer", from)
+	select {
+	case n.sealer.dealNow <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// askToBeDealtIn sends DealMeIn to the leader this node knows, if any (a
+// sealed voter that holds no share of the current dealing).
+func (n *Node) askToBeDealtIn(ctx context.Context) {
+	id, _ := n.Leader()
+	if id == "" || id == n.cfg.NodeID {
+		return
+	}
+	if voters, err := n.voters(); err != nil || !slices.Contains(voters, n.cfg.NodeID) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := n.peers.postJSON(ctx, id, api.PathInternalDealMeIn, []byte("{}"), nil); err != nil {
+		n.log.Debug("asking the leader for a node share failed", "leader", id, "err", err)
+	}
+}

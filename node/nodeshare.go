@@ -120,8 +120,11 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.sealer.dealNow:
-			// An unseal, a removal or a root rotation: evaluate now.
+			// An unseal, a removal, a root rotation or a voter asking
+			// to be dealt in: evaluate now. On a sealed node, a share
+			// just delivered: rejoin now and back off afresh.
 			n.sealer.dealing.Now()
+			backoff = firstRetry
 		case <-t.C:
 		case <-retry.C:
 		}
@@ -189,7 +192,18 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 	if err := c.Verify(sh); err != nil {
 		return &api.Error{Code: api.CodeInvalidShare, Message: "node share does not match the dealing"}
 	}
-	return n.vault().Store(ctx, c.Fingerprint(), sh)
+	if err := n.vault().Store(ctx, c.Fingerprint(), sh); err != nil {
+		return err
+	}
+	if n.Sealed() {
+		// A sealed voter was dealt in (DealMeIn): try to rejoin at once
+		// instead of at the end of the loop's backoff.
+		select {
+		case n.sealer.dealNow <- struct{}{}:
+		default:
+		}
+	}
+	return nil
 }
 
 // AnswerShareRequest gives a rejoining voter this node's share of the
@@ -271,6 +285,9 @@ func (n *Node) warmRejoin(ctx context.Context) error {
 		return errors.New("no node shares dealt yet: custodian shares needed")
 	}
 	if _, ok := rec.Holders[n.cfg.NodeID]; !ok {
+		// Down while the leader dealt: ask it for a share now rather
+		// than wait for its next node-share check.
+		n.askToBeDealtIn(ctx)
 		return errors.New("this node holds no share of the current dealing: custodian shares needed")
 	}
 	if rec.Threshold < 2 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
@@ -61,6 +62,9 @@ type sealer struct {
 	// dealing is the leader's node-share dealing state (dealing.go); it
 	// has its own lock, not mu.
 	dealing nodeshare.Backoff
+	// dealMeInAt is when a voter's DealMeIn last made the leader deal
+	// (Unix ns), to bound how often requests can (dealing.go).
+	dealMeInAt atomic.Int64
 }
 
 // resetLocked drops pending custodian shares (the node unsealed).

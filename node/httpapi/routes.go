@@ -98,6 +98,9 @@ func (s *Server) routes() []route {
 		// while sealed: records of unseal attempts are anchored at once.
 		{pattern: "POST " + api.PathInternalAuditAnchor, access: internal, sealedOK: true, maxBody: small, handle: s.auditAnchor},
 		{pattern: "POST " + api.PathInternalShareRequest, access: internal, sealedOK: true, maxBody: sharex.MaxMessageSize, op: "sys.share_request", handle: s.shareRequest},
+		// Served by the unsealed leader itself, never forwarded: the
+		// caller's certificate names the voter that lacks a share.
+		{pattern: "POST " + api.PathInternalDealMeIn, access: internal, maxBody: small, op: "sys.deal_me_in", handle: s.dealMeIn},
 	}...)
 }
 
@@ -315,6 +318,14 @@ func (s *Server) nodeShare(c *call) (any, error) {
 func (s *Server) shareRequest(c *call) (any, error) {
 	from, _ := s.cfg.IsPeer(c.r)
 	return s.cfg.NodeShares.AnswerShareRequest(c.r.Context(), from, c.body)
+}
+
+func (s *Server) dealMeIn(c *call) (any, error) {
+	from, _ := s.cfg.IsPeer(c.r)
+	if err := s.cfg.NodeShares.DealMeIn(from); err != nil {
+		return nil, err
+	}
+	return &api.WriteResponse{}, nil
 }
 
 func (s *Server) cluster(c *call) (any, error) {

@@ -67,6 +67,9 @@ type Crypto interface {
 type NodeShares interface {
 	ReceiveNodeShare(ctx context.Context, from string, d api.NodeShareDelivery) error
 	AnswerShareRequest(ctx context.Context, from string, body []byte) (*sharex.Response, error)
+	// DealMeIn asks the leader to deal node shares now, for a voter
+	// (from) that holds no share of the current dealing.
+	DealMeIn(from string) error
 }
 
 // RootRotation is the custodians' root rotation, on the leader.
