@@ -49,11 +49,15 @@ type FSM struct {
 	path     string
 	observer Observer
 
-	mu      sync.RWMutex // guards db against the swap in Restore
-	db      *bolt.DB
-	applied atomic.Uint64
-	waits   waitIndex
-	closed  atomic.Bool
+	mu sync.RWMutex // guards db against the swap in Restore
+	db *bolt.DB
+	// unsynced: commits skip fsync (unsynced.go); rebuilt: Open set a
+	// database torn by a machine crash aside and started empty.
+	unsynced bool
+	rebuilt  bool
+	applied  atomic.Uint64
+	waits    waitIndex
+	closed   atomic.Bool
 }
 
 var (
@@ -61,13 +65,28 @@ var (
 	_ raft.BatchingFSM = (*FSM)(nil)
 )
 
-// Open opens (or creates) the state database at path. obs may be nil.
+// Open opens (or creates) the state database at path, fsyncing every
+// commit. obs may be nil.
 func Open(path string, obs Observer) (*FSM, error) {
-	db, err := openDB(path)
+	return OpenWithOptions(path, obs, Options{})
+}
+
+// OpenWithOptions opens (or creates) the state database at path with the
+// durability o asks for (unsynced.go). obs may be nil.
+func OpenWithOptions(path string, obs Observer, o Options) (*FSM, error) {
+	unsynced := o.SkipFsync && o.BootID != ""
+	var rebuilt bool
+	if unsynced {
+		var err error
+		if rebuilt, err = prepareUnsynced(path, o.BootID); err != nil {
+			return nil, err
+		}
+	}
+	db, err := openDB(path, unsynced)
 	if err != nil {
 		return nil, err
 	}
-	f := &FSM{path: path, db: db, observer: obs}
+	f := &FSM{path: path, db: db, observer: obs, unsynced: unsynced, rebuilt: rebuilt}
 	f.waits.init()
 	idx, err := readApplied(db)
 	if err != nil {
@@ -91,8 +110,10 @@ func boltOptions() *bolt.Options {
 	}
 }
 
-func openDB(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, boltOptions())
+func openDB(path string, unsynced bool) (*bolt.DB, error) {
+	opts := boltOptions()
+	opts.NoSync = unsynced
+	db, err := bolt.Open(path, 0o600, opts)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open %s: %w", path, err)
 	}
@@ -135,8 +156,27 @@ func (f *FSM) Close() error {
 	f.waits.close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.db.Close()
+	if !f.unsynced {
+		return f.db.Close()
+	}
+	// The marker goes only once every commit is on disk.
+	if err := f.db.Sync(); err != nil {
+		_ = f.db.Close()
+		return fmt.Errorf("fsm: sync on close: %w", err)
+	}
+	if err := f.db.Close(); err != nil {
+		return err
+	}
+	return finishUnsynced(f.path)
 }
+
+// Rebuilt reports whether Open set aside a database torn by a machine
+// crash and started empty: Raft must restore its last snapshot into the
+// FSM and replay the log after it.
+func (f *FSM) Rebuilt() bool { return f.rebuilt }
+
+// Unsynced reports whether commits skip fsync (unsynced.go).
+func (f *FSM) Unsynced() bool { return f.unsynced }
 
 // AppliedIndex returns the last log index applied.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }

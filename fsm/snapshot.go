@@ -142,7 +142,7 @@ func (f *FSM) swapDB(tmp string) (uint64, error) {
 		return 0, fmt.Errorf("fsm: restore: close current: %w", err)
 	}
 	renameErr := os.Rename(tmp, f.path)
-	db, err := openDB(f.path)
+	db, err := openDB(f.path, f.unsynced)
 	if err != nil {
 		// Without a database the replica cannot continue.
 		panic(fmt.Sprintf("fsm: restore: reopen failed, halting replica: %v", errors.Join(renameErr, err)))

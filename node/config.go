@@ -175,6 +175,13 @@ type Config struct {
 	// minutes, let a busy node accumulate 100k entries and take seconds to
 	// start. Shorter means more frequent snapshots of the whole state.
 	RaftSnapshotCheck time.Duration
+	// StateFsync fsyncs the state database on every commit. Off (the
+	// default), the state database commits without fsync: it is rebuilt
+	// from Raft's fsynced log and snapshots, and a node that finds it ran
+	// unsynced under a previous boot (a machine crash) sets it aside and
+	// rebuilds it (fsm/unsynced.go). Where the kernel has no boot id
+	// (non-Linux) every commit is fsynced anyway.
+	StateFsync bool
 
 	// SnapshotInterval, when positive, makes the leader write an operator
 	// snapshot (the `keyd operator snapshot save` file) to SnapshotDir

@@ -108,9 +108,14 @@ func New(cfg Config) (*Node, error) {
 	n.sealer.dealNow = make(chan struct{}, 1)
 	n.keys = newKeystore(n.log, nil, cfg.KeyCacheSize)
 	n.metrics = metrics.New(n.metricsSample)
-	f, err := fsm.Open(filepath.Join(cfg.DataDir, "state.db"), n.onApply)
+	f, err := fsm.OpenWithOptions(filepath.Join(cfg.DataDir, "state.db"), n.onApply,
+		fsm.Options{SkipFsync: !cfg.StateFsync, BootID: bootID()})
 	if err != nil {
 		return nil, err
+	}
+	if f.Rebuilt() {
+		n.log.Warn("state database set aside after a machine crash (it ran without fsync); rebuilding it from Raft's last snapshot and log",
+			"discarded", fsm.DiscardedPath(filepath.Join(cfg.DataDir, "state.db")))
 	}
 	n.fsm = f
 	n.keys.src = f

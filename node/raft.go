@@ -100,8 +100,20 @@ func (n *Node) startRaft() (*raftParts, error) {
 	rc.Logger = logger
 	// The FSM is persistent and records its applied index, so it resumes
 	// where it was; restoring the last snapshot on start would only throw
-	// that work away.
-	rc.NoSnapshotRestoreOnStart = true
+	// that work away. Unless it is behind that snapshot: set aside after
+	// a machine crash (fsm/unsynced.go) or older than the snapshot for
+	// any other reason. Raft replays only the entries after its last
+	// snapshot, so such an FSM must start from the snapshot.
+	behind, err := fsmBehindSnapshot(n.fsm.AppliedIndex(), snaps)
+	if err != nil {
+		_ = logs.Close()
+		_ = trans.Close()
+		return nil, err
+	}
+	rc.NoSnapshotRestoreOnStart = !behind
+	if behind {
+		n.log.Warn("state database is behind Raft's last snapshot: restoring the snapshot", "applied", n.fsm.AppliedIndex())
+	}
 
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(store, store, snaps)
@@ -333,3 +345,13 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 
 // AppliedIndex returns the last index applied here.
 func (n *Node) AppliedIndex() uint64 { return n.fsm.AppliedIndex() }
+
+// fsmBehindSnapshot reports whether the FSM's applied index is below the
+// newest snapshot's index.
+func fsmBehindSnapshot(applied uint64, snaps raft.SnapshotStore) (bool, error) {
+	metas, err := snaps.List()
+	if err != nil {
+		return false, fmt.Errorf("node: snapshot store: %w", err)
+	}
+	return len(metas) > 0 && metas[0].Index > applied, nil
+}

@@ -40,6 +40,7 @@ func main() {
 	scaleKeys := flag.String("scale-keys", "1000", "comma-separated key counts for the scale scenario")
 	scaleCallers := flag.Int("scale-callers", 32, "concurrent callers of the scale scenario")
 	cacheSize := flag.Int("key-cache-size", 0, "key_cache_size of the scale scenario's nodes (0: default)")
+	flag.BoolVar(&stateFsync, "state-fsync", false, "in-process nodes fsync their state database on every commit (state_fsync: true; A/B of the default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (driver and servers) to this file")
 	flag.Parse()
 	if *cpuProfile != "" {

@@ -258,6 +258,7 @@ func startNodes(ca *devcerts.CA, n int, mode auditMode) ([]*node.Node, func(), e
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		cfg.RaftLogOutput = io.Discard
 		cfg.AuditDisabled = mode == auditOff
+		cfg.StateFsync = stateFsync
 		if mode == auditStrict {
 			cfg.AuditSyncInterval = 0
 		}
@@ -310,6 +311,9 @@ func initCluster(ctx context.Context, ca *devcerts.CA, nodes []*node.Node) (stri
 
 // startInitialized starts n nodes, initialises and unseals them, and
 // returns the admin token. stop is safe to call on error too.
+// stateFsync is -state-fsync.
+var stateFsync bool
+
 func startInitialized(ctx context.Context, ca *devcerts.CA, n int, mode auditMode) ([]*node.Node, string, func(), error) {
 	nodes, stop, err := startNodes(ca, n, mode)
 	if err != nil {

@@ -73,6 +73,10 @@ type fileConfig struct {
 	// RaftSnapshotCheck is how often Raft looks for snapshot_threshold new
 	// entries (default 10s); see node.Config.RaftSnapshotCheck.
 	RaftSnapshotCheck time.Duration `yaml:"raft_snapshot_check"`
+	// StateFsync fsyncs the state database on every commit (default
+	// false: it is rebuilt from Raft after a machine crash); see
+	// node.Config.StateFsync.
+	StateFsync bool `yaml:"state_fsync"`
 	// KeyCacheSize bounds the unwrapped keys a node keeps in memory
 	// (default 10000); keys stay wrapped in the state until used.
 	KeyCacheSize int `yaml:"key_cache_size"`
@@ -346,6 +350,7 @@ func (fc *fileConfig) nodeConfig(load identityLoader, logOut io.Writer) (node.Co
 	if fc.RaftSnapshotCheck > 0 {
 		cfg.RaftSnapshotCheck = fc.RaftSnapshotCheck
 	}
+	cfg.StateFsync = fc.StateFsync
 	if fc.KeyCacheSize < 0 {
 		return node.Config{}, fmt.Errorf("%w: key_cache_size must not be negative", errBadValue)
 	}
