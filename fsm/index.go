@@ -242,15 +242,40 @@ func (f *FSM) ForEachTagged(fn func(name string, tags []string) error) error {
 // MaxDuePerPass of them. The caller decides what is due exactly (the
 // record's RotationDue, RetentionDue and deletion time).
 func (f *FSM) DueKeys(now time.Time) ([]*KeyRecord, error) {
+	recs, _, err := f.DueKeysFrom(now, nil, MaxDuePerPass)
+	return recs, err
+}
+
+// DueCursor is where a pass over the due keys stopped; nil is the start.
+type DueCursor []byte
+
+// DueKeysFrom is DueKeys for passes that resume: it returns at most limit
+// due keys after cursor from, and the cursor to resume from, nil once it
+// reached the last due key. A pass that always started at the earliest due
+// key would, when more than limit keys stay due (their action keeps
+// failing), never reach the keys after them.
+func (f *FSM) DueKeysFrom(now time.Time, from DueCursor, limit int) ([]*KeyRecord, DueCursor, error) {
 	var out []*KeyRecord
-	limit := dueStamp(now)
+	var last, next DueCursor
+	until := dueStamp(now)
 	err := f.view(func(tx *bolt.Tx) error {
 		_, _, due, _ := derivedBuckets(tx)
 		keys := tx.Bucket(bucketKeys)
 		c := due.Cursor()
-		for k, _ := c.First(); k != nil && len(out) < MaxDuePerPass; k, _ = c.Next() {
-			if len(k) < 8 || bytes.Compare(k[:8], limit[:]) > 0 {
-				break
+		k, _ := c.First()
+		if from != nil {
+			k, _ = c.Seek(from)
+			if k != nil && bytes.Equal(k, from) {
+				k, _ = c.Next()
+			}
+		}
+		for ; k != nil; k, _ = c.Next() {
+			if len(k) < 8 || bytes.Compare(k[:8], until[:]) > 0 {
+				return nil
+			}
+			if len(out) == limit {
+				next = last // more are due: resume after the last returned
+				return nil
 			}
 			v := keys.Get(k[8:])
 			if v == nil {
@@ -261,8 +286,9 @@ func (f *FSM) DueKeys(now time.Time) ([]*KeyRecord, error) {
 				return fmt.Errorf("fsm: decode key record: %w", err)
 			}
 			out = append(out, &rec)
+			last = bytes.Clone(k)
 		}
 		return nil
 	})
-	return out, err
+	return out, next, err
 }

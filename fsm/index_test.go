@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -200,4 +201,48 @@ func minStamp(a, b [8]byte) [8]byte {
 		}
 	}
 	return a
+}
+
+// TestDueKeysResume: passes of at most limit due keys resume after the last
+// key returned and start over once they reach the end, so every due key is
+// returned even when more than limit stay due; keys not yet due never are.
+func TestDueKeysResume(t *testing.T) {
+	t.Parallel()
+	f := openTest(t, nil)
+	d := &driver{t: t, f: f}
+	d.apply(initCmd())
+	const dueCount = 7
+	for i := 0; i < dueCount; i++ {
+		d.apply(&CreateKey{Meta: Meta{At: t0.Add(time.Duration(i) * time.Second)}, Name: fmt.Sprintf("due-%d", i), Type: "aes256-gcm", RotationPeriod: time.Minute, First: wv(1)})
+	}
+	d.apply(&CreateKey{Meta: Meta{At: t0}, Name: "later", Type: "aes256-gcm", RotationPeriod: 24 * time.Hour, First: wv(1)})
+	now := t0.Add(time.Hour)
+	tests := []struct {
+		want    []string
+		resumes bool
+	}{
+		{[]string{"due-0", "due-1", "due-2"}, true},
+		{[]string{"due-3", "due-4", "due-5"}, true},
+		{[]string{"due-6"}, false},
+		{[]string{"due-0", "due-1", "due-2"}, true}, // from the start again
+	}
+	var cur DueCursor
+	for i, tt := range tests {
+		recs, next, err := f.DueKeysFrom(now, cur, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range recs {
+			got = append(got, r.Name)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) || (next != nil) != tt.resumes {
+			t.Fatalf("pass %d: got %v (resumes %v), want %v (resumes %v)", i, got, next != nil, tt.want, tt.resumes)
+		}
+		cur = next
+	}
+	all, err := f.DueKeys(now)
+	if err != nil || len(all) != dueCount {
+		t.Fatalf("DueKeys: %d keys, %v", len(all), err)
+	}
 }

@@ -17,25 +17,32 @@ import (
 func (n *Node) runScheduler(ctx context.Context) {
 	t := time.NewTicker(n.cfg.SchedulerInterval)
 	defer t.Stop()
+	var cur dueCursors
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			if n.IsLeader() && n.keys.unsealed() {
-				n.schedulePass(ctx)
+				n.schedulePass(ctx, &cur)
 			}
 		}
 	}
 }
 
-func (n *Node) schedulePass(ctx context.Context) {
+// dueCursors are where the scheduler's passes over the due keys resume,
+// so more than fsm.MaxDuePerPass keys that stay due (their action keeps
+// failing) do not starve the keys after them. Owned by runScheduler.
+type dueCursors struct{ schedule, retention fsm.DueCursor }
+
+func (n *Node) schedulePass(ctx context.Context, cur *dueCursors) {
 	now := n.clock.now().UTC()
 	n.purgeTokens(ctx, now)
-	n.retentionPass(ctx, n.now())
+	n.retentionPass(ctx, n.now(), &cur.retention)
 	// The FSM's index of next events yields only the keys with something
 	// due (at most fsm.MaxDuePerPass per pass), whatever the number of keys.
-	recs, err := n.fsm.DueKeys(now)
+	recs, next, err := n.fsm.DueKeysFrom(now, cur.schedule, fsm.MaxDuePerPass)
+	cur.schedule = next
 	if err != nil {
 		n.log.Warn("scheduler could not read the keys due", "err", err)
 		return

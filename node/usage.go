@@ -328,8 +328,9 @@ func (n *Node) flushUsageOnClose() {
 // for it). Only the leader runs it (from the scheduler). The request id
 // names the key and its creation, so a pass repeated by a new leader
 // schedules once; each scheduling is audited as done by the system.
-func (n *Node) retentionPass(ctx context.Context, now time.Time) {
-	recs, err := n.fsm.DueKeys(now)
+func (n *Node) retentionPass(ctx context.Context, now time.Time, cur *fsm.DueCursor) {
+	recs, next, err := n.fsm.DueKeysFrom(now, *cur, fsm.MaxDuePerPass)
+	*cur = next
 	if err != nil {
 		n.log.Warn("retention pass could not read the keys due", "err", err)
 		return
