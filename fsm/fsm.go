@@ -75,16 +75,19 @@ func Open(path string, obs Observer) (*FSM, error) {
 // durability o asks for (unsynced.go). obs may be nil.
 func OpenWithOptions(path string, obs Observer, o Options) (*FSM, error) {
 	unsynced := o.SkipFsync && o.BootID != ""
-	var rebuilt bool
-	if unsynced {
-		var err error
-		if rebuilt, err = prepareUnsynced(path, o.BootID); err != nil {
-			return nil, err
-		}
+	rebuilt, stale, err := prepareOpen(path, o.BootID, unsynced)
+	if err != nil {
+		return nil, err
 	}
 	db, err := openDB(path, unsynced)
 	if err != nil {
 		return nil, err
+	}
+	if stale {
+		if err := syncedAfterUnsynced(db, path); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
 	f := &FSM{path: path, db: db, observer: obs, unsynced: unsynced, rebuilt: rebuilt}
 	f.waits.init()
