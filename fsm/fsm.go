@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -165,7 +166,9 @@ func (f *FSM) Close() error {
 	// The marker goes only once every commit is on disk.
 	if err := f.db.Sync(); err != nil {
 		_ = f.db.Close()
-		return fmt.Errorf("fsm: sync on close: %w", err)
+		// A failed fsync may have dropped the dirty pages: the file
+		// is no longer what this boot's page cache held.
+		return errors.Join(fmt.Errorf("fsm: sync on close: %w", err), poisonMarker(f.path))
 	}
 	if err := f.db.Close(); err != nil {
 		return err

@@ -100,7 +100,7 @@ func prepareOpen(path, bootID string, unsynced bool) (discarded, stale bool, err
 // goes to disk, then its marker goes.
 func syncedAfterUnsynced(db interface{ Sync() error }, path string) error {
 	if err := db.Sync(); err != nil {
-		return fmt.Errorf("fsm: sync the database of an unsynced run: %w", err)
+		return errors.Join(fmt.Errorf("fsm: sync the database of an unsynced run: %w", err), poisonMarker(path))
 	}
 	return finishUnsynced(path)
 }
@@ -110,6 +110,16 @@ func syncedAfterUnsynced(db interface{ Sync() error }, path string) error {
 func finishUnsynced(path string) error {
 	if err := os.Remove(markerPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("fsm: remove unsynced marker: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// poisonMarker replaces the marker with one no boot matches, after an
+// fsync of the database failed: Linux may drop the pages whose write-back
+// failed, so even a restart on this boot must set the file aside.
+func poisonMarker(path string) error {
+	if err := writeSynced(markerPath(path), []byte("sync failed\n")); err != nil {
+		return err
 	}
 	return syncDir(filepath.Dir(path))
 }

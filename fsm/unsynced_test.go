@@ -168,3 +168,32 @@ func TestUnsyncedMarkerHonouredWhenSynced(t *testing.T) {
 		})
 	}
 }
+
+// TestUnsyncedSyncFailurePoisons: when Close cannot fsync the unsynced
+// database (an I/O error: Linux may then drop the dirty pages), the
+// marker must make the next open set the file aside, even on this boot.
+func TestUnsyncedSyncFailurePoisons(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	f, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: "boot-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &driver{t: t, f: f}
+	d.apply(initCmd())
+	// The database's file goes away under it: its Sync fails.
+	if err := f.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err == nil {
+		t.Fatal("Close reported no sync error")
+	}
+	g, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: "boot-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeOK(t, g)
+	if !g.Rebuilt() {
+		t.Fatal("database whose final fsync failed reopened as if intact")
+	}
+}
