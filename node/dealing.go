@@ -295,7 +295,7 @@ type dealMeInState struct {
 
 // allow reports whether voter's request may make the leader deal now,
 // and if so pushes its next one back.
-func (b *dealMeInBackoff) allow(voter string, now time.Time, max time.Duration) bool {
+func (b *dealMeInBackoff) allow(voter string, now time.Time, limit time.Duration) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.voter[voter]
@@ -305,7 +305,7 @@ func (b *dealMeInBackoff) allow(voter string, now time.Time, max time.Duration) 
 	if b.voter == nil {
 		b.voter = map[string]dealMeInState{}
 	}
-	st.next = now.Add(min(dealMeInGap<<min(st.asked, 16), max))
+	st.next = now.Add(min(dealMeInGap<<min(st.asked, 16), limit))
 	st.asked++
 	b.voter[voter] = st
 	return true
