@@ -17,7 +17,7 @@ import (
 // Known hole, not fixed (it needs a cluster-wide seal epoch the relayed
 // shares carry): skipped unless KEYD_KNOWN_HOLES is set.
 func TestSealReachingPeersOutOfOrder(t *testing.T) {
-	if os.Getenv("KEYD_KNOWN_HOLES") == "" {
+	if !knownHoles() {
 		t.Skip("known hole: relays of a node the seal reaches last unseal peers it reached first; set KEYD_KNOWN_HOLES=1")
 	}
 	c := testcluster.New(t, testcluster.Options{Nodes: 3})
@@ -75,3 +75,6 @@ func TestSealReachingPeersOutOfOrder(t *testing.T) {
 type errUnsealed string
 
 func (e errUnsealed) Error() string { return string(e) + " unsealed" }
+
+// knownHoles runs the tests of holes found and not fixed yet.
+func knownHoles() bool { return os.Getenv("KEYD_KNOWN_HOLES") != "" }
