@@ -221,6 +221,9 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 	if err != nil {
 		return err
 	}
+	for id := range holders {
+		n.sealer.dealMeInBy.forget(id)
+	}
 	n.log.Info("node shares dealt", "epoch", epoch, "threshold", k, "voters", len(voters), "holders", len(holders), "dealing", fp)
 	n.pruneCommitted()
 	return nil
