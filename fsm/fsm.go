@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -75,16 +76,19 @@ func Open(path string, obs Observer) (*FSM, error) {
 // durability o asks for (unsynced.go). obs may be nil.
 func OpenWithOptions(path string, obs Observer, o Options) (*FSM, error) {
 	unsynced := o.SkipFsync && o.BootID != ""
-	var rebuilt bool
-	if unsynced {
-		var err error
-		if rebuilt, err = prepareUnsynced(path, o.BootID); err != nil {
-			return nil, err
-		}
+	rebuilt, stale, err := prepareOpen(path, o.BootID, unsynced)
+	if err != nil {
+		return nil, err
 	}
 	db, err := openDB(path, unsynced)
 	if err != nil {
 		return nil, err
+	}
+	if stale {
+		if err := syncedAfterUnsynced(db, path); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
 	f := &FSM{path: path, db: db, observer: obs, unsynced: unsynced, rebuilt: rebuilt}
 	f.waits.init()
@@ -162,7 +166,9 @@ func (f *FSM) Close() error {
 	// The marker goes only once every commit is on disk.
 	if err := f.db.Sync(); err != nil {
 		_ = f.db.Close()
-		return fmt.Errorf("fsm: sync on close: %w", err)
+		// A failed fsync may have dropped the dirty pages: the file
+		// is no longer what this boot's page cache held.
+		return errors.Join(fmt.Errorf("fsm: sync on close: %w", err), poisonMarker(f.path))
 	}
 	if err := f.db.Close(); err != nil {
 		return err

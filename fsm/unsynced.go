@@ -58,29 +58,51 @@ func markerPath(path string) string { return path + ".unsynced" }
 // DiscardedPath is where a database torn by a machine crash is set aside.
 func DiscardedPath(path string) string { return path + ".discarded" }
 
-// prepareUnsynced decides, before the database is opened, whether the file
-// at path can be trusted, sets it aside if not, and writes this boot's
-// marker. It reports whether the database was set aside.
-func prepareUnsynced(path, bootID string) (discarded bool, err error) {
+// prepareOpen decides, before the database is opened, whether the file at
+// path can be trusted, and sets it aside if not: a marker left by an
+// unsynced run under another boot, or one this run cannot compare (it has
+// no boot id), means the machine may have gone down with commits only in
+// its page cache. The marker is read whatever this run's durability: a
+// node that crashed unsynced may come back with fsync turned on. With
+// unsynced it then writes this boot's marker; otherwise stale reports a
+// marker to remove once the database is synced (syncedAfterUnsynced).
+func prepareOpen(path, bootID string, unsynced bool) (discarded, stale bool, err error) {
 	marker := markerPath(path)
 	prev, err := os.ReadFile(marker)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		// Closed cleanly, or never run unsynced: every commit is on disk.
 	case err != nil:
-		return false, fmt.Errorf("fsm: read %s: %w", marker, err)
-	case !bytes.Equal(bytes.TrimSpace(prev), []byte(bootID)):
-		// Run unsynced under another boot and not closed: the machine
-		// went down with commits possibly only in its page cache.
-		if err := os.Rename(path, DiscardedPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return false, fmt.Errorf("fsm: set aside a database torn by a machine crash: %w", err)
+		return false, false, fmt.Errorf("fsm: read %s: %w", marker, err)
+	default:
+		stale = true
+		if bootID == "" || !bytes.Equal(bytes.TrimSpace(prev), []byte(bootID)) {
+			// Run unsynced under another boot and not closed: the
+			// machine went down with commits possibly only in its page
+			// cache.
+			if err := os.Rename(path, DiscardedPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return false, false, fmt.Errorf("fsm: set aside a database torn by a machine crash: %w", err)
+			}
+			discarded = true
 		}
-		discarded = true
+	}
+	if !unsynced {
+		return discarded, stale, nil
 	}
 	if err := writeSynced(marker, []byte(bootID+"\n")); err != nil {
-		return discarded, err
+		return discarded, false, err
 	}
-	return discarded, syncDir(filepath.Dir(path))
+	return discarded, false, syncDir(filepath.Dir(path))
+}
+
+// syncedAfterUnsynced runs when a synced run opened the database of an
+// unsynced one that was not closed: what that run left in the page cache
+// goes to disk, then its marker goes.
+func syncedAfterUnsynced(db interface{ Sync() error }, path string) error {
+	if err := db.Sync(); err != nil {
+		return errors.Join(fmt.Errorf("fsm: sync the database of an unsynced run: %w", err), poisonMarker(path))
+	}
+	return finishUnsynced(path)
 }
 
 // finishUnsynced runs after the database was synced and closed: every
@@ -88,6 +110,16 @@ func prepareUnsynced(path, bootID string) (discarded bool, err error) {
 func finishUnsynced(path string) error {
 	if err := os.Remove(markerPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("fsm: remove unsynced marker: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// poisonMarker replaces the marker with one no boot matches, after an
+// fsync of the database failed: Linux may drop the pages whose write-back
+// failed, so even a restart on this boot must set the file aside.
+func poisonMarker(path string) error {
+	if err := writeSynced(markerPath(path), []byte("sync failed\n")); err != nil {
+		return err
 	}
 	return syncDir(filepath.Dir(path))
 }

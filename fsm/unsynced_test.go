@@ -116,3 +116,84 @@ func TestUnsyncedNeedsBootID(t *testing.T) {
 		t.Fatalf("marker written: %v", err)
 	}
 }
+
+// TestUnsyncedMarkerHonouredWhenSynced: a node that ran unsynced and went
+// down with the machine may come back with fsync turned on (state_fsync:
+// true, set after the crash) or without a readable boot id. The marker of
+// the unsynced run must still be read: the file may be torn whatever the
+// new run's durability. A marker of this boot (a process crash) keeps the
+// database, which is synced before the marker goes.
+func TestUnsyncedMarkerHonouredWhenSynced(t *testing.T) {
+	t.Parallel()
+	const bootA, bootB = "boot-a", "boot-b"
+	tests := []struct {
+		name        string
+		reopen      Options
+		wantRebuilt bool
+	}{
+		{"machine crash, reopened with fsync", Options{BootID: bootB}, true},
+		{"machine crash, reopened without a boot id", Options{SkipFsync: true}, true},
+		{"process crash, reopened with fsync", Options{BootID: bootA}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "state.db")
+			f, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: bootA})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := &driver{t: t, f: f}
+			d.apply(initCmd())
+			want := dump(t, f)
+			crash(t, f)
+
+			g, err := OpenWithOptions(path, nil, tt.reopen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeOK(t, g)
+			if g.Unsynced() {
+				t.Fatal("reopened unsynced")
+			}
+			if g.Rebuilt() != tt.wantRebuilt {
+				t.Fatalf("rebuilt = %v, want %v (a torn file would be served)", g.Rebuilt(), tt.wantRebuilt)
+			}
+			if !tt.wantRebuilt && (g.AppliedIndex() != d.idx || dump(t, g) != want) {
+				t.Fatalf("state lost: applied %d of %d", g.AppliedIndex(), d.idx)
+			}
+			if _, err := os.Stat(markerPath(path)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("marker of the unsynced run left behind: %v", err)
+			}
+		})
+	}
+}
+
+// TestUnsyncedSyncFailurePoisons: when Close cannot fsync the unsynced
+// database (an I/O error: Linux may then drop the dirty pages), the
+// marker must make the next open set the file aside, even on this boot.
+func TestUnsyncedSyncFailurePoisons(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	f, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: "boot-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &driver{t: t, f: f}
+	d.apply(initCmd())
+	// The database's file goes away under it: its Sync fails.
+	if err := f.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err == nil {
+		t.Fatal("Close reported no sync error")
+	}
+	g, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: "boot-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeOK(t, g)
+	if !g.Rebuilt() {
+		t.Fatal("database whose final fsync failed reopened as if intact")
+	}
+}

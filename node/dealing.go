@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyd/keyd/api"
@@ -220,6 +221,9 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 	if err != nil {
 		return err
 	}
+	for id := range holders {
+		n.sealer.dealMeInBy.forget(id)
+	}
 	n.log.Info("node shares dealt", "epoch", epoch, "threshold", k, "voters", len(voters), "holders", len(holders), "dealing", fp)
 	n.pruneCommitted()
 	return nil
@@ -236,7 +240,8 @@ const dealMeInGap = 250 * time.Millisecond
 // check. The dealing is the usual one (maybeDeal): it deals only to voters
 // whose HSM works, so a voter cannot obtain more than any voter holds.
 // Requests closer together than dealMeInGap are accepted and dropped; the
-// voter asks again on its next rejoin attempt.
+// voter asks again on its next rejoin attempt. A voter whose requests keep
+// leaving it without a share is backed off (dealMeInBackoff).
 func (n *Node) DealMeIn(from string) error {
 	if !n.IsLeader() {
 		return n.notLeader()
@@ -255,8 +260,12 @@ func (n *Node) DealMeIn(from string) error {
 		return err
 	} else if rec != nil {
 		if _, ok := rec.Holders[from]; ok {
+			n.sealer.dealMeInBy.forget(from)
 			return nil // it holds a share already
 		}
+	}
+	if !n.sealer.dealMeInBy.allow(from, time.Now(), n.cfg.NodeShareInterval) {
+		return nil
 	}
 	now := time.Now().UnixNano()
 	last := n.sealer.dealMeInAt.Load()
@@ -269,6 +278,47 @@ func (n *Node) DealMeIn(from string) error {
 	default:
 	}
 	return nil
+}
+
+// dealMeInBackoff spaces one voter's DealMeIn requests that made the
+// leader deal and still left it without a share (it refuses or cannot
+// store what it is dealt): dealMeInGap, then twice as long each time, up
+// to the leader's node-share interval. Without it, one such voter makes
+// the leader re-deal (a split, an HSM wrap on every voter, a Raft write)
+// every dealMeInGap for as long as it asks.
+type dealMeInBackoff struct {
+	mu    sync.Mutex
+	voter map[string]dealMeInState
+}
+
+type dealMeInState struct {
+	asked int
+	next  time.Time
+}
+
+// allow reports whether voter's request may make the leader deal now,
+// and if so pushes its next one back.
+func (b *dealMeInBackoff) allow(voter string, now time.Time, limit time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.voter[voter]
+	if now.Before(st.next) {
+		return false
+	}
+	if b.voter == nil {
+		b.voter = map[string]dealMeInState{}
+	}
+	st.next = now.Add(min(dealMeInGap<<min(st.asked, 16), limit))
+	st.asked++
+	b.voter[voter] = st
+	return true
+}
+
+// forget drops voter's backoff: it holds a share of the current dealing.
+func (b *dealMeInBackoff) forget(voter string) {
+	b.mu.Lock()
+	delete(b.voter, voter)
+	b.mu.Unlock()
 }
 
 // askToBeDealtIn sends DealMeIn to the leader this node knows, if any (a

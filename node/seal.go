@@ -65,6 +65,9 @@ type sealer struct {
 	// dealMeInAt is when a voter's DealMeIn last made the leader deal
 	// (Unix ns), to bound how often requests can (dealing.go).
 	dealMeInAt atomic.Int64
+	// dealMeInBy spaces each voter's requests that did not get it a
+	// share (dealing.go).
+	dealMeInBy dealMeInBackoff
 }
 
 // resetLocked drops pending custodian shares (the node unsealed).

@@ -1,0 +1,77 @@
+package node_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/keyd/keyd/internal/testcluster"
+	"github.com/keyd/keyd/node"
+)
+
+// TestDealMeInRefusingVoter measures what one voter gets from the leader
+// with DealMeIn when it refuses every share it is dealt (a compromised
+// voter, or one whose share store fails while its HSM looks fine): each
+// request past the 250 ms gap is a full re-dealing (a split, an HSM wrap
+// on every other voter, a Raft write), where without the request the
+// leader would look again only at its next node-share check (an hour
+// here). The leader backs off each such voter's requests.
+func TestDealMeInRefusingVoter(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{
+		Nodes: 3, HSM: testcluster.HSMSoft,
+		Configure: func(_ int, cfg *node.Config) { cfg.NodeShareInterval = time.Hour },
+	})
+	c.Init(t, 3, 2)
+	c.Unseal(t, 2)
+	waitDealt(t, c)
+	leader := c.WaitLeader(t)
+	victim := (leader + 1) % 3
+	// The victim can no longer store a node share.
+	dir := filepath.Join(c.Slot(victim).Dir, "node-shares")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A custodian unseal makes the leader re-deal: the victim is left out.
+	first := c.Node(leader).Status().NodeShare
+	ctx := ctxT(t)
+	if err := c.Client(t).Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(t, 10*time.Second, func() error {
+		for i := 0; i < 3; i++ {
+			if !c.Node(i).Sealed() {
+				return errUnsealed(c.Node(i).ID())
+			}
+		}
+		return nil
+	})
+	c.Unseal(t, 2)
+	leader = c.WaitLeader(t)
+	if leader == victim {
+		t.Skip("the victim became leader")
+	}
+	c.Eventually(t, 20*time.Second, func() error {
+		if fp := c.Node(leader).Status().NodeShare; fp == "" || fp == first {
+			return errUnsealed("not re-dealt")
+		}
+		return nil
+	})
+	seen := map[string]bool{c.Node(leader).Status().NodeShare: true}
+	end := time.Now().Add(6 * time.Second)
+	for time.Now().Before(end) {
+		if err := c.Node(leader).DealMeIn(c.Node(victim).ID()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(260 * time.Millisecond)
+		seen[c.Node(leader).Status().NodeShare] = true
+	}
+	t.Logf("dealings in 6 s driven by one refusing voter: %d", len(seen)-1)
+	// Backing off from 250 ms, doubling: 0, 0.25, 0.75, 1.75, 3.75 s.
+	if len(seen)-1 > 6 {
+		t.Errorf("one voter made the leader re-deal %d times in 6 s", len(seen)-1)
+	}
+}
