@@ -73,8 +73,20 @@ type InitResponse struct {
 }
 
 // UnsealRequest submits one custodian share: POST /v1/sys/unseal.
+// SealRelay is the body of a relayed seal (node to node): SealIndex is
+// the log index of the operator's seal (fsm.SealCluster) when the relaying
+// node knows it; 0 asks the receiving leader to record the seal.
+type SealRelay struct {
+	SealIndex uint64 `json:"seal_index,omitempty"`
+}
+
 type UnsealRequest struct {
 	Share string `json:"share"`
+	// GivenAt is set by a node relaying the share to its peers: its
+	// applied Raft index when the share was given to it. A peer that has
+	// applied an operator's seal after that index refuses the share
+	// (given before the seal).
+	GivenAt uint64 `json:"given_at,omitempty"`
 }
 
 // SealStatus is the seal state of one node: GET /v1/sys/status and the

@@ -15,6 +15,7 @@ import (
 // applyX checks all its preconditions before its first write, so a command
 // that fails changes nothing.
 type applier struct {
+	index   uint64 // of the entry being applied (0 in Check)
 	tx      *bolt.Tx
 	changed map[string]*KeyRecord // name -> new record (nil when deleted)
 	ev      *Event
@@ -39,6 +40,7 @@ func (a *applier) apply(index uint64, data []byte) (res *Result) {
 			return &Result{Index: binary.BigEndian.Uint64(v), Duplicate: true}
 		}
 	}
+	a.index = index
 	if err := a.dispatch(cmd); err != nil {
 		var se errStorage
 		if errors.As(err, &se) {
@@ -122,6 +124,8 @@ func (a *applier) dispatch(cmd Command) error {
 		return a.applyNodeShares(c)
 	case *RotateRoot:
 		return a.applyRotateRoot(c)
+	case *SealCluster:
+		return a.applySealCluster(c)
 	case *PutPolicy:
 		if c.Name == "" || len(c.Doc) == 0 {
 			return fmt.Errorf("%w: policy name and document required", ErrInvalidCommand)

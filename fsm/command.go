@@ -323,6 +323,9 @@ func newCommand(op Op) Command {
 	if op == OpRecordUsage {
 		return new(RecordUsage)
 	}
+	if op == OpSealCluster {
+		return new(SealCluster)
+	}
 	if c := newAuditCommand(op); c != nil {
 		return c
 	}

@@ -236,7 +236,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	// AppliedIndex >= last (WaitApplied, X-Keyd-Min-Index, a revoke
 	// waiting for every node) also sees the in-memory views (unwrapped
 	// keys, the token table) at last.
-	if f.observer != nil && (len(changed) > 0 || len(ev.Deleted) > 0 || ev.Init || ev.Tokens || ev.NodeShares || ev.Root) {
+	if f.observer != nil && (len(changed) > 0 || len(ev.Deleted) > 0 || ev.Init || ev.Tokens || ev.NodeShares || ev.Root || ev.Sealed) {
 		ev.Index = last
 		for _, k := range changed {
 			if k != nil {

@@ -147,6 +147,8 @@ type Event struct {
 	Root bool
 	// Restored is set after a snapshot restore: every view must be rebuilt.
 	Restored bool
+	// Sealed is set when an operator sealed the cluster (SealCluster).
+	Sealed bool
 }
 
 // Observer receives Events. It must be fast and must not call back into

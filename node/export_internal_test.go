@@ -39,3 +39,7 @@ func (n *Node) SetShareRelayHook(f func(peer string) func()) {
 	}
 	n.shareRelayHook.Store(&f)
 }
+
+// LastSealIndex is the log index of the last operator seal this node
+// applied.
+func (n *Node) LastSealIndex() uint64 { return n.fsm.LastSealIndex() }

@@ -180,7 +180,7 @@ func (n *Node) forwardTarget(ctx context.Context) (id, addr string) {
 // before an operator's seal must not unseal a peer after it, however late
 // a retry would have reached that peer.
 func (n *Node) relayShare(share string) {
-	body, _ := json.Marshal(api.UnsealRequest{Share: share})
+	body, _ := json.Marshal(api.UnsealRequest{Share: share, GivenAt: n.fsm.AppliedIndex()})
 	sealed := n.untilNextSeal()
 	for _, p := range n.relayTargets() {
 		n.life.group.Go(func(ctx context.Context) {
@@ -194,16 +194,18 @@ func (n *Node) relayShare(share string) {
 	}
 }
 
-// relaySeal asks every peer to seal, waiting at most a few seconds.
-func (n *Node) relaySeal(ctx context.Context) {
+// relaySeal asks every peer to seal (sealIndex: the seal's log index, 0
+// if unknown), waiting at most a few seconds.
+func (n *Node) relaySeal(ctx context.Context, sealIndex uint64) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	body, _ := json.Marshal(api.SealRelay{SealIndex: sealIndex})
 	var wg sync.WaitGroup
 	for _, p := range n.relayTargets() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.peers.postRetry(ctx, p, api.PathInternalSeal, []byte("{}"))
+			n.peers.postRetry(ctx, p, api.PathInternalSeal, body)
 		}()
 	}
 	wg.Wait()

@@ -147,6 +147,16 @@ func (n *Node) onApply(ev fsm.Event) {
 	if ev.Root {
 		n.onRootRotated()
 	}
+	if ev.Sealed || ev.Restored {
+		// Off the FSM's goroutine: sealing takes the custodian
+		// ceremonies' locks, which a root rotation holds while it waits
+		// for its own entry to be applied.
+		if g := n.life.group; g != nil {
+			g.Go(func(context.Context) { n.onClusterSeal() })
+		} else {
+			n.onClusterSeal()
+		}
+	}
 }
 
 // Start starts Raft, the API server and the leader's scheduler. It

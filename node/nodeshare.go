@@ -412,6 +412,7 @@ func (n *Node) openWithSecret(secret *shamir.Secret, rec *fsm.InitRecord, by str
 	}
 	n.sealer.secret = secret
 	n.sealer.unsealedBy = by
+	n.sealer.unsealedAt = n.fsm.AppliedIndex()
 	n.sealer.reason = ""
 	n.sealer.byOperator = false
 	if by == UnsealedByCustodians {

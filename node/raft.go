@@ -235,6 +235,14 @@ var raftLogRules = []logbridge.Rule{
 		},
 		Why: "this node's own transport closed the connection: a clean shutdown (a peer that dies gives EOF, which raft does not log)",
 	},
+	{
+		Source: "raft", From: slog.LevelError, Prefix: "failed to flush response", To: slog.LevelDebug,
+		When: func(attr func(string) (string, bool)) bool {
+			err, _ := attr("error")
+			return strings.HasSuffix(err, "use of closed network connection")
+		},
+		Why: "as above, with the reply to a request that arrived as the transport closed",
+	},
 }
 
 // IsLeader reports whether this node is the Raft leader.

@@ -39,6 +39,10 @@ func TestRaftLogRules(t *testing.T) {
 		}, "level=DEBUG"},
 		{func() { h.Error("failed to decode incoming command", "error", errors.New("transport shutdown")) }, "level=DEBUG"},
 		{func() { h.Error("failed to decode incoming command", "error", errors.New("unknown rpc type 9")) }, "level=ERROR"},
+		{func() {
+			h.Error("failed to flush response", "error", errors.New("write tcp a->b: use of closed network connection"))
+		}, "level=DEBUG"},
+		{func() { h.Error("failed to flush response", "error", errors.New("write tcp a->b: broken pipe")) }, "level=ERROR"},
 		{func() { h.Warn("failed to contact quorum of nodes, stepping down") }, "level=WARN"},
 	}
 	for i, tc := range cases {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"sync"
+	"time"
 	"sync/atomic"
 
 	"github.com/keyd/keyd/api"
@@ -48,6 +50,9 @@ type sealer struct {
 	// byOperator is set when an operator sealed the node: it then waits
 	// for custodians instead of rejoining from node shares.
 	byOperator bool
+	// unsealedAt is the applied index when this node last unsealed: a
+	// cluster seal (fsm.SealCluster) applied after it seals the node.
+	unsealedAt uint64
 	// cust runs the custodian ceremonies; set by New.
 	cust *seal.Custodians
 	// sealed is cancelled when this node next seals (and then replaced):
@@ -156,6 +161,20 @@ func (n *Node) Init(ctx context.Context, rid string, req api.InitRequest) (*api.
 // sealed until custodians unseal it (no warm rejoin).
 func (n *Node) SealLocal() { n.sealLocal(true) }
 
+// endShareRelays ends every share relay under way (see untilNextSeal).
+func (n *Node) endShareRelays() {
+	n.sealer.mu.Lock()
+	defer n.sealer.mu.Unlock()
+	n.endShareRelaysLocked()
+}
+
+func (n *Node) endShareRelaysLocked() {
+	if n.sealer.sealedCancel != nil {
+		n.sealer.sealedCancel()
+	}
+	n.sealer.sealed, n.sealer.sealedCancel = context.WithCancel(context.Background())
+}
+
 // untilNextSeal returns a context cancelled when this node next seals;
 // sealLocal cancels it before it returns.
 func (n *Node) untilNextSeal() context.Context {
@@ -178,10 +197,7 @@ func (n *Node) sealLocal(byOperator bool) {
 	n.keys.seal()
 	n.sealer.cust.Seal()
 	n.sealer.mu.Lock()
-	if n.sealer.sealedCancel != nil {
-		n.sealer.sealedCancel()
-	}
-	n.sealer.sealed, n.sealer.sealedCancel = context.WithCancel(context.Background())
+	n.endShareRelaysLocked()
 	n.sealer.byOperator = byOperator
 	n.sealer.unsealedBy = ""
 	if n.sealer.secret != nil {
@@ -192,12 +208,114 @@ func (n *Node) sealLocal(byOperator bool) {
 	n.log.Info("sealed")
 }
 
-// Seal seals this node and asks every peer to seal. It returns once this
-// node is sealed; peers that cannot be reached are reported in the log.
+// Seal seals this node and every peer it reaches, for an operator. The
+// seal is recorded in the Raft log (fsm.SealCluster, through the leader)
+// before it is relayed, and Seal returns once this node and the peers it
+// reached have applied it (each waits a bounded time), so a custodian
+// share given after Seal returns is relayed with an index after the seal
+// and counts everywhere. Without a leader the reachable nodes still seal.
 func (n *Node) Seal(ctx context.Context) error {
 	n.SealLocal()
-	n.relaySeal(ctx)
+	idx := n.recordSeal(ctx)
+	n.relaySeal(ctx, idx)
+	n.waitSealApplied(ctx, idx)
 	return nil
+}
+
+// recordSeal records an operator's seal in the Raft log and returns its
+// index: on the leader directly, else through the leader's relayed-seal
+// route. It returns 0 when that fails (no leader, no quorum).
+func (n *Node) recordSeal(ctx context.Context) uint64 {
+	if n.raft == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n.IsLeader() {
+		res, err := n.apply(ctx, &fsm.SealCluster{Meta: fsm.Meta{At: n.now()}})
+		if err != nil {
+			n.log.Warn("operator seal not recorded in the Raft log (the nodes the relayed seal reaches are sealed)", "err", err)
+			return 0
+		}
+		return res.Index
+	}
+	id, _ := n.Leader()
+	if id == "" {
+		n.log.Warn("operator seal not recorded in the Raft log: no leader (the nodes the relayed seal reaches are sealed)")
+		return 0
+	}
+	body, _ := json.Marshal(api.SealRelay{})
+	var out api.WriteResponse
+	if err := n.peers.postJSON(ctx, id, api.PathInternalSeal, body, &out); err != nil {
+		n.log.Warn("operator seal not recorded in the Raft log (the nodes the relayed seal reaches are sealed)", "leader", id, "err", err)
+		return 0
+	}
+	return out.Index
+}
+
+// waitSealApplied waits, at most two seconds, until this node has applied
+// the seal at idx.
+func (n *Node) waitSealApplied(ctx context.Context, idx uint64) {
+	if idx == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = n.fsm.WaitApplied(ctx, idx)
+}
+
+// SealRelayed seals this node for an operator's seal relayed by a peer.
+// sealIndex is the seal's log index, which this node waits to apply; 0
+// asks this node, if it leads, to record the seal and return its index.
+func (n *Node) SealRelayed(ctx context.Context, sealIndex uint64) uint64 {
+	n.SealLocal()
+	if sealIndex == 0 && n.raft != nil && n.IsLeader() {
+		sealIndex = n.recordSeal(ctx)
+	}
+	n.waitSealApplied(ctx, sealIndex)
+	return sealIndex
+}
+
+// onClusterSeal runs when this node applied an operator's seal (or a
+// snapshot holding one). An unsealed node that unsealed before the seal
+// seals. A sealed node drops the custodian shares it holds and ends its
+// share relays: they were given before this node knew of the seal, and
+// its peers refuse them anyway (SubmitRelayedShare); it stays able to
+// rejoin from node shares (a node catching up after downtime applies old
+// seals).
+func (n *Node) onClusterSeal() {
+	last := n.fsm.LastSealIndex()
+	n.sealer.mu.Lock()
+	after := last > n.sealer.unsealedAt
+	n.sealer.mu.Unlock()
+	if !after {
+		return
+	}
+	if n.keys.unsealed() {
+		n.log.Info("sealing: the cluster was sealed by an operator", "seal_index", last)
+		n.SealLocal()
+		return
+	}
+	n.sealer.cust.DropPending()
+	n.endShareRelays()
+}
+
+// SubmitRelayedShare counts a custodian share relayed by a peer, unless an
+// operator sealed the cluster after the share was given (givenAt: the
+// relaying node's applied index then): such a share must not unseal
+// anything after the seal, whatever order the seal and the relay arrive.
+func (n *Node) SubmitRelayedShare(ctx context.Context, text string, givenAt uint64) (api.SealStatus, error) {
+	if last := n.fsm.LastSealIndex(); last > givenAt {
+		return api.SealStatus{}, &api.Error{Code: api.CodeConflict, Message: "share was given before the cluster's last seal: submit it again"}
+	}
+	st, err := n.SubmitShare(ctx, text, true)
+	// The seal may have been applied while the share was counted.
+	if n.fsm.LastSealIndex() > givenAt && !n.Sealed() {
+		n.log.Info("sealing: a share given before the cluster's last seal took part in an unseal")
+		n.SealLocal()
+		st = n.Status()
+	}
+	return st, err
 }
 
 // newToken returns a random bearer token and its SHA-256 hash, which is

@@ -1,25 +1,23 @@
 package node_test
 
 import (
+	"errors"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/internal/testcluster"
 )
 
 // TestSealReachingPeersOutOfOrder: the operator's seal is relayed to every
 // node in parallel, so a peer can seal before the node whose share relays
-// are still pending. Those relays, started before the seal, then reach the
-// already-sealed peer and unseal it; once the relaying node seals too, the
-// cluster the operator sealed keeps an unsealed node.
-//
-// Known hole, not fixed (it needs a cluster-wide seal epoch the relayed
-// shares carry): skipped unless KEYD_KNOWN_HOLES is set.
+// are still pending. The seal is recorded in the Raft log, so every node
+// seals when it applies it, and a share relayed with an index from before
+// the seal (given before it) is refused by a node that applied it, in
+// whatever order the relays arrive. Shares given after the seal still
+// unseal.
 func TestSealReachingPeersOutOfOrder(t *testing.T) {
-	if !knownHoles() {
-		t.Skip("known hole: relays of a node the seal reaches last unseal peers it reached first; set KEYD_KNOWN_HOLES=1")
-	}
 	c := testcluster.New(t, testcluster.Options{Nodes: 3})
 	res := c.Init(t, 3, 2)
 	c.Unseal(t, 2)
@@ -27,25 +25,34 @@ func TestSealReachingPeersOutOfOrder(t *testing.T) {
 	if err := c.Client(t).Seal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < c.Size(); i++ {
-		i := i
-		c.Eventually(t, 10*time.Second, func() error {
+	allSealed := func() error {
+		for i := 0; i < c.Size(); i++ {
 			if !c.Node(i).Sealed() {
 				return errUnsealed(c.Node(i).ID())
 			}
-			return nil
-		})
+		}
+		return nil
+	}
+	c.Eventually(t, 10*time.Second, allSealed)
+	firstSeal := c.Node(0).LastSealIndex()
+	if firstSeal == 0 {
+		t.Fatal("the operator's seal is not in the Raft log")
 	}
 
+	// A follower (held) is unsealed by custodians; its relays to the
+	// others are held until the seal has reached them.
+	leader := c.WaitLeader(t)
+	held := (leader + 1) % 3
+	other := (leader + 2) % 3
 	started := make(chan string, 4)
 	finished := make(chan string, 4)
 	release := make(chan struct{})
-	c.Node(0).SetShareRelayHook(func(peer string) func() {
+	c.Node(held).SetShareRelayHook(func(peer string) func() {
 		started <- peer
 		<-release
 		return func() { finished <- peer }
 	})
-	addr := c.Slot(0).APIAddr
+	addr := c.Slot(held).APIAddr
 	cl := c.ClientFor(t, addr)
 	for _, sh := range res.Shares[:2] {
 		if _, err := cl.UnsealAt(ctx, addr, sh); err != nil {
@@ -55,20 +62,45 @@ func TestSealReachingPeersOutOfOrder(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		<-started
 	}
-	// The operator seals at node 1; its relayed seal reaches node 2 first.
-	c.Node(1).SealLocal()
-	c.Node(2).SealLocal()
-	// Node 0's pending relays go out before the seal reaches it.
+	// The operator's seal reaches the leader (which records it) and the
+	// other follower before the held one.
+	c.Node(other).SealRelayed(ctx, 0)
+	c.Node(leader).SealRelayed(ctx, 0)
+	c.Eventually(t, 10*time.Second, func() error {
+		if c.Node(other).LastSealIndex() <= firstSeal {
+			return errUnsealed(c.Node(other).ID() + " has not applied the second seal and is not sealed")
+		}
+		return nil
+	})
 	close(release)
 	for i := 0; i < 4; i++ {
 		<-finished
 	}
-	c.Node(0).SealLocal()
-	time.Sleep(time.Second)
-	for i := 0; i < c.Size(); i++ {
-		if !c.Node(i).Sealed() {
-			t.Errorf("%s unsealed after the operator's seal reached every node, from shares given before it", c.Node(i).ID())
+	c.Eventually(t, 10*time.Second, allSealed)
+	if err := allSealed(); err != nil {
+		t.Fatalf("after the operator's seal, from shares given before it: %v", err)
+	}
+
+	// The rule itself: a relayed share given before the last seal is
+	// refused; one given after it counts.
+	n := c.Node(other)
+	last := n.LastSealIndex()
+	for _, sh := range res.Shares[:2] {
+		if _, err := n.SubmitRelayedShare(ctx, sh, last-1); !errors.Is(err, api.ErrConflict) {
+			t.Fatalf("share relayed from before the seal: got %v, want conflict", err)
 		}
+	}
+	if !n.Sealed() {
+		t.Fatal("shares from before the seal unsealed a node")
+	}
+	c.Node(held).SetShareRelayHook(nil)
+	for _, sh := range res.Shares[:2] {
+		if _, err := n.SubmitRelayedShare(ctx, sh, last); err != nil {
+			t.Fatalf("share relayed after the seal: %v", err)
+		}
+	}
+	if n.Sealed() {
+		t.Fatal("shares given after the seal did not unseal")
 	}
 }
 

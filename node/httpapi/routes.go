@@ -176,7 +176,7 @@ func (s *Server) relayedShare(c *call) (any, error) {
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	st, err := s.cfg.Sys.SubmitShare(c.r.Context(), req.Share, true)
+	st, err := s.cfg.Sys.SubmitRelayedShare(c.r.Context(), req.Share, req.GivenAt)
 	if err != nil {
 		return nil, err
 	}
@@ -191,8 +191,11 @@ func (s *Server) seal(c *call) (any, error) {
 }
 
 func (s *Server) relayedSeal(c *call) (any, error) {
-	s.cfg.Sys.SealLocal()
-	return &api.WriteResponse{}, nil
+	var req api.SealRelay
+	if err := c.decode(&req); err != nil {
+		return nil, err
+	}
+	return &api.WriteResponse{Index: s.cfg.Sys.SealRelayed(c.r.Context(), req.SealIndex)}, nil
 }
 
 func (s *Server) createKey(c *call) (any, error) {

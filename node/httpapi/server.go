@@ -33,8 +33,13 @@ type Sys interface {
 	Status() api.SealStatus
 	Init(ctx context.Context, rid string, req api.InitRequest) (*api.InitResponse, error)
 	SubmitShare(ctx context.Context, share string, relayed bool) (api.SealStatus, error)
+	// SubmitRelayedShare counts a share a peer relayed, given to it at
+	// its applied index givenAt.
+	SubmitRelayedShare(ctx context.Context, share string, givenAt uint64) (api.SealStatus, error)
 	Seal(ctx context.Context) error
-	SealLocal()
+	// SealRelayed seals this node for an operator's seal relayed by a
+	// peer, and returns the seal's log index (see node.SealRelayed).
+	SealRelayed(ctx context.Context, sealIndex uint64) uint64
 	// Sealed reports whether this node is sealed (an uninitialised node
 	// is sealed too).
 	Sealed() bool
