@@ -86,6 +86,11 @@ func (v *Vault) Store(ctx context.Context, fp string, sh shamir.Share) error {
 		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("node: store node share: %w", werr)
 	}
+	// The leader records this node as a holder once it answers: the
+	// rename must survive a machine crash too.
+	if err := syncDir(v.Dir); err != nil {
+		return fmt.Errorf("node: store node share: %w", err)
+	}
 	// No pruning here: this dealing is not committed yet (see Prune).
 	return nil
 }
@@ -144,4 +149,17 @@ func PruneFiles(dir, keep string, others int) {
 	for _, old := range files[min(len(files), max(others, 0)):] {
 		_ = os.Remove(filepath.Join(dir, old.name))
 	}
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
