@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyd/keyd/internal/durable"
 )
 
 // Errors returned by [Open] and [Logger.Log].
@@ -282,7 +284,7 @@ func openFile(path string) (*os.File, os.FileInfo, tailState, error) {
 	if st.Size() == 0 {
 		// Make the new file's directory entry durable before the first
 		// record is acknowledged.
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 			f.Close()
 			return nil, nil, tailState{}, fmt.Errorf("audit: open: %w", err)
 		}
@@ -301,15 +303,6 @@ func (l *Logger) use(f *os.File, st os.FileInfo) {
 	if l.wrapSink != nil {
 		l.out = l.wrapSink(f)
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Healthy reports whether Log can write: the sink has not failed and the

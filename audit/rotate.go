@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/keyd/keyd/internal/durable"
 )
 
 // RotatedName is the name a closed log file gets: path.<seq of its last
@@ -99,5 +101,5 @@ func gzipFile(name string) (err error) {
 	if err = os.Rename(tmp, name+".gz"); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(name))
+	return durable.SyncDir(filepath.Dir(name))
 }

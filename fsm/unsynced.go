@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/keyd/keyd/internal/durable"
 )
 
 // Running the state database without fsync.
@@ -92,7 +94,10 @@ func prepareOpen(path, bootID string, unsynced bool) (discarded, stale bool, err
 	if err := writeSynced(marker, []byte(bootID+"\n")); err != nil {
 		return discarded, false, err
 	}
-	return discarded, false, syncDir(filepath.Dir(path))
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+		return discarded, false, fmt.Errorf("fsm: sync %s: %w", filepath.Dir(path), err)
+	}
+	return discarded, false, nil
 }
 
 // syncedAfterUnsynced runs when a synced run opened the database of an
@@ -111,7 +116,10 @@ func finishUnsynced(path string) error {
 	if err := os.Remove(markerPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("fsm: remove unsynced marker: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("fsm: sync %s: %w", filepath.Dir(path), err)
+	}
+	return nil
 }
 
 // poisonMarker replaces the marker with one no boot matches, after an
@@ -121,7 +129,10 @@ func poisonMarker(path string) error {
 	if err := writeSynced(markerPath(path), []byte("sync failed\n")); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("fsm: sync %s: %w", filepath.Dir(path), err)
+	}
+	return nil
 }
 
 func writeSynced(path string, data []byte) error {
@@ -138,21 +149,6 @@ func writeSynced(path string, data []byte) error {
 	}
 	if err != nil {
 		return fmt.Errorf("fsm: write %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsm: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsm: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/hsmbridge"
+	"github.com/keyd/keyd/internal/durable"
 	"github.com/keyd/keyd/shamir"
 )
 
@@ -88,7 +89,7 @@ func (v *Vault) Store(ctx context.Context, fp string, sh shamir.Share) error {
 	}
 	// The leader records this node as a holder once it answers: the
 	// rename must survive a machine crash too.
-	if err := syncDir(v.Dir); err != nil {
+	if err := durable.SyncDir(v.Dir); err != nil {
 		return fmt.Errorf("node: store node share: %w", err)
 	}
 	// No pruning here: this dealing is not committed yet (see Prune).
@@ -149,17 +150,4 @@ func PruneFiles(dir, keep string, others int) {
 	for _, old := range files[min(len(files), max(others, 0)):] {
 		_ = os.Remove(filepath.Join(dir, old.name))
 	}
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
