@@ -5,9 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/keyd/keyd/internal/testcluster"
-	"github.com/keyd/keyd/node"
 )
 
 // TestDealMeInRefusingVoter measures what one voter gets from the leader
@@ -18,13 +15,7 @@ import (
 // leader would look again only at its next node-share check (an hour
 // here). The leader backs off each such voter's requests.
 func TestDealMeInRefusingVoter(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{
-		Nodes: 3, HSM: testcluster.HSMSoft,
-		Configure: func(_ int, cfg *node.Config) { cfg.NodeShareInterval = time.Hour },
-	})
-	c.Init(t, 3, 2)
-	c.Unseal(t, 2)
-	waitDealt(t, c)
+	c, _, _ := hourlyDealing(t)
 	leader := c.WaitLeader(t)
 	victim := (leader + 1) % 3
 	// The victim can no longer store a node share.

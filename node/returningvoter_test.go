@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/internal/testcluster"
 	"github.com/keyd/keyd/node"
 )
@@ -16,60 +17,8 @@ import (
 // leader's next node-share check (an hour here, so only the request can
 // bring it back within the test's deadline).
 func TestReturningVoterDealtAtOnce(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{
-		Nodes: 3, HSM: testcluster.HSMSoft,
-		Configure: func(_ int, cfg *node.Config) { cfg.NodeShareInterval = time.Hour },
-	})
-	res := c.Init(t, 3, 2)
-	c.Unseal(t, 2)
-	first := waitDealt(t, c)
-
-	// Node 2 is down while the cluster is sealed and unsealed again: the
-	// leader's re-dealing after the custodian unseal leaves it out.
-	c.Stop(t, 2)
-	ctx := ctxT(t)
-	if err := c.Client(t).Seal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c.Eventually(t, 10*time.Second, func() error {
-		for i := 0; i < 2; i++ {
-			if !c.Node(i).Sealed() {
-				return fmt.Errorf("node %d unsealed", i)
-			}
-		}
-		return nil
-	})
-	// The shares' relays to node 2 must have ended before it restarts, or
-	// they would unseal it as custodian shares.
-	relayed := make(chan string, 4)
-	c.Node(0).SetShareRelayHook(func(string) func() { return func() { relayed <- "" } })
-	addr := c.Slot(0).APIAddr
-	cl := c.ClientFor(t, addr)
-	for _, sh := range res.Shares[:2] {
-		if _, err := cl.UnsealAt(ctx, addr, sh); err != nil {
-			t.Fatalf("unseal: %v", err)
-		}
-	}
-	var second string
-	c.Eventually(t, 20*time.Second, func() error {
-		a, b := c.Node(0).Status(), c.Node(1).Status()
-		if a.Sealed || b.Sealed {
-			return fmt.Errorf("not unsealed yet")
-		}
-		if a.NodeShare == "" || a.NodeShare == first || a.NodeShare != b.NodeShare {
-			return fmt.Errorf("not re-dealt yet: %q %q", a.NodeShare, b.NodeShare)
-		}
-		second = a.NodeShare
-		return nil
-	})
-
-	for i := 0; i < 4; i++ {
-		select {
-		case <-relayed:
-		case <-time.After(time.Minute):
-			t.Fatal("share relays did not end")
-		}
-	}
+	c, res, first := hourlyDealing(t)
+	second := dealWithout(t, c, res, 2, first)
 	start := time.Now()
 	c.Restart(t, 2)
 	c.Eventually(t, 60*time.Second, func() error {
@@ -87,4 +36,74 @@ func TestReturningVoterDealtAtOnce(t *testing.T) {
 		t.Fatalf("node 2 holds dealing %q (first %q, second %q), want a newer one", fp, first, second)
 	}
 	c.EnsureSameState(t)
+}
+
+// hourlyDealing starts three nodes with soft HSMs whose leader checks
+// node-share dealing only hourly (so only events make it deal), unsealed,
+// and returns the custodian shares and the first dealing.
+func hourlyDealing(t *testing.T) (*testcluster.Cluster, *api.InitResponse, string) {
+	t.Helper()
+	c := testcluster.New(t, testcluster.Options{
+		Nodes: 3, HSM: testcluster.HSMSoft,
+		Configure: func(_ int, cfg *node.Config) { cfg.NodeShareInterval = time.Hour },
+	})
+	res := c.Init(t, 3, 2)
+	c.Unseal(t, 2)
+	return c, res, waitDealt(t, c)
+}
+
+// dealWithout stops victim (not node 0) and has the cluster sealed and
+// unsealed again by custodians through node 0, so that the leader re-deals
+// without the victim. It returns the new dealing once node 0's share
+// relays have ended (they would otherwise unseal a restarted victim as
+// custodian shares).
+func dealWithout(t *testing.T, c *testcluster.Cluster, res *api.InitResponse, victim int, first string) string {
+	t.Helper()
+	c.Stop(t, victim)
+	ctx := ctxT(t)
+	if err := c.Client(t).Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(t, 10*time.Second, func() error {
+		for i := 0; i < c.Size(); i++ {
+			if n := c.Node(i); n != nil && !n.Sealed() {
+				return fmt.Errorf("%s unsealed", n.ID())
+			}
+		}
+		return nil
+	})
+	relayed := make(chan string, 4)
+	c.Node(0).SetShareRelayHook(func(string) func() { return func() { relayed <- "" } })
+	defer c.Node(0).SetShareRelayHook(nil)
+	addr := c.Slot(0).APIAddr
+	cl := c.ClientFor(t, addr)
+	for _, sh := range res.Shares[:2] {
+		if _, err := cl.UnsealAt(ctx, addr, sh); err != nil {
+			t.Fatalf("unseal: %v", err)
+		}
+	}
+	var second string
+	c.Eventually(t, 20*time.Second, func() error {
+		second = ""
+		for i := 0; i < c.Size(); i++ {
+			n := c.Node(i)
+			if n == nil {
+				continue
+			}
+			st := n.Status()
+			if st.Sealed || st.NodeShare == "" || st.NodeShare == first || (second != "" && st.NodeShare != second) {
+				return fmt.Errorf("%s not unsealed and re-dealt yet: %q", n.ID(), st.NodeShare)
+			}
+			second = st.NodeShare
+		}
+		return nil
+	})
+	for i := 0; i < 2*(c.Size()-1); i++ {
+		select {
+		case <-relayed:
+		case <-time.After(time.Minute):
+			t.Fatal("share relays did not end")
+		}
+	}
+	return second
 }

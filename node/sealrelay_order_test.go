@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
-	"github.com/keyd/keyd/internal/testcluster"
 )
 
 // TestSealReachingPeersOutOfOrder: the operator's seal is relayed to every
@@ -18,22 +17,8 @@ import (
 // whatever order the relays arrive. Shares given after the seal still
 // unseal.
 func TestSealReachingPeersOutOfOrder(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Nodes: 3})
-	res := c.Init(t, 3, 2)
-	c.Unseal(t, 2)
+	c, res, allSealed := sealedCluster(t)
 	ctx := ctxT(t)
-	if err := c.Client(t).Seal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	allSealed := func() error {
-		for i := 0; i < c.Size(); i++ {
-			if !c.Node(i).Sealed() {
-				return errUnsealed(c.Node(i).ID())
-			}
-		}
-		return nil
-	}
-	c.Eventually(t, 10*time.Second, allSealed)
 	firstSeal := c.Node(0).LastSealIndex()
 	if firstSeal == 0 {
 		t.Fatal("the operator's seal is not in the Raft log")

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/internal/testcluster"
 )
 
@@ -14,22 +15,8 @@ import (
 // still pending when the operator seals must not reach a peer afterwards
 // and unseal it with shares given before the seal.
 func TestSealStopsShareRelays(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Nodes: 3})
-	res := c.Init(t, 3, 2)
-	c.Unseal(t, 2)
+	c, res, allSealed := sealedCluster(t)
 	ctx := ctxT(t)
-	if err := c.Client(t).Seal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	allSealed := func() error {
-		for i := 0; i < c.Size(); i++ {
-			if !c.Node(i).Sealed() {
-				return fmt.Errorf("%s unsealed", c.Node(i).ID())
-			}
-		}
-		return nil
-	}
-	c.Eventually(t, 10*time.Second, allSealed)
 
 	// Node 0's relays are held until the operator has sealed again.
 	const relays = 4 // two shares, two peers
@@ -79,4 +66,27 @@ func TestSealStopsShareRelays(t *testing.T) {
 		}
 	}
 	c.WaitUnsealed(t)
+}
+
+// sealedCluster starts three nodes (custodian threshold 2 of 3), unseals
+// them and has an operator seal them, and returns a check that every node
+// is sealed.
+func sealedCluster(t *testing.T) (*testcluster.Cluster, *api.InitResponse, func() error) {
+	t.Helper()
+	c := testcluster.New(t, testcluster.Options{Nodes: 3})
+	res := c.Init(t, 3, 2)
+	c.Unseal(t, 2)
+	if err := c.Client(t).Seal(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	allSealed := func() error {
+		for i := 0; i < c.Size(); i++ {
+			if !c.Node(i).Sealed() {
+				return fmt.Errorf("%s unsealed", c.Node(i).ID())
+			}
+		}
+		return nil
+	}
+	c.Eventually(t, 10*time.Second, allSealed)
+	return c, res, allSealed
 }

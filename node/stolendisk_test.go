@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
-	"github.com/keyd/keyd/internal/testcluster"
-	"github.com/keyd/keyd/node"
 	"github.com/keyd/keyd/shamir"
 	"github.com/keyd/keyd/sharex"
 )
@@ -37,42 +35,10 @@ func TestStolenDiskVoterCollectsRoot(t *testing.T) {
 	if !knownHoles() {
 		t.Skip("known hole: node shares are delivered in the clear to a node certificate; set KEYD_KNOWN_HOLES=1")
 	}
-	c := testcluster.New(t, testcluster.Options{
-		Nodes: 3, HSM: testcluster.HSMSoft,
-		Configure: func(_ int, cfg *node.Config) { cfg.NodeShareInterval = time.Hour },
-	})
-	res := c.Init(t, 3, 2)
-	c.Unseal(t, 2)
-	first := waitDealt(t, c)
+	c, res, first := hourlyDealing(t)
 	const victim = 2
 	vid := c.Slot(victim).ID
-	c.Stop(t, victim)
-	ctx := ctxT(t)
-	if err := c.Client(t).Seal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c.Eventually(t, 10*time.Second, func() error {
-		for i := 0; i < 2; i++ {
-			if !c.Node(i).Sealed() {
-				return errUnsealed(c.Node(i).ID())
-			}
-		}
-		return nil
-	})
-	addr := c.Slot(0).APIAddr
-	cl := c.ClientFor(t, addr)
-	for _, sh := range res.Shares[:2] {
-		if _, err := cl.UnsealAt(ctx, addr, sh); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Eventually(t, 20*time.Second, func() error {
-		a := c.Node(0).Status()
-		if a.Sealed || a.NodeShare == "" || a.NodeShare == first {
-			return errUnsealed("not re-dealt yet")
-		}
-		return nil
-	})
+	dealWithout(t, c, res, victim, first)
 
 	// The attacker, with the victim's certificate from its disk, at the
 	// victim's address.
