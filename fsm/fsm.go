@@ -85,7 +85,7 @@ func OpenWithOptions(path string, obs Observer, o Options) (*FSM, error) {
 		return nil, err
 	}
 	if stale {
-		if err := syncedAfterUnsynced(db, path); err != nil {
+		if err := syncAndClearMarker(db, path); err != nil {
 			_ = db.Close()
 			return nil, err
 		}
@@ -164,16 +164,8 @@ func (f *FSM) Close() error {
 		return f.db.Close()
 	}
 	// The marker goes only once every commit is on disk.
-	if err := f.db.Sync(); err != nil {
-		_ = f.db.Close()
-		// A failed fsync may have dropped the dirty pages: the file
-		// is no longer what this boot's page cache held.
-		return errors.Join(fmt.Errorf("fsm: sync on close: %w", err), poisonMarker(f.path))
-	}
-	if err := f.db.Close(); err != nil {
-		return err
-	}
-	return finishUnsynced(f.path)
+	err := syncAndClearMarker(f.db, f.path)
+	return errors.Join(err, f.db.Close())
 }
 
 // Rebuilt reports whether Open set aside a database torn by a machine

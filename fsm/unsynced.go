@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/keyd/keyd/internal/durable"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Running the state database without fsync.
@@ -67,7 +68,7 @@ func DiscardedPath(path string) string { return path + ".discarded" }
 // its page cache. The marker is read whatever this run's durability: a
 // node that crashed unsynced may come back with fsync turned on. With
 // unsynced it then writes this boot's marker; otherwise stale reports a
-// marker to remove once the database is synced (syncedAfterUnsynced).
+// marker to remove once the database is synced (syncAndClearMarker).
 func prepareOpen(path, bootID string, unsynced bool) (discarded, stale bool, err error) {
 	marker := markerPath(path)
 	prev, err := os.ReadFile(marker)
@@ -91,56 +92,34 @@ func prepareOpen(path, bootID string, unsynced bool) (discarded, stale bool, err
 	if !unsynced {
 		return discarded, stale, nil
 	}
-	if err := writeSynced(marker, []byte(bootID+"\n")); err != nil {
-		return discarded, false, err
-	}
-	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
-		return discarded, false, fmt.Errorf("fsm: sync %s: %w", filepath.Dir(path), err)
-	}
-	return discarded, false, nil
+	return discarded, false, writeMarker(path, bootID)
 }
 
-// syncedAfterUnsynced runs when a synced run opened the database of an
-// unsynced one that was not closed: what that run left in the page cache
-// goes to disk, then its marker goes.
-func syncedAfterUnsynced(db interface{ Sync() error }, path string) error {
+// syncAndClearMarker puts every commit of db on disk, then removes the
+// marker of the unsynced run that made them (on Close, and when a synced
+// run opens the database of an unsynced one that was not closed). If the
+// fsync fails it poisons the marker instead: Linux may drop the pages
+// whose write-back failed, so even a restart on this boot must set the
+// file aside.
+func syncAndClearMarker(db *bolt.DB, path string) error {
 	if err := db.Sync(); err != nil {
-		return errors.Join(fmt.Errorf("fsm: sync the database of an unsynced run: %w", err), poisonMarker(path))
+		return errors.Join(fmt.Errorf("fsm: sync the state database: %w", err), writeMarker(path, "sync failed"))
 	}
-	return finishUnsynced(path)
-}
-
-// finishUnsynced runs after the database was synced and closed: every
-// commit is on disk, so the marker goes.
-func finishUnsynced(path string) error {
 	if err := os.Remove(markerPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("fsm: remove unsynced marker: %w", err)
 	}
-	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("fsm: sync %s: %w", filepath.Dir(path), err)
-	}
-	return nil
+	return syncDirOf(path)
 }
 
-// poisonMarker replaces the marker with one no boot matches, after an
-// fsync of the database failed: Linux may drop the pages whose write-back
-// failed, so even a restart on this boot must set the file aside.
-func poisonMarker(path string) error {
-	if err := writeSynced(markerPath(path), []byte("sync failed\n")); err != nil {
-		return err
-	}
-	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("fsm: sync %s: %w", filepath.Dir(path), err)
-	}
-	return nil
-}
-
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+// writeMarker makes the marker of the database at path say content, on
+// disk before it returns.
+func writeMarker(path, content string) error {
+	marker := markerPath(path)
+	f, err := os.OpenFile(marker, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("fsm: %w", err)
 	}
-	_, err = f.Write(data)
+	_, err = f.WriteString(content + "\n")
 	if err == nil {
 		err = f.Sync()
 	}
@@ -148,7 +127,15 @@ func writeSynced(path string, data []byte) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("fsm: write %s: %w", path, err)
+		return fmt.Errorf("fsm: write %s: %w", marker, err)
+	}
+	return syncDirOf(path)
+}
+
+// syncDirOf makes a change to the directory entries next to path durable.
+func syncDirOf(path string) error {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("fsm: sync %s: %w", filepath.Dir(path), err)
 	}
 	return nil
 }

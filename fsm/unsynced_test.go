@@ -41,16 +41,10 @@ func TestUnsyncedRestart(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			path := filepath.Join(t.TempDir(), "state.db")
-			f, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: bootA})
-			if err != nil {
-				t.Fatal(err)
-			}
+			path, f, d := openUnsyncedInit(t, bootA)
 			if !f.Unsynced() || f.Rebuilt() {
 				t.Fatalf("first open: unsynced %v rebuilt %v", f.Unsynced(), f.Rebuilt())
 			}
-			d := &driver{t: t, f: f}
-			d.apply(initCmd())
 			d.apply(&CreateKey{Meta: Meta{At: t0}, Name: "k", Type: "aes256-gcm", First: wv(1)})
 			want := dump(t, f)
 			tt.stop(t, f)
@@ -138,13 +132,7 @@ func TestUnsyncedMarkerHonouredWhenSynced(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			path := filepath.Join(t.TempDir(), "state.db")
-			f, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: bootA})
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := &driver{t: t, f: f}
-			d.apply(initCmd())
+			path, f, d := openUnsyncedInit(t, bootA)
 			want := dump(t, f)
 			crash(t, f)
 
@@ -174,13 +162,7 @@ func TestUnsyncedMarkerHonouredWhenSynced(t *testing.T) {
 // marker must make the next open set the file aside, even on this boot.
 func TestUnsyncedSyncFailurePoisons(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "state.db")
-	f, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: "boot-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &driver{t: t, f: f}
-	d.apply(initCmd())
+	path, f, _ := openUnsyncedInit(t, "boot-a")
 	// The database's file goes away under it: its Sync fails.
 	if err := f.db.Close(); err != nil {
 		t.Fatal(err)
@@ -196,4 +178,18 @@ func TestUnsyncedSyncFailurePoisons(t *testing.T) {
 	if !g.Rebuilt() {
 		t.Fatal("database whose final fsync failed reopened as if intact")
 	}
+}
+
+// openUnsyncedInit opens a new unsynced state database under boot and
+// applies an Init to it.
+func openUnsyncedInit(t *testing.T, boot string) (string, *FSM, *driver) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.db")
+	f, err := OpenWithOptions(path, nil, Options{SkipFsync: true, BootID: boot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &driver{t: t, f: f}
+	d.apply(initCmd())
+	return path, f, d
 }
