@@ -194,14 +194,17 @@ func (n *Node) relayShare(share string) {
 	}
 }
 
-// relaySeal asks every peer to seal (sealIndex: the seal's log index, 0
-// if unknown), waiting at most a few seconds.
-func (n *Node) relaySeal(ctx context.Context, sealIndex uint64) {
+// relaySeal asks every peer but skip (already sealed) to seal (sealIndex:
+// the seal's log index, 0 if unknown), waiting at most a few seconds.
+func (n *Node) relaySeal(ctx context.Context, sealIndex uint64, skip string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	body, _ := json.Marshal(api.SealRelay{SealIndex: sealIndex})
 	var wg sync.WaitGroup
 	for _, p := range n.relayTargets() {
+		if p.ID == skip {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

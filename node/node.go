@@ -109,7 +109,7 @@ func New(cfg Config) (*Node, error) {
 	n.keys = newKeystore(n.log, nil, cfg.KeyCacheSize)
 	n.metrics = metrics.New(n.metricsSample)
 	f, err := fsm.OpenWithOptions(filepath.Join(cfg.DataDir, "state.db"), n.onApply,
-		fsm.Options{SkipFsync: !cfg.StateFsync, BootID: bootID()})
+		fsm.Options{SkipFsync: !cfg.StateFsync, BootID: fsm.BootID()})
 	if err != nil {
 		return nil, err
 	}

@@ -216,18 +216,19 @@ func (n *Node) sealLocal(byOperator bool) {
 // and counts everywhere. Without a leader the reachable nodes still seal.
 func (n *Node) Seal(ctx context.Context) error {
 	n.SealLocal()
-	idx := n.recordSeal(ctx)
-	n.relaySeal(ctx, idx)
+	idx, by := n.recordSeal(ctx)
+	n.relaySeal(ctx, idx, by)
 	n.waitSealApplied(ctx, idx)
 	return nil
 }
 
 // recordSeal records an operator's seal in the Raft log and returns its
 // index: on the leader directly, else through the leader's relayed-seal
-// route. It returns 0 when that fails (no leader, no quorum).
-func (n *Node) recordSeal(ctx context.Context) uint64 {
+// route, which also seals the leader (by names it then). It returns 0 when
+// that fails (no leader, no quorum).
+func (n *Node) recordSeal(ctx context.Context) (idx uint64, by string) {
 	if n.raft == nil {
-		return 0
+		return 0, ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -235,22 +236,22 @@ func (n *Node) recordSeal(ctx context.Context) uint64 {
 		res, err := n.apply(ctx, &fsm.SealCluster{Meta: fsm.Meta{At: n.now()}})
 		if err != nil {
 			n.log.Warn("operator seal not recorded in the Raft log (the nodes the relayed seal reaches are sealed)", "err", err)
-			return 0
+			return 0, ""
 		}
-		return res.Index
+		return res.Index, ""
 	}
 	id, _ := n.Leader()
 	if id == "" {
 		n.log.Warn("operator seal not recorded in the Raft log: no leader (the nodes the relayed seal reaches are sealed)")
-		return 0
+		return 0, ""
 	}
 	body, _ := json.Marshal(api.SealRelay{})
 	var out api.WriteResponse
 	if err := n.peers.postJSON(ctx, id, api.PathInternalSeal, body, &out); err != nil {
 		n.log.Warn("operator seal not recorded in the Raft log (the nodes the relayed seal reaches are sealed)", "leader", id, "err", err)
-		return 0
+		return 0, ""
 	}
-	return out.Index
+	return out.Index, id
 }
 
 // waitSealApplied waits, at most two seconds, until this node has applied
@@ -270,7 +271,7 @@ func (n *Node) waitSealApplied(ctx context.Context, idx uint64) {
 func (n *Node) SealRelayed(ctx context.Context, sealIndex uint64) uint64 {
 	n.SealLocal()
 	if sealIndex == 0 && n.raft != nil && n.IsLeader() {
-		sealIndex = n.recordSeal(ctx)
+		sealIndex, _ = n.recordSeal(ctx)
 	}
 	n.waitSealApplied(ctx, sealIndex)
 	return sealIndex
