@@ -384,6 +384,13 @@ func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied u
 		if err := meta.Delete(keyNodeShares); err != nil {
 			return err
 		}
+		// The restored cluster's nodes have new HSMs: their delivery
+		// keys are pinned afresh at their first dealing.
+		if tx.Bucket(bucketDeliveryKeys) != nil {
+			if err := tx.DeleteBucket(bucketDeliveryKeys); err != nil {
+				return err
+			}
+		}
 		if tx.Bucket(bucketRemoved) != nil {
 			if err := tx.DeleteBucket(bucketRemoved); err != nil {
 				return err

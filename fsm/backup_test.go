@@ -47,6 +47,7 @@ func backupState(t *testing.T) (*FSM, *shamir.Secret) {
 		&PutIdentity{Meta: Meta{At: t0}, ID: strings.Repeat("ab", 32), Policies: []string{"p"}},
 		&PutNodeShares{Meta: Meta{At: t0}, Epoch: 1, Threshold: 2, Commitments: cb, Holders: map[string]int{"n1": 1, "n2": 2}, Voters: []string{"n1", "n2", "n3"}},
 		&RemoveNode{Meta: Meta{At: t0}, NodeID: "n9"},
+		&PinDeliveryKey{Meta: Meta{At: t0}, Node: "n2", PublicKey: bytes.Repeat([]byte{7}, 32)},
 	}
 	for _, c := range cmds {
 		if r := d.apply(c); r.Err != nil {
@@ -138,6 +139,12 @@ func TestBackupRoundTrip(t *testing.T) {
 	}
 	if g.Removed("n9") {
 		t.Fatal("old removed-node list survived the restore")
+	}
+	if pub, _ := f.DeliveryKey("n2"); pub == nil {
+		t.Fatal("delivery key not pinned before the backup")
+	}
+	if pub, err := g.DeliveryKey("n2"); pub != nil || err != nil {
+		t.Fatalf("old delivery key pin survived the restore (%v): the new node n2 could never be dealt a share", err)
 	}
 	m, err := g.RestoreMarker()
 	if err != nil || m == nil {

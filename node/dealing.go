@@ -14,6 +14,7 @@ import (
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/membership"
 	"github.com/keyd/keyd/shamir"
+	"github.com/keyd/keyd/sharex"
 )
 
 // Node-share dealing: the unsealed leader deals the root secret k-of-m
@@ -94,15 +95,16 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 		}
 		capable = n.hsmVoters(ctx, voters)
 	}
+	capable, keys := n.deliveryKeys(ctx, capable)
 	if len(capable) < k {
 		why := "off: no voter has a working HSM"
 		if len(capable) > 0 {
-			why = fmt.Sprintf("off: only %d of %d voters have a working HSM (a quorum of %d is needed)", len(capable), len(voters), k)
+			why = fmt.Sprintf("off: only %d of %d voters have a working HSM and a pinned delivery key (a quorum of %d is needed)", len(capable), len(voters), k)
 		}
 		n.sealer.dealing.Off(n.log, why, n.cfg.NodeShareInterval)
 		return nil
 	}
-	if err := n.deal(ctx, secret, voters, capable, epoch); err != nil {
+	if err := n.deal(ctx, secret, voters, capable, keys, epoch); err != nil {
 		if ctx.Err() == nil {
 			n.sealer.dealing.Failed(n.log, err, n.cfg.NodeShareInterval)
 		}
@@ -148,6 +150,88 @@ func (n *Node) hsmVoters(ctx context.Context, ids []string) []string {
 	return out
 }
 
+// deliveryKeys returns the receivers the leader can seal a node share to
+// and their pinned delivery keys (this node needs none: it stores its own
+// share directly). A voter's key is pinned through Raft the first time it
+// is needed, from the voter's answer to PathInternalDeliveryKey, and never
+// changes afterwards, so a later impostor with the voter's certificate
+// (root on its disk, not its HSM) is dealt a share only the HSM opens. A
+// voter that cannot be asked is left out of this dealing. A voter whose
+// data directory or HSM was replaced no longer opens what is sealed to its
+// pin and is never a holder again (it rejoins under a new node id).
+func (n *Node) deliveryKeys(ctx context.Context, receivers []string) (ok []string, keys map[string][]byte) {
+	keys = map[string][]byte{}
+	for _, id := range receivers {
+		if id == n.cfg.NodeID {
+			// Pinned too, for the leaders and relays after this one.
+			if pub, err := n.fsm.DeliveryKey(id); err == nil && pub == nil {
+				if _, err := n.pinDeliveryKey(ctx, id); err != nil {
+					n.log.Info("own delivery key not pinned", "err", err)
+				}
+			}
+			ok = append(ok, id)
+			continue
+		}
+		pub, err := n.fsm.DeliveryKey(id)
+		if err != nil {
+			n.log.Warn("reading a voter's pinned delivery key", "peer", id, "err", err)
+			continue
+		}
+		if pub == nil {
+			pub, err = n.pinDeliveryKey(ctx, id)
+			if err != nil {
+				n.log.Info("voter's delivery key not pinned: left out of this dealing", "peer", id, "err", err)
+				continue
+			}
+		}
+		ok = append(ok, id)
+		keys[id] = pub
+	}
+	return ok, keys
+}
+
+// pinDeliveryKey asks voter id (or this node's vault) for its delivery
+// key and pins it through Raft (write once: a different key already pinned is ErrConflict).
+func (n *Node) pinDeliveryKey(ctx context.Context, id string) ([]byte, error) {
+	var dk api.DeliveryKey
+	if id == n.cfg.NodeID {
+		own, err := n.DeliveryKey(ctx)
+		if err != nil {
+			return nil, err
+		}
+		dk = *own
+	} else if err := n.peers.postJSON(ctx, id, api.PathInternalDeliveryKey, []byte("{}"), &dk); err != nil {
+		return nil, err
+	}
+	if dk.Node != id || len(dk.PublicKey) != sharex.DeliveryKeySize {
+		return nil, fmt.Errorf("node: %s answered a malformed delivery key", id)
+	}
+	if _, err := sharex.ParseDeliveryKey(dk.PublicKey); err != nil {
+		return nil, err
+	}
+	if _, err := n.apply(ctx, &fsm.PinDeliveryKey{Meta: fsm.Meta{At: time.Now().UTC()}, Node: id, PublicKey: dk.PublicKey}); err != nil {
+		return nil, err
+	}
+	n.log.Info("voter's delivery key pinned", "peer", id)
+	return dk.PublicKey, nil
+}
+
+// DeliveryKey answers the leader's PathInternalDeliveryKey: this node's
+// delivery public key, made (and wrapped by the HSM) on first use.
+func (n *Node) DeliveryKey(ctx context.Context) (*api.DeliveryKey, error) {
+	if n.removedSelf() {
+		return nil, errRemoved
+	}
+	if n.hsm.dev == nil {
+		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM to hold a node share"}
+	}
+	pub, err := n.vault().DeliveryPublic(ctx)
+	if err != nil {
+		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node's delivery key is unavailable: " + err.Error()}
+	}
+	return &api.DeliveryKey{Node: n.cfg.NodeID, PublicKey: pub}, nil
+}
+
 // nodeSharesStatus says whether node shares are on for SealStatus.
 func (n *Node) nodeSharesStatus() string {
 	if n.IsLeader() {
@@ -172,11 +256,12 @@ func (n *Node) nodeSharesStatus() string {
 }
 
 // deal splits the root secret k-of-m over the receivers (the voters with a
-// working HSM; k is the voters' Raft quorum), delivers each share
-// (wrapped by the receiver's HSM before it is stored) and records the
+// working HSM and a pinned delivery key; k is the voters' Raft quorum),
+// delivers each share sealed to the receiver's delivery key (keys; the
+// receiver wraps it with its HSM before it is stored) and records the
 // dealing through Raft once at least k voters hold their share. Shares of
 // earlier dealings stop verifying against the new commitments.
-func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receivers []string, epoch uint64) error {
+func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receivers []string, keys map[string][]byte, epoch uint64) error {
 	n.sealer.dealing.Attempts.Add(1)
 	k := len(voters)/2 + 1
 	shares, commits, err := shamir.Split(secret, k, len(receivers), rand.Reader)
@@ -204,7 +289,12 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 			holders[id] = sh.Index
 			continue
 		}
-		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Share: shamir.EncodeShare(sh)})
+		eph, sealed, err := sharex.SealDelivery(keys[id], sharex.Delivery{Kind: sharex.NodeShare, Receiver: id, Dealer: n.cfg.NodeID, Epoch: epoch, Fingerprint: fp}, sh)
+		if err != nil {
+			n.log.Warn("cannot seal a node share to the voter's delivery key", "peer", id, "err", err)
+			continue
+		}
+		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Ephemeral: eph, Sealed: sealed})
 		if err := n.peers.postJSON(ctx, id, api.PathInternalNodeShare, body, nil); err != nil {
 			n.log.Info("node share not delivered", "peer", id, "err", err)
 			continue

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -17,28 +17,32 @@ import (
 	"github.com/keyd/keyd/sharex"
 )
 
-// TestStolenDiskVoterCollectsRoot: root on one voter's disk (its node
-// certificate and key are plain files) but without its HSM. The voter is
-// down while the leader re-deals (the re-dealing after a custodian
-// unseal), so it is left out of the current dealing. The attacker answers
-// at the voter's address with its certificate, claims a working HSM and
-// asks to be dealt in: the leader delivers the voter's new node share in
-// the clear (only TLS protects it). That share is exactly what the
-// Schnorr proof of a share request needs, so the attacker then collects
-// k-1 more shares from the unsealed peers and combines the root secret.
+// TestStolenDiskVoterCollectsNothing: root on one voter's disk (its node
+// certificate and key are plain files) but without its HSM. While the
+// voter is down the attacker answers at its address with its certificate
+// and claims a working HSM. The cluster is sealed and unsealed by
+// custodians (their shares are relayed to every peer) and the leader
+// re-deals node shares; the attacker then asks to be dealt in and offers
+// a delivery key of its own.
 //
-// Known hole, not fixed: skipped unless KEYD_KNOWN_HOLES is set.
-func TestStolenDiskVoterCollectsRoot(t *testing.T) {
+// Before delivery keys, the relays handed the attacker the custodian
+// shares in the clear and the leader delivered the voter's new node share
+// in the clear: either was the root (the node share through share
+// requests to the unsealed peers). Now both are sealed to the voter's
+// delivery key, pinned at its first dealing, which only its HSM unwraps:
+// the attacker receives nothing it can open, and cannot re-pin the key.
+func TestStolenDiskVoterCollectsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip()
-	}
-	if !knownHoles() {
-		t.Skip("known hole: node shares are delivered in the clear to a node certificate; set KEYD_KNOWN_HOLES=1")
 	}
 	c, res, first := hourlyDealing(t)
 	const victim = 2
 	vid := c.Slot(victim).ID
-	dealWithout(t, c, res, victim, first)
+	pinned, err := c.Node(0).PinnedDeliveryKey(vid)
+	if err != nil || len(pinned) != sharex.DeliveryKeySize {
+		t.Fatalf("the victim's delivery key was not pinned at its first dealing: %x, %v", pinned, err)
+	}
+	c.Stop(t, victim)
 
 	// The attacker, with the victim's certificate from its disk, at the
 	// victim's address.
@@ -46,20 +50,38 @@ func TestStolenDiskVoterCollectsRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var got *api.NodeShareDelivery
+	own, err := sharex.NewDeliveryKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu         sync.Mutex
+		relays     []map[string]json.RawMessage
+		deliveries []map[string]json.RawMessage
+		askedKey   int
+	)
+	record := func(into *[]map[string]json.RawMessage) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var m map[string]json.RawMessage
+			if json.NewDecoder(r.Body).Decode(&m) == nil {
+				mu.Lock()
+				*into = append(*into, m)
+				mu.Unlock()
+			}
+			_, _ = io.WriteString(w, "{}")
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathStatus, func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(api.SealStatus{HSM: "ok", Sealed: true})
+		_ = json.NewEncoder(w).Encode(api.SealStatus{HSM: "ok", Sealed: true, Initialized: true})
 	})
-	mux.HandleFunc("POST "+api.PathInternalNodeShare, func(w http.ResponseWriter, r *http.Request) {
-		var d api.NodeShareDelivery
-		if json.NewDecoder(r.Body).Decode(&d) == nil {
-			mu.Lock()
-			got = &d
-			mu.Unlock()
-		}
-		_, _ = io.WriteString(w, "{}")
+	mux.HandleFunc("POST "+api.PathInternalUnsealShare, record(&relays))
+	mux.HandleFunc("POST "+api.PathInternalNodeShare, record(&deliveries))
+	mux.HandleFunc("POST "+api.PathInternalDeliveryKey, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		askedKey++
+		mu.Unlock()
+		_ = json.NewEncoder(w).Encode(api.DeliveryKey{Node: vid, PublicKey: own.PublicKey().Bytes()})
 	})
 	ln, err := net.Listen("tcp", c.Slot(victim).APIAddr)
 	if err != nil {
@@ -71,72 +93,88 @@ func TestStolenDiskVoterCollectsRoot(t *testing.T) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		Certificates: []tls.Certificate{cert}, RootCAs: c.CA.Pool(),
 	}}}
-	post := func(addr, path string, body []byte) ([]byte, error) {
-		resp, err := hc.Post("https://"+addr+path, "application/json", bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%s: %d %s", path, resp.StatusCode, b)
-		}
-		return b, nil
-	}
+	defer hc.CloseIdleConnections()
+
+	// A cold unseal through node 0 relays the custodian shares to every
+	// peer, the attacker included, and the leader re-deals.
+	reDeal(t, c, res, first)
 	leader := c.WaitLeader(t)
 	c.Eventually(t, 20*time.Second, func() error {
 		mu.Lock()
-		defer mu.Unlock()
-		if got != nil {
+		n := len(deliveries)
+		mu.Unlock()
+		if n > 0 {
 			return nil
 		}
-		if _, err := post(c.Slot(leader).APIAddr, api.PathInternalDealMeIn, []byte("{}")); err != nil {
+		resp, err := hc.Post("https://"+c.Slot(leader).APIAddr+api.PathInternalDealMeIn, "application/json", bytes.NewReader([]byte("{}")))
+		if err != nil {
 			return err
 		}
-		return fmt.Errorf("no share delivered yet")
+		_ = resp.Body.Close()
+		return errors.New("no node share delivered to the attacker yet")
 	})
-	commits, err := shamir.UnmarshalCommitments(got.Commitments)
+
+	mu.Lock()
+	defer mu.Unlock()
+	rb, err := c.Node(0).RootCommitments()
 	if err != nil {
 		t.Fatal(err)
 	}
-	own, err := shamir.DecodeShare(got.Share)
+	root, err := shamir.UnmarshalCommitments(rb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("the leader delivered node share %d of dealing %s in the clear", own.Index, commits.Fingerprint())
-	// Wait for the dealing to be recorded, then ask the peers.
-	shares := []shamir.Share{own}
-	c.Eventually(t, 20*time.Second, func() error {
-		shares = shares[:1]
-		for i := 0; i < 2; i++ {
-			req, priv, err := sharex.NewRequest(vid, commits.Fingerprint())
-			if err != nil {
-				return err
+	var custodianShares []shamir.Share
+	if len(relays) == 0 {
+		t.Fatal("no custodian share was relayed to the victim's address: the test did not exercise the relay")
+	}
+	for _, m := range relays {
+		if raw, ok := m["share"]; ok {
+			var text string
+			_ = json.Unmarshal(raw, &text)
+			if sh, err := shamir.DecodeShare(text); err == nil {
+				custodianShares = append(custodianShares, sh)
 			}
-			if err := req.Prove(commits, own); err != nil {
-				return err
-			}
-			body, _ := json.Marshal(req)
-			b, err := post(c.Slot(i).APIAddr, api.PathInternalShareRequest, body)
-			if err != nil {
-				return err
-			}
-			resp, err := sharex.DecodeResponse(b)
-			if err != nil {
-				return err
-			}
-			sh, err := sharex.Open(priv, req, resp)
-			if err != nil {
-				return err
-			}
-			shares = append(shares, sh)
+			continue
 		}
-		return nil
-	})
-	secret, err := shamir.Combine(commits, shares[:2])
-	if err != nil {
-		t.Fatalf("combine: %v", err)
+		var req api.UnsealRequest
+		b, _ := json.Marshal(m)
+		_ = json.Unmarshal(b, &req)
+		d := sharex.Delivery{Kind: sharex.CustodianRelay, Receiver: vid, Dealer: c.Slot(0).ID, Epoch: req.GivenAt, Fingerprint: root.Fingerprint()}
+		if _, err := sharex.OpenDelivery(own, d, req.Ephemeral, req.Sealed); err == nil {
+			t.Error("the attacker opened a relayed custodian share with its own key")
+		}
 	}
-	defer secret.Destroy()
-	t.Errorf("root on one voter's disk, without its HSM, combined the root secret from %d node shares", len(shares))
+	if len(custodianShares) > 0 {
+		secret, err := shamir.Combine(root, custodianShares)
+		if err == nil {
+			secret.Destroy()
+			t.Errorf("root on one voter's disk collected %d custodian shares in the clear from relays and combined the root", len(custodianShares))
+		} else {
+			t.Errorf("root on one voter's disk collected %d custodian shares in the clear from relays", len(custodianShares))
+		}
+	}
+	for _, m := range deliveries {
+		if _, ok := m["share"]; ok {
+			t.Error("the leader delivered the victim's node share in the clear")
+			continue
+		}
+		var d api.NodeShareDelivery
+		b, _ := json.Marshal(m)
+		_ = json.Unmarshal(b, &d)
+		commits, err := shamir.UnmarshalCommitments(d.Commitments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sd := sharex.Delivery{Kind: sharex.NodeShare, Receiver: vid, Dealer: c.Slot(leader).ID, Epoch: d.Epoch, Fingerprint: commits.Fingerprint()}
+		if _, err := sharex.OpenDelivery(own, sd, d.Ephemeral, d.Sealed); err == nil {
+			t.Error("the attacker opened the victim's node share with its own key")
+		}
+	}
+	if askedKey != 0 {
+		t.Errorf("the leader asked the impostor for a delivery key %d times (the victim's key is pinned)", askedKey)
+	}
+	if now, err := c.Node(leader).PinnedDeliveryKey(vid); err != nil || !bytes.Equal(now, pinned) {
+		t.Fatalf("the victim's pinned delivery key changed: %v", err)
+	}
 }
