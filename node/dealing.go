@@ -60,6 +60,7 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 	var epoch uint64 = 1
 	if rec != nil {
 		epoch = rec.Epoch + 1
+		n.pinHolders(ctx, rec)
 	}
 	key := fmt.Sprintf("%s/%d/%v", strings.Join(voters, ","), epoch, force)
 	if !n.sealer.dealing.Due(key) {
@@ -188,6 +189,27 @@ func (n *Node) deliveryKeys(ctx context.Context, receivers []string) (ok []strin
 		keys[id] = pub
 	}
 	return ok, keys
+}
+
+// pinHolders pins the delivery key of every holder of the current
+// dealing that has none pinned yet: holders dealt by a leader of a version
+// without delivery keys (an upgrade), so that custodian-share relays to
+// them are sealed from now on rather than from the next dealing.
+func (n *Node) pinHolders(ctx context.Context, rec *fsm.NodeSharesRecord) {
+	// Bounded: a holder that is down must not hold up the dealing check.
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for id := range rec.Holders {
+		if n.fsm.Removed(id) {
+			continue
+		}
+		if pub, err := n.fsm.DeliveryKey(id); err != nil || pub != nil {
+			continue
+		}
+		if _, err := n.pinDeliveryKey(ctx, id); err != nil {
+			n.log.Debug("holder's delivery key not pinned yet", "peer", id, "err", err)
+		}
+	}
 }
 
 // pinDeliveryKey asks voter id (or this node's vault) for its delivery

@@ -69,7 +69,7 @@ func dealWithout(t *testing.T, c *testcluster.Cluster, res *api.InitResponse, vi
 func reDeal(t *testing.T, c *testcluster.Cluster, res *api.InitResponse, first string) string {
 	t.Helper()
 	ctx := ctxT(t)
-	if err := c.Client(t).Seal(ctx); err != nil {
+	if err := c.ClientFor(t, c.Slot(0).APIAddr).Seal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c.Eventually(t, 10*time.Second, func() error {

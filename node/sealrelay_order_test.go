@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -92,6 +91,3 @@ func TestSealReachingPeersOutOfOrder(t *testing.T) {
 type errUnsealed string
 
 func (e errUnsealed) Error() string { return string(e) + " unsealed" }
-
-// knownHoles runs the tests of holes found and not fixed yet.
-func knownHoles() bool { return os.Getenv("KEYD_KNOWN_HOLES") != "" }
