@@ -360,13 +360,14 @@ func (m *RestoreMarker) Verify(macKey []byte) bool {
 // PrepareRestore turns a verified snapshot database (from VerifyBackup)
 // into the state a restored cluster starts from: it drops what belongs to
 // the old cluster's hardware and topology (the node-share dealing, whose
-// shares sit in the old nodes' HSMs, and the removed-node list) and
-// records the restore marker. The state counts as applied at index
+// shares sit in the old nodes' HSMs, the removed-node list and the
+// delivery-key pins, replaced by pins: those of the cluster restored into)
+// and records the restore marker. The state counts as applied at index
 // applied: the Raft index the restore will have, so a read that waits for
 // any index the cluster acknowledged before does not wait for a write.
 // It then writes the state in the FSM snapshot format to snapPath and
 // returns its size.
-func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied uint64) (int64, error) {
+func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied uint64, pins []DeliveryKeyRecord) (int64, error) {
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return 0, fmt.Errorf("fsm: prepare restore: %w", err)
@@ -384,12 +385,11 @@ func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied u
 		if err := meta.Delete(keyNodeShares); err != nil {
 			return err
 		}
-		// The restored cluster's nodes have new HSMs: their delivery
-		// keys are pinned afresh at their first dealing.
-		if tx.Bucket(bucketDeliveryKeys) != nil {
-			if err := tx.DeleteBucket(bucketDeliveryKeys); err != nil {
-				return err
-			}
+		// Pins describe the hardware restored into, not the snapshot's:
+		// the cluster's own (a forced restore keeps its nodes and HSMs),
+		// none for a fresh cluster (its leader pins its nodes' keys).
+		if err := replacePins(tx, pins); err != nil {
+			return err
 		}
 		if tx.Bucket(bucketRemoved) != nil {
 			if err := tx.DeleteBucket(bucketRemoved); err != nil {

@@ -107,7 +107,7 @@ func TestBackupRoundTrip(t *testing.T) {
 
 	// Prepare and restore into a fresh FSM: same keys, tokens, policies;
 	// no node shares, no removed nodes, a marker that verifies.
-	size, err := PrepareRestore(filepath.Join(dir, "db"), filepath.Join(dir, "snap"), b, t0, 5000)
+	size, err := PrepareRestore(filepath.Join(dir, "db"), filepath.Join(dir, "snap"), b, t0, 5000, []DeliveryKeyRecord{{Node: "n5", PublicKey: bytes.Repeat([]byte{5}, 32), At: t0}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,10 @@ func TestBackupRoundTrip(t *testing.T) {
 		t.Fatal("delivery key not pinned before the backup")
 	}
 	if pub, err := g.DeliveryKey("n2"); pub != nil || err != nil {
-		t.Fatalf("old delivery key pin survived the restore (%v): the new node n2 could never be dealt a share", err)
+		t.Fatalf("the snapshot's delivery key pin survived the restore (%v): a new node n2 could never be dealt a share", err)
+	}
+	if pub, err := g.DeliveryKey("n5"); err != nil || !bytes.Equal(pub, bytes.Repeat([]byte{5}, 32)) {
+		t.Fatalf("the restoring cluster's own pin was not kept: %x, %v", pub, err)
 	}
 	m, err := g.RestoreMarker()
 	if err != nil || m == nil {

@@ -93,3 +93,52 @@ func (f *FSM) DeliveryKey(node string) ([]byte, error) {
 	})
 	return pub, err
 }
+
+// DeliveryKeys returns every pinned delivery key, by node id.
+func (f *FSM) DeliveryKeys() ([]DeliveryKeyRecord, error) {
+	var out []DeliveryKeyRecord
+	err := f.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeliveryKeys)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var rec DeliveryKeyRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("fsm: decode delivery key of %s: %w", k, err)
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// replacePins makes pins the only delivery keys in tx.
+func replacePins(tx *bolt.Tx, pins []DeliveryKeyRecord) error {
+	if tx.Bucket(bucketDeliveryKeys) != nil {
+		if err := tx.DeleteBucket(bucketDeliveryKeys); err != nil {
+			return err
+		}
+	}
+	if len(pins) == 0 {
+		return nil
+	}
+	b, err := tx.CreateBucket(bucketDeliveryKeys)
+	if err != nil {
+		return err
+	}
+	for _, p := range pins {
+		if validAuditNode(p.Node) != nil || len(p.PublicKey) != deliveryKeySize {
+			return fmt.Errorf("%w: delivery key of %q", ErrInvalidCommand, p.Node)
+		}
+		v, err := json.Marshal(&p)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(p.Node), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

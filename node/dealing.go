@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -60,7 +61,6 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 	var epoch uint64 = 1
 	if rec != nil {
 		epoch = rec.Epoch + 1
-		n.pinHolders(ctx, rec)
 	}
 	key := fmt.Sprintf("%s/%d/%v", strings.Join(voters, ","), epoch, force)
 	if !n.sealer.dealing.Due(key) {
@@ -79,8 +79,11 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 		capable = n.hsmVoters(ctx, voters)
 	} else {
 		var missing []string
+		now := time.Now()
 		for _, v := range voters {
-			if _, ok := rec.Holders[v]; !ok {
+			// A voter that refused its last share is dealt again only
+			// once its backoff has passed.
+			if _, ok := rec.Holders[v]; !ok && !n.sealer.delivery.refusedBy.blocked(v, now) {
 				missing = append(missing, v)
 			}
 		}
@@ -151,109 +154,6 @@ func (n *Node) hsmVoters(ctx context.Context, ids []string) []string {
 	return out
 }
 
-// deliveryKeys returns the receivers the leader can seal a node share to
-// and their pinned delivery keys (this node needs none: it stores its own
-// share directly). A voter's key is pinned through Raft the first time it
-// is needed, from the voter's answer to PathInternalDeliveryKey, and never
-// changes afterwards, so a later impostor with the voter's certificate
-// (root on its disk, not its HSM) is dealt a share only the HSM opens. A
-// voter that cannot be asked is left out of this dealing. A voter whose
-// data directory or HSM was replaced no longer opens what is sealed to its
-// pin and is never a holder again (it rejoins under a new node id).
-func (n *Node) deliveryKeys(ctx context.Context, receivers []string) (ok []string, keys map[string][]byte) {
-	keys = map[string][]byte{}
-	for _, id := range receivers {
-		if id == n.cfg.NodeID {
-			// Pinned too, for the leaders and relays after this one.
-			if pub, err := n.fsm.DeliveryKey(id); err == nil && pub == nil {
-				if _, err := n.pinDeliveryKey(ctx, id); err != nil {
-					n.log.Info("own delivery key not pinned", "err", err)
-				}
-			}
-			ok = append(ok, id)
-			continue
-		}
-		pub, err := n.fsm.DeliveryKey(id)
-		if err != nil {
-			n.log.Warn("reading a voter's pinned delivery key", "peer", id, "err", err)
-			continue
-		}
-		if pub == nil {
-			pub, err = n.pinDeliveryKey(ctx, id)
-			if err != nil {
-				n.log.Info("voter's delivery key not pinned: left out of this dealing", "peer", id, "err", err)
-				continue
-			}
-		}
-		ok = append(ok, id)
-		keys[id] = pub
-	}
-	return ok, keys
-}
-
-// pinHolders pins the delivery key of every holder of the current
-// dealing that has none pinned yet: holders dealt by a leader of a version
-// without delivery keys (an upgrade), so that custodian-share relays to
-// them are sealed from now on rather than from the next dealing.
-func (n *Node) pinHolders(ctx context.Context, rec *fsm.NodeSharesRecord) {
-	// Bounded: a holder that is down must not hold up the dealing check.
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	for id := range rec.Holders {
-		if n.fsm.Removed(id) {
-			continue
-		}
-		if pub, err := n.fsm.DeliveryKey(id); err != nil || pub != nil {
-			continue
-		}
-		if _, err := n.pinDeliveryKey(ctx, id); err != nil {
-			n.log.Debug("holder's delivery key not pinned yet", "peer", id, "err", err)
-		}
-	}
-}
-
-// pinDeliveryKey asks voter id (or this node's vault) for its delivery
-// key and pins it through Raft (write once: a different key already pinned is ErrConflict).
-func (n *Node) pinDeliveryKey(ctx context.Context, id string) ([]byte, error) {
-	var dk api.DeliveryKey
-	if id == n.cfg.NodeID {
-		own, err := n.DeliveryKey(ctx)
-		if err != nil {
-			return nil, err
-		}
-		dk = *own
-	} else if err := n.peers.postJSON(ctx, id, api.PathInternalDeliveryKey, []byte("{}"), &dk); err != nil {
-		return nil, err
-	}
-	if dk.Node != id || len(dk.PublicKey) != sharex.DeliveryKeySize {
-		return nil, fmt.Errorf("node: %s answered a malformed delivery key", id)
-	}
-	if _, err := sharex.ParseDeliveryKey(dk.PublicKey); err != nil {
-		return nil, err
-	}
-	if _, err := n.apply(ctx, &fsm.PinDeliveryKey{Meta: fsm.Meta{At: time.Now().UTC()}, Node: id, PublicKey: dk.PublicKey}); err != nil {
-		return nil, err
-	}
-	n.log.Info("voter's delivery key pinned", "peer", id)
-	return dk.PublicKey, nil
-}
-
-// DeliveryKey answers the leader's PathInternalDeliveryKey: this node's
-// delivery public key, made (and wrapped by the HSM) on first use.
-func (n *Node) DeliveryKey(ctx context.Context) (*api.DeliveryKey, error) {
-	if n.removedSelf() {
-		return nil, errRemoved
-	}
-	if n.hsm.dev == nil {
-		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM to hold a node share"}
-	}
-	pub, err := n.vault().DeliveryPublic(ctx)
-	if err != nil {
-		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node's delivery key is unavailable: " + err.Error()}
-	}
-	return &api.DeliveryKey{Node: n.cfg.NodeID, PublicKey: pub}, nil
-}
-
 // nodeSharesStatus says whether node shares are on for SealStatus.
 func (n *Node) nodeSharesStatus() string {
 	if n.IsLeader() {
@@ -266,6 +166,9 @@ func (n *Node) nodeSharesStatus() string {
 			return "off: this node's HSM is unavailable"
 		}
 		return "off: this node has no HSM"
+	}
+	if p := n.deliveryProblem(); p != "" {
+		return p
 	}
 	rec, err := n.fsm.NodeShares()
 	if err != nil || rec == nil {
@@ -318,9 +221,15 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 		}
 		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Ephemeral: eph, Sealed: sealed})
 		if err := n.peers.postJSON(ctx, id, api.PathInternalNodeShare, body, nil); err != nil {
+			var ae *api.Error
+			if errors.As(err, &ae) && api.StatusFor(ae.Code) < 500 {
+				// It refused the share (cannot open it): back off.
+				n.sealer.delivery.refusedBy.allow(id, time.Now(), 32*n.cfg.NodeShareInterval)
+			}
 			n.log.Info("node share not delivered", "peer", id, "err", err)
 			continue
 		}
+		n.sealer.delivery.refusedBy.forget(id)
 		holders[id] = sh.Index
 	}
 	if len(holders) < k {
@@ -424,6 +333,15 @@ func (b *dealMeInBackoff) allow(voter string, now time.Time, limit time.Duration
 	st.asked++
 	b.voter[voter] = st
 	return true
+}
+
+// blocked reports whether voter is backed off at now (without counting an
+// attempt).
+func (b *dealMeInBackoff) blocked(voter string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, ok := b.voter[voter]
+	return ok && now.Before(st.next)
 }
 
 // forget drops voter's backoff: it holds a share of the current dealing.

@@ -131,6 +131,10 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		n.sealer.dealing.Ticks.Add(1)
 		n.checkMembership(ctx)
 		n.pruneCommitted()
+		if n.IsLeader() {
+			n.pinMembers(ctx)
+		}
+		n.checkOwnPin(ctx)
 		if n.keys.unsealed() {
 			backoff = firstRetry
 			if n.IsLeader() {
@@ -190,10 +194,7 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 	}
 	sh, err := n.vault().OpenDelivery(ctx, sharex.Delivery{Kind: sharex.NodeShare, Receiver: n.cfg.NodeID, Dealer: from, Epoch: d.Epoch, Fingerprint: c.Fingerprint()}, d.Ephemeral, d.Sealed)
 	if err != nil {
-		if errors.Is(err, sharex.ErrOpen) || errors.Is(err, sharex.ErrMalformed) {
-			return &api.Error{Code: api.CodeInvalidShare, Message: "node share does not open with this node's delivery key"}
-		}
-		return &api.Error{Code: api.CodeUnavailable, Message: "cannot open the node share: " + err.Error()}
+		return openFailed("node share", err)
 	}
 	defer sh.Destroy()
 	if err := c.Verify(sh); err != nil {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -75,6 +74,8 @@ type sealer struct {
 	// dealMeInBy spaces each voter's requests that did not get it a
 	// share (dealing.go).
 	dealMeInBy dealMeInBackoff
+	// delivery is the delivery-key pinning state (delivery.go).
+	delivery deliveryState
 }
 
 // resetLocked drops pending custodian shares (the node unsealed).
@@ -326,10 +327,7 @@ func (n *Node) SubmitRelayedShare(ctx context.Context, from string, req api.Unse
 		}
 		sh, err := n.vault().OpenDelivery(ctx, sharex.Delivery{Kind: sharex.CustodianRelay, Receiver: n.cfg.NodeID, Dealer: from, Epoch: givenAt, Fingerprint: root.Fingerprint()}, req.Ephemeral, req.Sealed)
 		if err != nil {
-			if errors.Is(err, sharex.ErrOpen) || errors.Is(err, sharex.ErrMalformed) {
-				return api.SealStatus{}, &api.Error{Code: api.CodeInvalidShare, Message: "relayed share does not open with this node's delivery key"}
-			}
-			return api.SealStatus{}, &api.Error{Code: api.CodeUnavailable, Message: "cannot open the relayed share: " + err.Error()}
+			return api.SealStatus{}, openFailed("relayed share", err)
 		}
 		text = shamir.EncodeShare(sh)
 		sh.Destroy()

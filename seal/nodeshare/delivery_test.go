@@ -38,6 +38,9 @@ func TestDeliveryKey(t *testing.T) {
 	dir := t.TempDir()
 	v := &Vault{Dir: dir, NodeID: "n2", Label: "keyd-test", HSM: openSoft(t)}
 
+	if _, err := v.DeliveryPublic(ctx, false); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("without create, a missing key: %v", err)
+	}
 	// Concurrent first calls agree on one key.
 	pubs := make([][]byte, 8)
 	var wg sync.WaitGroup
@@ -45,7 +48,7 @@ func TestDeliveryKey(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := v.DeliveryPublic(ctx)
+			p, err := v.DeliveryPublic(ctx, true)
 			if err != nil {
 				t.Error(err)
 			}
@@ -58,7 +61,7 @@ func TestDeliveryKey(t *testing.T) {
 			t.Fatalf("concurrent first calls made different keys")
 		}
 	}
-	again, err := v.DeliveryPublic(ctx)
+	again, err := v.DeliveryPublic(ctx, true)
 	if err != nil || !bytes.Equal(again, pubs[0]) {
 		t.Fatalf("second call: %v, same key %v", err, bytes.Equal(again, pubs[0]))
 	}
@@ -101,7 +104,7 @@ func TestDeliveryKey(t *testing.T) {
 	if _, err := thief.OpenDelivery(ctx, d, eph, sealed); !errors.Is(err, hsmbridge.ErrUnwrap) {
 		t.Fatalf("another HSM opened the delivery: %v", err)
 	}
-	if _, err := thief.DeliveryPublic(ctx); !errors.Is(err, hsmbridge.ErrUnwrap) {
+	if _, err := thief.DeliveryPublic(ctx, true); !errors.Is(err, hsmbridge.ErrUnwrap) {
 		t.Fatalf("another HSM read the delivery key: %v", err)
 	}
 	// The key file moved to another node id does not unwrap either.
@@ -114,7 +117,7 @@ func TestDeliveryKey(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, DeliveryKeyFile)); err != nil {
 		t.Fatalf("prune removed the delivery key: %v", err)
 	}
-	if _, err := (&Vault{Dir: dir, NodeID: "n2"}).DeliveryPublic(ctx); !errors.Is(err, ErrNoHSM) {
+	if _, err := (&Vault{Dir: dir, NodeID: "n2"}).DeliveryPublic(ctx, true); !errors.Is(err, ErrNoHSM) {
 		t.Fatalf("no HSM: %v", err)
 	}
 }

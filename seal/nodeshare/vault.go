@@ -164,22 +164,27 @@ const deliveryAAD = "keyd node-share delivery key v1"
 
 func (v *Vault) deliveryAAD() []byte { return []byte(deliveryAAD + "\x00" + v.NodeID) }
 
-// DeliveryPublic returns the public half of this node's delivery key,
-// creating the key pair on first use. Concurrent first calls agree on one
-// key: the file is linked into place only if none exists yet.
-func (v *Vault) DeliveryPublic(ctx context.Context) ([]byte, error) {
+// DeliveryPublic returns the public half of this node's delivery key. With
+// create it makes the key pair on first use (concurrent first calls agree
+// on one key: the file is linked into place only if none exists yet);
+// without, a missing key is an error wrapping os.ErrNotExist. A node whose
+// key is pinned must never make another: what is sealed to the pin would
+// stay unopenable and the new key could never be pinned.
+func (v *Vault) DeliveryPublic(ctx context.Context, create bool) ([]byte, error) {
 	priv, err := v.deliveryKey(ctx)
 	if err == nil {
 		return priv.PublicKey().Bytes(), nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
+	if !create || !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
 	k, err := sharex.NewDeliveryKey()
 	if err != nil {
 		return nil, err
 	}
-	wrapped, err := v.HSM.Wrap(ctx, v.Label, k.Bytes(), v.deliveryAAD())
+	kb := k.Bytes()
+	wrapped, err := v.HSM.Wrap(ctx, v.Label, kb, v.deliveryAAD())
+	clear(kb)
 	if err != nil {
 		return nil, fmt.Errorf("node: wrap delivery key: %w", err)
 	}
