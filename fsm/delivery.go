@@ -9,14 +9,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Delivery keys: each voter's node-share delivery public key (sharex),
-// pinned the first time the leader deals it a share. The leader seals
-// every later share for that voter to the pinned key, whose private half
-// only the voter's HSM unwraps, so whoever holds the voter's certificate
-// but not its HSM (root on its disk) receives nothing usable.
+// Delivery keys: each member's delivery public key (sharex), pinned by
+// the leader when the member joins. Node shares and relayed custodian
+// shares for that member are sealed to the pinned key, whose private half
+// only the member's HSM unwraps, so whoever holds its certificate but not
+// its HSM (root on its disk) receives nothing usable.
 var bucketDeliveryKeys = []byte("delivery_keys") // node id -> DeliveryKeyRecord
 
-// OpPinDeliveryKey pins a voter's delivery key (write once).
+// OpPinDeliveryKey pins a member's delivery key (write once).
 const OpPinDeliveryKey Op = 101
 
 // PinDeliveryKey pins node's delivery public key. A node has one key for

@@ -10,15 +10,16 @@ import (
 	"github.com/keyd/keyd/shamir"
 )
 
-// Node-share delivery: the leader deals a voter its node share sealed to
-// that voter's delivery key, an X25519 key pair whose private half the
-// voter keeps only wrapped by its HSM and whose public half the cluster
-// pinned through Raft the first time the voter was dealt a share. Mutual
-// TLS alone is not enough: the voter's certificate and key are files on
-// its disk, so root on that disk could answer at the voter's address while
-// it is down and receive its new share (then prove it in share requests
-// and collect the root). A delivery sealed to the pinned key opens only
-// with the voter's HSM.
+// Share delivery: the leader deals a voter its node share, and a node
+// relays a custodian share to a peer, sealed to the receiver's delivery
+// key, an X25519 key pair whose private half the receiver keeps only
+// wrapped by its HSM and whose public half the cluster pinned through Raft
+// when the receiver joined. Mutual TLS alone is not enough: a node's
+// certificate and key are files on its disk, so root on that disk could
+// answer at the node's address while it is down and receive its new share
+// (then prove it in share requests and collect the root) or the custodian
+// shares of a cold unseal. A delivery sealed to the pinned key opens only
+// with the receiver's HSM.
 
 // DeliveryKeySize is the size of a delivery public key (X25519).
 const DeliveryKeySize = 32
