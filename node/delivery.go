@@ -38,6 +38,23 @@ type deliveryState struct {
 	// problem the result ("" when they match).
 	checked []byte
 	problem string
+	// told holds the members whose failure to answer with a key was
+	// logged (once per member until it is pinned).
+	told map[string]bool
+}
+
+// tell reports whether id's failure to be pinned is news to the log.
+func (d *deliveryState) tell(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.told[id] {
+		return false
+	}
+	if d.told == nil {
+		d.told = map[string]bool{}
+	}
+	d.told[id] = true
+	return true
 }
 
 // pinMembers pins the delivery key of every member of the Raft
@@ -55,7 +72,7 @@ func (n *Node) pinMembers(ctx context.Context) {
 	}
 	now := time.Now()
 	for id := range servers {
-		if n.fsm.Removed(id) {
+		if n.fsm.Removed(id) || id == n.cfg.NodeID && n.hsm.dev == nil {
 			continue
 		}
 		if pub, err := n.fsm.DeliveryKey(id); err != nil || pub != nil {
@@ -70,7 +87,9 @@ func (n *Node) pinMembers(ctx context.Context) {
 		_, err := n.pinDeliveryKey(cctx, id)
 		cancel()
 		if err != nil {
-			n.log.Debug("member's delivery key not pinned yet", "peer", id, "err", err)
+			if n.sealer.delivery.tell(id) {
+				n.log.Debug("member's delivery key not pinned yet (asked again later)", "peer", id, "err", err)
+			}
 			continue
 		}
 		n.sealer.delivery.pinBy.forget(id)
@@ -148,7 +167,7 @@ func (n *Node) DeliveryKey(ctx context.Context) (*api.DeliveryKey, error) {
 		return nil, errRemoved
 	}
 	if n.hsm.dev == nil {
-		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM to hold a node share"}
+		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM, so no delivery key"}
 	}
 	pinned, err := n.fsm.DeliveryKey(n.cfg.NodeID)
 	if err != nil {
