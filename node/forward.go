@@ -202,12 +202,12 @@ func (n *Node) relayShare(share string) {
 }
 
 // relayBody is the relay of a custodian share to peer. A peer whose
-// delivery key is pinned (it has an HSM and was dealt a node share) gets
-// the share sealed to that key: its certificate and key are files on its
+// delivery key is pinned (it has an HSM; pinned when it joined) gets the
+// share sealed to that key: its certificate and key are files on its
 // disk, and whoever holds them could otherwise answer at its address
 // while it is down and collect every relayed share of a cold unseal. A
 // peer without a pinned key (no HSM) gets it under mutual TLS only: such
-// a node is as trustworthy as its disk (README, "Security notes").
+// a node is as trustworthy as its disk (README, "Delivery keys").
 func (n *Node) relayBody(peer, share string, givenAt uint64) ([]byte, error) {
 	pub, err := n.fsm.DeliveryKey(peer)
 	if err != nil {
