@@ -1,8 +1,11 @@
 package sharex
 
 import (
+	"crypto/rand"
 	"errors"
 	"testing"
+
+	"github.com/keyd/keyd/shamir"
 )
 
 func TestDeliverySealOpen(t *testing.T) {
@@ -75,6 +78,43 @@ func FuzzOpenDelivery(f *testing.F) {
 		d := Delivery{Kind: NodeShare, Receiver: "n2", Dealer: "n1", Epoch: epoch, Fingerprint: "fp"}
 		if _, err := OpenDelivery(recv, d, eph, sealed); err == nil {
 			t.Fatal("opened a delivery nobody sealed")
+		}
+	})
+}
+
+// BenchmarkDelivery: what sealing a share to a delivery key and opening it
+// cost (the HSM unwrap of the private key comes on top when opening).
+func BenchmarkDelivery(b *testing.B) {
+	s, err := shamir.NewSecret(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	shares, c, err := shamir.Split(s, 2, 3, rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recv, err := NewDeliveryKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := Delivery{Kind: NodeShare, Receiver: "n2", Dealer: "n1", Epoch: 1, Fingerprint: c.Fingerprint()}
+	pub := recv.PublicKey().Bytes()
+	b.Run("seal", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := SealDelivery(pub, d, shares[0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	eph, sealed, err := SealDelivery(pub, d, shares[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("open", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := OpenDelivery(recv, d, eph, sealed); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
