@@ -87,6 +87,12 @@ type UnsealRequest struct {
 	// applied an operator's seal after that index refuses the share
 	// (given before the seal).
 	GivenAt uint64 `json:"given_at,omitempty"`
+	// Ephemeral and Sealed replace Share in a relay to a peer whose
+	// delivery key is pinned: the share sealed to that key
+	// (sharex.SealDelivery, kind custodian-relay), so only the peer's HSM
+	// opens it.
+	Ephemeral []byte `json:"ephemeral,omitempty"`
+	Sealed    []byte `json:"sealed,omitempty"`
 }
 
 // SealStatus is the seal state of one node: GET /v1/sys/status and the
@@ -404,12 +410,16 @@ type Health struct {
 }
 
 // NodeShareDelivery carries a freshly dealt node share from the leader to
-// a voter over mutual TLS: POST /v1/internal/node-share. The receiver
-// wraps the share with its HSM before it touches disk.
+// a voter over mutual TLS: POST /v1/internal/node-share. The share is
+// sealed to the voter's delivery key, pinned in the replicated state
+// (sharex.SealDelivery: Ephemeral is the leader's one-time X25519 key,
+// Sealed the nonce and ciphertext), so only the voter's HSM opens it; the
+// receiver wraps the opened share with its HSM before it touches disk.
 type NodeShareDelivery struct {
 	Epoch       uint64 `json:"epoch"`
 	Commitments []byte `json:"commitments"`
-	Share       string `json:"share"`
+	Ephemeral   []byte `json:"ephemeral"`
+	Sealed      []byte `json:"sealed"`
 }
 
 // PathCluster is GET /v1/sys/cluster (token): the topology.

@@ -126,6 +126,8 @@ func (a *applier) dispatch(cmd Command) error {
 		return a.applyRotateRoot(c)
 	case *SealCluster:
 		return a.applySealCluster(c)
+	case *PinDeliveryKey:
+		return a.applyPinDeliveryKey(c)
 	case *PutPolicy:
 		if c.Name == "" || len(c.Doc) == 0 {
 			return fmt.Errorf("%w: policy name and document required", ErrInvalidCommand)

@@ -289,7 +289,7 @@ func (f *FSM) LastAuditAnchor(node string) uint64 {
 
 // dumpAudit adds the audit buckets to Dump.
 func dumpAudit(tx *bolt.Tx, w io.Writer) error {
-	for _, name := range [][]byte{bucketAuditKeys, bucketAuditAnchors, bucketKV, bucketVault, bucketVaultExp, bucketVaultIdx, bucketVaultDet} {
+	for _, name := range [][]byte{bucketAuditKeys, bucketAuditAnchors, bucketDeliveryKeys, bucketKV, bucketVault, bucketVaultExp, bucketVaultIdx, bucketVaultDet} {
 		b := tx.Bucket(name)
 		if b == nil {
 			continue

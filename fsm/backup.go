@@ -360,13 +360,14 @@ func (m *RestoreMarker) Verify(macKey []byte) bool {
 // PrepareRestore turns a verified snapshot database (from VerifyBackup)
 // into the state a restored cluster starts from: it drops what belongs to
 // the old cluster's hardware and topology (the node-share dealing, whose
-// shares sit in the old nodes' HSMs, and the removed-node list) and
-// records the restore marker. The state counts as applied at index
+// shares sit in the old nodes' HSMs, the removed-node list and the
+// delivery-key pins, replaced by pins: those of the cluster restored into)
+// and records the restore marker. The state counts as applied at index
 // applied: the Raft index the restore will have, so a read that waits for
 // any index the cluster acknowledged before does not wait for a write.
 // It then writes the state in the FSM snapshot format to snapPath and
 // returns its size.
-func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied uint64) (int64, error) {
+func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied uint64, pins []DeliveryKeyRecord) (int64, error) {
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return 0, fmt.Errorf("fsm: prepare restore: %w", err)
@@ -382,6 +383,12 @@ func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied u
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Delete(keyNodeShares); err != nil {
+			return err
+		}
+		// Pins describe the hardware restored into, not the snapshot's:
+		// the cluster's own (a forced restore keeps its nodes and HSMs),
+		// none for a fresh cluster (its leader pins its nodes' keys).
+		if err := replacePins(tx, pins); err != nil {
 			return err
 		}
 		if tx.Bucket(bucketRemoved) != nil {

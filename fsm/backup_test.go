@@ -47,6 +47,7 @@ func backupState(t *testing.T) (*FSM, *shamir.Secret) {
 		&PutIdentity{Meta: Meta{At: t0}, ID: strings.Repeat("ab", 32), Policies: []string{"p"}},
 		&PutNodeShares{Meta: Meta{At: t0}, Epoch: 1, Threshold: 2, Commitments: cb, Holders: map[string]int{"n1": 1, "n2": 2}, Voters: []string{"n1", "n2", "n3"}},
 		&RemoveNode{Meta: Meta{At: t0}, NodeID: "n9"},
+		&PinDeliveryKey{Meta: Meta{At: t0}, Node: "n2", PublicKey: bytes.Repeat([]byte{7}, 32)},
 	}
 	for _, c := range cmds {
 		if r := d.apply(c); r.Err != nil {
@@ -106,7 +107,7 @@ func TestBackupRoundTrip(t *testing.T) {
 
 	// Prepare and restore into a fresh FSM: same keys, tokens, policies;
 	// no node shares, no removed nodes, a marker that verifies.
-	size, err := PrepareRestore(filepath.Join(dir, "db"), filepath.Join(dir, "snap"), b, t0, 5000)
+	size, err := PrepareRestore(filepath.Join(dir, "db"), filepath.Join(dir, "snap"), b, t0, 5000, []DeliveryKeyRecord{{Node: "n5", PublicKey: bytes.Repeat([]byte{5}, 32), At: t0}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +139,15 @@ func TestBackupRoundTrip(t *testing.T) {
 	}
 	if g.Removed("n9") {
 		t.Fatal("old removed-node list survived the restore")
+	}
+	if pub, _ := f.DeliveryKey("n2"); pub == nil {
+		t.Fatal("delivery key not pinned before the backup")
+	}
+	if pub, err := g.DeliveryKey("n2"); pub != nil || err != nil {
+		t.Fatalf("the snapshot's delivery key pin survived the restore (%v): a new node n2 could never be dealt a share", err)
+	}
+	if pub, err := g.DeliveryKey("n5"); err != nil || !bytes.Equal(pub, bytes.Repeat([]byte{5}, 32)) {
+		t.Fatalf("the restoring cluster's own pin was not kept: %x, %v", pub, err)
 	}
 	m, err := g.RestoreMarker()
 	if err != nil || m == nil {

@@ -326,6 +326,9 @@ func newCommand(op Op) Command {
 	if op == OpSealCluster {
 		return new(SealCluster)
 	}
+	if op == OpPinDeliveryKey {
+		return new(PinDeliveryKey)
+	}
 	if c := newAuditCommand(op); c != nil {
 		return c
 	}

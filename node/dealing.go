@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/membership"
 	"github.com/keyd/keyd/shamir"
+	"github.com/keyd/keyd/sharex"
 )
 
 // Node-share dealing: the unsealed leader deals the root secret k-of-m
@@ -77,8 +79,11 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 		capable = n.hsmVoters(ctx, voters)
 	} else {
 		var missing []string
+		now := time.Now()
 		for _, v := range voters {
-			if _, ok := rec.Holders[v]; !ok {
+			// A voter that refused its last share is dealt again only
+			// once its backoff has passed.
+			if _, ok := rec.Holders[v]; !ok && !n.sealer.delivery.refusedBy.blocked(v, now) {
 				missing = append(missing, v)
 			}
 		}
@@ -94,15 +99,16 @@ func (n *Node) maybeDeal(ctx context.Context) error {
 		}
 		capable = n.hsmVoters(ctx, voters)
 	}
+	capable, keys := n.deliveryKeys(ctx, capable)
 	if len(capable) < k {
 		why := "off: no voter has a working HSM"
 		if len(capable) > 0 {
-			why = fmt.Sprintf("off: only %d of %d voters have a working HSM (a quorum of %d is needed)", len(capable), len(voters), k)
+			why = fmt.Sprintf("off: only %d of %d voters have a working HSM and a pinned delivery key (a quorum of %d is needed)", len(capable), len(voters), k)
 		}
 		n.sealer.dealing.Off(n.log, why, n.cfg.NodeShareInterval)
 		return nil
 	}
-	if err := n.deal(ctx, secret, voters, capable, epoch); err != nil {
+	if err := n.deal(ctx, secret, voters, capable, keys, epoch); err != nil {
 		if ctx.Err() == nil {
 			n.sealer.dealing.Failed(n.log, err, n.cfg.NodeShareInterval)
 		}
@@ -161,6 +167,9 @@ func (n *Node) nodeSharesStatus() string {
 		}
 		return "off: this node has no HSM"
 	}
+	if p := n.deliveryProblem(); p != "" {
+		return p
+	}
 	rec, err := n.fsm.NodeShares()
 	if err != nil || rec == nil {
 		return "off: no node shares dealt yet"
@@ -172,11 +181,12 @@ func (n *Node) nodeSharesStatus() string {
 }
 
 // deal splits the root secret k-of-m over the receivers (the voters with a
-// working HSM; k is the voters' Raft quorum), delivers each share
-// (wrapped by the receiver's HSM before it is stored) and records the
+// working HSM and a pinned delivery key; k is the voters' Raft quorum),
+// delivers each share sealed to the receiver's delivery key (keys; the
+// receiver wraps it with its HSM before it is stored) and records the
 // dealing through Raft once at least k voters hold their share. Shares of
 // earlier dealings stop verifying against the new commitments.
-func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receivers []string, epoch uint64) error {
+func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receivers []string, keys map[string][]byte, epoch uint64) error {
 	n.sealer.dealing.Attempts.Add(1)
 	k := len(voters)/2 + 1
 	shares, commits, err := shamir.Split(secret, k, len(receivers), rand.Reader)
@@ -204,11 +214,22 @@ func (n *Node) deal(ctx context.Context, secret *shamir.Secret, voters, receiver
 			holders[id] = sh.Index
 			continue
 		}
-		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Share: shamir.EncodeShare(sh)})
+		eph, sealed, err := sharex.SealDelivery(keys[id], sharex.Delivery{Kind: sharex.NodeShare, Receiver: id, Dealer: n.cfg.NodeID, Epoch: epoch, Fingerprint: fp}, sh)
+		if err != nil {
+			n.log.Warn("cannot seal a node share to the voter's delivery key", "peer", id, "err", err)
+			continue
+		}
+		body, _ := json.Marshal(api.NodeShareDelivery{Epoch: epoch, Commitments: cb, Ephemeral: eph, Sealed: sealed})
 		if err := n.peers.postJSON(ctx, id, api.PathInternalNodeShare, body, nil); err != nil {
+			var ae *api.Error
+			if errors.As(err, &ae) && api.StatusFor(ae.Code) < 500 {
+				// It refused the share (cannot open it): back off.
+				n.sealer.delivery.refusedBy.allow(id, time.Now(), 32*n.cfg.NodeShareInterval)
+			}
 			n.log.Info("node share not delivered", "peer", id, "err", err)
 			continue
 		}
+		n.sealer.delivery.refusedBy.forget(id)
 		holders[id] = sh.Index
 	}
 	if len(holders) < k {
@@ -312,6 +333,15 @@ func (b *dealMeInBackoff) allow(voter string, now time.Time, limit time.Duration
 	st.asked++
 	b.voter[voter] = st
 	return true
+}
+
+// blocked reports whether voter is backed off at now (without counting an
+// attempt).
+func (b *dealMeInBackoff) blocked(voter string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, ok := b.voter[voter]
+	return ok && now.Before(st.next)
 }
 
 // forget drops voter's backoff: it holds a share of the current dealing.

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,7 +41,23 @@ func TestDealMeInRefusingVoter(t *testing.T) {
 		}
 		return nil
 	})
-	c.Unseal(t, 2)
+	// Through node 0: the victim cannot open the shares relayed to it
+	// either (they are sealed to its delivery key, stored with its
+	// shares), so it stays sealed.
+	cl := c.ClientFor(t, c.Slot(0).APIAddr)
+	for _, sh := range c.Shares[:2] {
+		if _, err := cl.UnsealAt(ctx, c.Slot(0).APIAddr, sh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Eventually(t, 20*time.Second, func() error {
+		for i := 0; i < 3; i++ {
+			if i != victim && c.Node(i).Sealed() {
+				return fmt.Errorf("%s still sealed", c.Node(i).ID())
+			}
+		}
+		return nil
+	})
 	leader = c.WaitLeader(t)
 	if leader == victim {
 		t.Skip("the victim became leader")

@@ -43,3 +43,13 @@ func (n *Node) SetShareRelayHook(f func(peer string) func()) {
 // LastSealIndex is the log index of the last operator seal this node
 // applied.
 func (n *Node) LastSealIndex() uint64 { return n.fsm.LastSealIndex() }
+
+// RootCommitments returns the custodian dealing's commitments (what the
+// replicated state on any node's disk holds in the clear).
+func (n *Node) RootCommitments() ([]byte, error) {
+	_, c, err := n.commitments()
+	if err != nil {
+		return nil, err
+	}
+	return c.MarshalBinary()
+}

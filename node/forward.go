@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/keyd/keyd/api"
+	"github.com/keyd/keyd/shamir"
+	"github.com/keyd/keyd/sharex"
 )
 
 // peerBook maps node ids to API addresses.
@@ -180,9 +182,14 @@ func (n *Node) forwardTarget(ctx context.Context) (id, addr string) {
 // before an operator's seal must not unseal a peer after it, however late
 // a retry would have reached that peer.
 func (n *Node) relayShare(share string) {
-	body, _ := json.Marshal(api.UnsealRequest{Share: share, GivenAt: n.fsm.AppliedIndex()})
+	givenAt := n.fsm.AppliedIndex()
 	sealed := n.untilNextSeal()
 	for _, p := range n.relayTargets() {
+		body, err := n.relayBody(p.ID, share, givenAt)
+		if err != nil {
+			n.log.Warn("custodian share not relayed", "peer", p.ID, "err", err)
+			continue
+		}
 		n.life.group.Go(func(ctx context.Context) {
 			if h := n.shareRelayHook.Load(); h != nil {
 				defer (*h)(p.ID)()
@@ -192,6 +199,37 @@ func (n *Node) relayShare(share string) {
 			n.peers.postRetry(ctx, p, api.PathInternalUnsealShare, body)
 		})
 	}
+}
+
+// relayBody is the relay of a custodian share to peer. A peer whose
+// delivery key is pinned (it has an HSM; pinned when it joined) gets the
+// share sealed to that key: its certificate and key are files on its
+// disk, and whoever holds them could otherwise answer at its address
+// while it is down and collect every relayed share of a cold unseal. A
+// peer without a pinned key (no HSM) gets it under mutual TLS only: such
+// a node is as trustworthy as its disk (README, "Delivery keys").
+func (n *Node) relayBody(peer, share string, givenAt uint64) ([]byte, error) {
+	pub, err := n.fsm.DeliveryKey(peer)
+	if err != nil {
+		return nil, err
+	}
+	if pub == nil {
+		return json.Marshal(api.UnsealRequest{Share: share, GivenAt: givenAt})
+	}
+	_, root, err := n.commitments()
+	if err != nil {
+		return nil, err
+	}
+	sh, err := shamir.DecodeShare(share)
+	if err != nil {
+		return nil, err
+	}
+	defer sh.Destroy()
+	eph, sealed, err := sharex.SealDelivery(pub, sharex.Delivery{Kind: sharex.CustodianRelay, Receiver: peer, Dealer: n.cfg.NodeID, Epoch: givenAt, Fingerprint: root.Fingerprint()}, sh)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(api.UnsealRequest{GivenAt: givenAt, Ephemeral: eph, Sealed: sealed})
 }
 
 // relaySeal asks every peer but skip (already sealed) to seal (sealIndex:

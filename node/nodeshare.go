@@ -131,6 +131,10 @@ func (n *Node) runNodeShares(ctx context.Context) {
 		n.sealer.dealing.Ticks.Add(1)
 		n.checkMembership(ctx)
 		n.pruneCommitted()
+		if n.IsLeader() {
+			n.pinMembers(ctx)
+		}
+		n.checkOwnPin(ctx)
 		if n.keys.unsealed() {
 			backoff = firstRetry
 			if n.IsLeader() {
@@ -161,8 +165,9 @@ func (n *Node) setSealReason(s string) {
 }
 
 // ReceiveNodeShare stores a node share delivered by the leader. The share
-// must come from the node this one sees as leader, verify against the
-// delivered commitments, and those must commit to the cluster's root.
+// must come from the node this one sees as leader, open with this node's
+// delivery key (unwrapped by its HSM), verify against the delivered
+// commitments, and those must commit to the cluster's root.
 func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShareDelivery) error {
 	if id, _ := n.Leader(); id == "" || id != from {
 		return &api.Error{Code: api.CodeForbidden, Message: "node shares are accepted only from the leader"}
@@ -184,9 +189,12 @@ func (n *Node) ReceiveNodeShare(ctx context.Context, from string, d api.NodeShar
 	if !c.SameSecret(root) {
 		return &api.Error{Code: api.CodeInvalidShare, Message: "dealing does not commit to this cluster's root"}
 	}
-	sh, err := shamir.DecodeShare(d.Share)
+	if len(d.Sealed) == 0 {
+		return &api.Error{Code: api.CodeBadRequest, Message: "node share must be sealed to this node's delivery key"}
+	}
+	sh, err := n.vault().OpenDelivery(ctx, sharex.Delivery{Kind: sharex.NodeShare, Receiver: n.cfg.NodeID, Dealer: from, Epoch: d.Epoch, Fingerprint: c.Fingerprint()}, d.Ephemeral, d.Sealed)
 	if err != nil {
-		return &api.Error{Code: api.CodeInvalidShare, Message: "node share is malformed"}
+		return openFailed("node share", err)
 	}
 	defer sh.Destroy()
 	if err := c.Verify(sh); err != nil {
@@ -475,3 +483,7 @@ func (n *Node) NodeShareCommitments() ([]byte, error) {
 	}
 	return rec.Commitments, nil
 }
+
+// PinnedDeliveryKey returns node id's pinned delivery public key (nil:
+// none pinned yet).
+func (n *Node) PinnedDeliveryKey(id string) ([]byte, error) { return n.fsm.DeliveryKey(id) }

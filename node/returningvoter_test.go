@@ -60,8 +60,16 @@ func hourlyDealing(t *testing.T) (*testcluster.Cluster, *api.InitResponse, strin
 func dealWithout(t *testing.T, c *testcluster.Cluster, res *api.InitResponse, victim int, first string) string {
 	t.Helper()
 	c.Stop(t, victim)
+	return reDeal(t, c, res, first)
+}
+
+// reDeal seals the cluster and unseals it again by custodians through
+// node 0, so that the leader re-deals to the voters that are up; see
+// dealWithout.
+func reDeal(t *testing.T, c *testcluster.Cluster, res *api.InitResponse, first string) string {
+	t.Helper()
 	ctx := ctxT(t)
-	if err := c.Client(t).Seal(ctx); err != nil {
+	if err := c.ClientFor(t, c.Slot(0).APIAddr).Seal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c.Eventually(t, 10*time.Second, func() error {

@@ -17,6 +17,7 @@ import (
 	"github.com/keyd/keyd/seal"
 	"github.com/keyd/keyd/seal/nodeshare"
 	"github.com/keyd/keyd/shamir"
+	"github.com/keyd/keyd/sharex"
 )
 
 type randReader = io.Reader
@@ -73,6 +74,8 @@ type sealer struct {
 	// dealMeInBy spaces each voter's requests that did not get it a
 	// share (dealing.go).
 	dealMeInBy dealMeInBackoff
+	// delivery is the delivery-key pinning state (delivery.go).
+	delivery deliveryState
 }
 
 // resetLocked drops pending custodian shares (the node unsealed).
@@ -305,9 +308,29 @@ func (n *Node) onClusterSeal() {
 // operator sealed the cluster after the share was given (givenAt: the
 // relaying node's applied index then): such a share must not unseal
 // anything after the seal, whatever order the seal and the relay arrive.
-func (n *Node) SubmitRelayedShare(ctx context.Context, text string, givenAt uint64) (api.SealStatus, error) {
+//
+// A relay from a peer that found this node's delivery key pinned is
+// sealed to it and opens only with this node's HSM.
+func (n *Node) SubmitRelayedShare(ctx context.Context, from string, req api.UnsealRequest) (api.SealStatus, error) {
+	givenAt := req.GivenAt
 	if last := n.fsm.LastSealIndex(); last > givenAt {
 		return api.SealStatus{}, &api.Error{Code: api.CodeConflict, Message: "share was given before the cluster's last seal: submit it again"}
+	}
+	text := req.Share
+	if len(req.Sealed) > 0 {
+		if req.Share != "" {
+			return api.SealStatus{}, &api.Error{Code: api.CodeBadRequest, Message: "a relayed share is either sealed or not"}
+		}
+		_, root, err := n.commitments()
+		if err != nil {
+			return api.SealStatus{}, err
+		}
+		sh, err := n.vault().OpenDelivery(ctx, sharex.Delivery{Kind: sharex.CustodianRelay, Receiver: n.cfg.NodeID, Dealer: from, Epoch: givenAt, Fingerprint: root.Fingerprint()}, req.Ephemeral, req.Sealed)
+		if err != nil {
+			return api.SealStatus{}, openFailed("relayed share", err)
+		}
+		text = shamir.EncodeShare(sh)
+		sh.Destroy()
 	}
 	st, err := n.SubmitShare(ctx, text, true)
 	// The seal may have been applied while the share was counted.

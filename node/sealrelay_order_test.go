@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -71,7 +70,7 @@ func TestSealReachingPeersOutOfOrder(t *testing.T) {
 	n := c.Node(other)
 	last := n.LastSealIndex()
 	for _, sh := range res.Shares[:2] {
-		if _, err := n.SubmitRelayedShare(ctx, sh, last-1); !errors.Is(err, api.ErrConflict) {
+		if _, err := n.SubmitRelayedShare(ctx, c.Slot(held).ID, api.UnsealRequest{Share: sh, GivenAt: last - 1}); !errors.Is(err, api.ErrConflict) {
 			t.Fatalf("share relayed from before the seal: got %v, want conflict", err)
 		}
 	}
@@ -80,7 +79,7 @@ func TestSealReachingPeersOutOfOrder(t *testing.T) {
 	}
 	c.Node(held).SetShareRelayHook(nil)
 	for _, sh := range res.Shares[:2] {
-		if _, err := n.SubmitRelayedShare(ctx, sh, last); err != nil {
+		if _, err := n.SubmitRelayedShare(ctx, c.Slot(held).ID, api.UnsealRequest{Share: sh, GivenAt: last}); err != nil {
 			t.Fatalf("share relayed after the seal: %v", err)
 		}
 	}
@@ -92,6 +91,3 @@ func TestSealReachingPeersOutOfOrder(t *testing.T) {
 type errUnsealed string
 
 func (e errUnsealed) Error() string { return string(e) + " unsealed" }
-
-// knownHoles runs the tests of holes found and not fixed yet.
-func knownHoles() bool { return os.Getenv("KEYD_KNOWN_HOLES") != "" }

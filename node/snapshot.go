@@ -172,7 +172,14 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 	// the margin, Raft's index is higher, which is safe (applied only
 	// ever lags).
 	target := max(n.raft.raft.LastIndex(), b.Header.Index) + restoreIndexMargin
-	size, err := fsm.PrepareRestore(filepath.Join(dir, "state.db"), filepath.Join(dir, "snap"), b, time.Now(), target+1)
+	// This cluster's delivery-key pins survive the restore: its nodes and
+	// HSMs stay, and the cold unseal that follows relays custodian shares
+	// sealed to them.
+	pins, err := n.fsm.DeliveryKeys()
+	if err != nil {
+		return nil, err
+	}
+	size, err := fsm.PrepareRestore(filepath.Join(dir, "state.db"), filepath.Join(dir, "snap"), b, time.Now(), target+1, pins)
 	if err != nil {
 		return nil, err
 	}

@@ -155,34 +155,11 @@ func aeadFor(shared, reqPub, respPub, inf []byte) (cipher.AEAD, error) {
 // Seal answers req with sh, sealed to the requester's ephemeral key and
 // bound to both node ids and the dealing.
 func Seal(req Request, responder string, sh shamir.Share) (Response, error) {
-	peer, err := ecdh.X25519().NewPublicKey(req.Ephemeral)
-	if err != nil {
-		return Response{}, fmt.Errorf("%w: ephemeral key", ErrMalformed)
-	}
-	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return Response{}, fmt.Errorf("sharex: ephemeral key: %w", err)
-	}
-	shared, err := eph.ECDH(peer)
-	if err != nil {
-		return Response{}, fmt.Errorf("%w: ephemeral key", ErrMalformed)
-	}
-	defer clear(shared)
-	inf := info(req, responder)
-	aead, err := aeadFor(shared, req.Ephemeral, eph.PublicKey().Bytes(), inf)
+	eph, sealed, err := sealShare(req.Ephemeral, info(req, responder), sh)
 	if err != nil {
 		return Response{}, err
 	}
-	pt, err := sh.MarshalBinary()
-	if err != nil {
-		return Response{}, err
-	}
-	defer clear(pt)
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(pt)+aead.Overhead())
-	if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
-		return Response{}, err
-	}
-	return Response{Responder: responder, Fingerprint: req.Fingerprint, Ephemeral: eph.PublicKey().Bytes(), Sealed: aead.Seal(nonce, nonce, pt, inf)}, nil
+	return Response{Responder: responder, Fingerprint: req.Fingerprint, Ephemeral: eph, Sealed: sealed}, nil
 }
 
 // Open decrypts a response to req with the request's private key. It
@@ -192,7 +169,45 @@ func Open(priv *ecdh.PrivateKey, req Request, resp Response) (shamir.Share, erro
 	if resp.Fingerprint != req.Fingerprint {
 		return shamir.Share{}, fmt.Errorf("%w: dealing mismatch", ErrOpen)
 	}
-	peer, err := ecdh.X25519().NewPublicKey(resp.Ephemeral)
+	return openShare(priv, resp.Ephemeral, resp.Sealed, info(req, resp.Responder))
+}
+
+// sealShare encrypts sh to the X25519 public key to (ECDH with a fresh
+// ephemeral key, HKDF-SHA256 over both public keys, AES-256-GCM binding
+// inf) and returns the ephemeral public key and nonce || ciphertext.
+func sealShare(to, inf []byte, sh shamir.Share) (ephemeral, sealed []byte, err error) {
+	peer, err := ecdh.X25519().NewPublicKey(to)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: recipient key", ErrMalformed)
+	}
+	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sharex: ephemeral key: %w", err)
+	}
+	shared, err := eph.ECDH(peer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: recipient key", ErrMalformed)
+	}
+	defer clear(shared)
+	aead, err := aeadFor(shared, to, eph.PublicKey().Bytes(), inf)
+	if err != nil {
+		return nil, nil, err
+	}
+	pt, err := sh.MarshalBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(pt)
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(pt)+aead.Overhead())
+	if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
+		return nil, nil, err
+	}
+	return eph.PublicKey().Bytes(), aead.Seal(nonce, nonce, pt, inf), nil
+}
+
+// openShare reverses sealShare with the recipient's private key.
+func openShare(priv *ecdh.PrivateKey, ephemeral, sealed, inf []byte) (shamir.Share, error) {
+	peer, err := ecdh.X25519().NewPublicKey(ephemeral)
 	if err != nil {
 		return shamir.Share{}, fmt.Errorf("%w: ephemeral key", ErrMalformed)
 	}
@@ -201,16 +216,15 @@ func Open(priv *ecdh.PrivateKey, req Request, resp Response) (shamir.Share, erro
 		return shamir.Share{}, fmt.Errorf("%w: ephemeral key", ErrOpen)
 	}
 	defer clear(shared)
-	inf := info(req, resp.Responder)
-	aead, err := aeadFor(shared, req.Ephemeral, resp.Ephemeral, inf)
+	aead, err := aeadFor(shared, priv.PublicKey().Bytes(), ephemeral, inf)
 	if err != nil {
 		return shamir.Share{}, err
 	}
-	if len(resp.Sealed) < aead.NonceSize()+aead.Overhead() {
+	if len(sealed) < aead.NonceSize()+aead.Overhead() {
 		return shamir.Share{}, fmt.Errorf("%w: truncated", ErrOpen)
 	}
 	ns := aead.NonceSize()
-	pt, err := aead.Open(nil, resp.Sealed[:ns], resp.Sealed[ns:], inf)
+	pt, err := aead.Open(nil, sealed[:ns], sealed[ns:], inf)
 	if err != nil {
 		return shamir.Share{}, ErrOpen
 	}

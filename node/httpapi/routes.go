@@ -101,6 +101,9 @@ func (s *Server) routes() []route {
 		// Served by the unsealed leader itself, never forwarded: the
 		// caller's certificate names the voter that lacks a share.
 		{pattern: "POST " + api.PathInternalDealMeIn, access: internal, maxBody: small, op: "sys.deal_me_in", handle: s.dealMeIn},
+		// A public key, asked for by the leader before a voter's first
+		// share; sealed nodes answer (a voter is dealt while sealed).
+		{pattern: "POST " + api.PathInternalDeliveryKey, access: internal, sealedOK: true, maxBody: small, op: "sys.delivery_key", handle: s.deliveryKey},
 	}...)
 }
 
@@ -172,11 +175,12 @@ func (s *Server) unseal(c *call) (any, error) {
 }
 
 func (s *Server) relayedShare(c *call) (any, error) {
+	from, _ := s.cfg.IsPeer(c.r)
 	var req api.UnsealRequest
 	if err := c.decode(&req); err != nil {
 		return nil, err
 	}
-	st, err := s.cfg.Sys.SubmitRelayedShare(c.r.Context(), req.Share, req.GivenAt)
+	st, err := s.cfg.Sys.SubmitRelayedShare(c.r.Context(), from, req)
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +333,10 @@ func (s *Server) dealMeIn(c *call) (any, error) {
 		return nil, err
 	}
 	return &api.WriteResponse{}, nil
+}
+
+func (s *Server) deliveryKey(c *call) (any, error) {
+	return s.cfg.NodeShares.DeliveryKey(c.r.Context())
 }
 
 func (s *Server) cluster(c *call) (any, error) {

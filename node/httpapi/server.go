@@ -33,9 +33,10 @@ type Sys interface {
 	Status() api.SealStatus
 	Init(ctx context.Context, rid string, req api.InitRequest) (*api.InitResponse, error)
 	SubmitShare(ctx context.Context, share string, relayed bool) (api.SealStatus, error)
-	// SubmitRelayedShare counts a share a peer relayed, given to it at
-	// its applied index givenAt.
-	SubmitRelayedShare(ctx context.Context, share string, givenAt uint64) (api.SealStatus, error)
+	// SubmitRelayedShare counts a share peer `from` relayed (in the clear
+	// under TLS, or sealed to this node's delivery key), given to it at
+	// its applied index req.GivenAt.
+	SubmitRelayedShare(ctx context.Context, from string, req api.UnsealRequest) (api.SealStatus, error)
 	Seal(ctx context.Context) error
 	// SealRelayed seals this node for an operator's seal relayed by a
 	// peer, and returns the seal's log index (see node.SealRelayed).
@@ -75,6 +76,9 @@ type NodeShares interface {
 	// DealMeIn asks the leader to deal node shares now, for a voter
 	// (from) that holds no share of the current dealing.
 	DealMeIn(from string) error
+	// DeliveryKey returns this node's delivery public key (the leader
+	// pins it before dealing this node its first share).
+	DeliveryKey(ctx context.Context) (*api.DeliveryKey, error)
 }
 
 // RootRotation is the custodians' root rotation, on the leader.

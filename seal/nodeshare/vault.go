@@ -8,6 +8,7 @@ package nodeshare
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/keyd/keyd/hsmbridge"
 	"github.com/keyd/keyd/internal/durable"
 	"github.com/keyd/keyd/shamir"
+	"github.com/keyd/keyd/sharex"
 )
 
 const (
@@ -150,4 +152,105 @@ func PruneFiles(dir, keep string, others int) {
 	for _, old := range files[min(len(files), max(others, 0)):] {
 		_ = os.Remove(filepath.Join(dir, old.name))
 	}
+}
+
+// DeliveryKeyFile holds this node's delivery private key (sharex), wrapped
+// by the HSM like the shares: the leader seals every node share it deals
+// this node to the key's public half, which the cluster pins through Raft,
+// so a certificate without this node's HSM receives nothing usable.
+const DeliveryKeyFile = "delivery.key"
+
+const deliveryAAD = "keyd node-share delivery key v1"
+
+func (v *Vault) deliveryAAD() []byte { return []byte(deliveryAAD + "\x00" + v.NodeID) }
+
+// DeliveryPublic returns the public half of this node's delivery key. With
+// create it makes the key pair on first use (concurrent first calls agree
+// on one key: the file is linked into place only if none exists yet);
+// without, a missing key is an error wrapping os.ErrNotExist. A node whose
+// key is pinned must never make another: what is sealed to the pin would
+// stay unopenable and the new key could never be pinned.
+func (v *Vault) DeliveryPublic(ctx context.Context, create bool) ([]byte, error) {
+	priv, err := v.deliveryKey(ctx)
+	if err == nil {
+		return priv.PublicKey().Bytes(), nil
+	}
+	if !create || !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	k, err := sharex.NewDeliveryKey()
+	if err != nil {
+		return nil, err
+	}
+	kb := k.Bytes()
+	wrapped, err := v.HSM.Wrap(ctx, v.Label, kb, v.deliveryAAD())
+	clear(kb)
+	if err != nil {
+		return nil, fmt.Errorf("node: wrap delivery key: %w", err)
+	}
+	if err := os.MkdirAll(v.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(v.Dir, "tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(wrapped)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		// Link, not rename: a key another caller put in place first wins.
+		if err := os.Link(tmp.Name(), filepath.Join(v.Dir, DeliveryKeyFile)); err != nil && !errors.Is(err, os.ErrExist) {
+			werr = err
+		}
+	}
+	if werr == nil {
+		werr = durable.SyncDir(v.Dir)
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("node: store delivery key: %w", werr)
+	}
+	priv, err = v.deliveryKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return priv.PublicKey().Bytes(), nil
+}
+
+// OpenDelivery opens a node share the leader sealed to this node's
+// delivery key. The private key is unwrapped by the HSM for this call
+// only.
+func (v *Vault) OpenDelivery(ctx context.Context, d sharex.Delivery, ephemeral, sealed []byte) (shamir.Share, error) {
+	priv, err := v.deliveryKey(ctx)
+	if err != nil {
+		return shamir.Share{}, err
+	}
+	return sharex.OpenDelivery(priv, d, ephemeral, sealed)
+}
+
+// deliveryKey unwraps the delivery private key; an error wrapping
+// os.ErrNotExist means there is none yet.
+func (v *Vault) deliveryKey(ctx context.Context) (*ecdh.PrivateKey, error) {
+	if v.HSM == nil {
+		return nil, ErrNoHSM
+	}
+	wrapped, err := os.ReadFile(filepath.Join(v.Dir, DeliveryKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("node: delivery key: %w", err)
+	}
+	pt, err := v.HSM.Unwrap(ctx, v.Label, wrapped, v.deliveryAAD())
+	if err != nil {
+		return nil, fmt.Errorf("node: unwrap delivery key with the HSM: %w", err)
+	}
+	defer clear(pt)
+	k, err := ecdh.X25519().NewPrivateKey(pt)
+	if err != nil {
+		return nil, fmt.Errorf("node: delivery key: %w", err)
+	}
+	return k, nil
 }

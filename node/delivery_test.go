@@ -1,0 +1,146 @@
+package node_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyd/keyd/internal/testcluster"
+	"github.com/keyd/keyd/node"
+	"github.com/keyd/keyd/seal/nodeshare"
+)
+
+// A forced restore onto the same nodes keeps their delivery-key pins: the
+// custodian unseal it requires relays shares sealed to them, and nobody
+// gets to pin a key afresh.
+func TestForcedRestoreKeepsPins(t *testing.T) {
+	if testing.Short() {
+		t.Skip()
+	}
+	c, _, _ := hourlyDealing(t)
+	ctx := ctxT(t)
+	pins := map[string][]byte{}
+	for i := 0; i < 3; i++ {
+		id := c.Slot(i).ID
+		pub, err := c.Node(0).PinnedDeliveryKey(id)
+		if err != nil || pub == nil {
+			t.Fatalf("%s not pinned: %v", id, err)
+		}
+		pins[id] = pub
+	}
+	var file bytes.Buffer
+	cl := c.ClientFor(t, c.Slot(0).APIAddr)
+	if err := cl.SnapshotSave(ctx, &file); err != nil {
+		t.Fatal(err)
+	}
+	res, err := cl.SnapshotRestore(ctx, file.Bytes(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WaitApplied(t, res.Index)
+	for i := 0; i < 3; i++ {
+		for id, want := range pins {
+			if got, err := c.Node(i).PinnedDeliveryKey(id); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("after the forced restore, %s's pin on node %d: %x, %v", id, i, got, err)
+			}
+		}
+	}
+}
+
+// A voter whose delivery key is gone (its node-shares directory was
+// wiped; the same holds for a replaced HSM) cannot open what is sealed to
+// its pin. It must not make a new key under the same id, its status must
+// say why, and the leader must not re-deal for it on every check.
+func TestLostDeliveryKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip()
+	}
+	c := testcluster.New(t, testcluster.Options{
+		Nodes: 3, HSM: testcluster.HSMSoft,
+		Configure: func(_ int, cfg *node.Config) { cfg.NodeShareInterval = 200 * time.Millisecond },
+	})
+	c.Init(t, 3, 2)
+	c.Unseal(t, 2)
+	waitDealt(t, c)
+	leader := c.WaitLeader(t)
+	victim := (leader + 1) % 3
+	vid := c.Slot(victim).ID
+	pinned, err := c.Node(leader).PinnedDeliveryKey(vid)
+	if err != nil || pinned == nil {
+		t.Fatalf("victim not pinned: %v", err)
+	}
+	c.Stop(t, victim)
+	if err := os.Remove(filepath.Join(c.Slot(victim).Dir, "node-shares", nodeshare.DeliveryKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(t, victim)
+	c.Eventually(t, 20*time.Second, func() error {
+		if st := c.Node(victim).Status().NodeShares; !strings.Contains(st, "delivery key is lost") {
+			return fmt.Errorf("victim's node_shares status: %q", st)
+		}
+		return nil
+	})
+	if _, err := c.Node(victim).DeliveryKey(ctxT(t)); err == nil {
+		t.Fatal("a node whose key is pinned made a new delivery key")
+	}
+	if _, err := os.Stat(filepath.Join(c.Slot(victim).Dir, "node-shares", nodeshare.DeliveryKeyFile)); !os.IsNotExist(err) {
+		t.Fatalf("a delivery key file came back: %v", err)
+	}
+	// A custodian unseal through node 0 makes the leader re-deal; the
+	// victim cannot open its new share (nor relayed custodian shares; it
+	// may still rejoin warm from its old share before the re-dealing) and
+	// is left out.
+	ctx := ctxT(t)
+	first := c.Node(leader).Status().NodeShare
+	if err := c.ClientFor(t, c.Slot(0).APIAddr).Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(t, 10*time.Second, func() error {
+		for i := 0; i < 3; i++ {
+			if !c.Node(i).Sealed() {
+				return errUnsealed(c.Node(i).ID())
+			}
+		}
+		return nil
+	})
+	cl := c.ClientFor(t, c.Slot(0).APIAddr)
+	for _, sh := range c.Shares[:2] {
+		if _, err := cl.UnsealAt(ctx, c.Slot(0).APIAddr, sh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Eventually(t, 20*time.Second, func() error {
+		l := c.WaitLeader(t)
+		if l == victim {
+			return fmt.Errorf("the victim leads")
+		}
+		if fp := c.Node(l).Status().NodeShare; fp == "" || fp == first {
+			return fmt.Errorf("not re-dealt yet")
+		}
+		leader = l
+		return nil
+	})
+	// The leader re-deals now and then for the voter that lacks a share,
+	// backing off while it refuses (before: a dealing on every check).
+	_, attempts0 := c.Node(leader).NodeShareCounters()
+	ticks0, _ := c.Node(leader).NodeShareCounters()
+	c.Eventually(t, 60*time.Second, func() error {
+		ticks, _ := c.Node(leader).NodeShareCounters()
+		if ticks-ticks0 < 40 {
+			return fmt.Errorf("%d checks so far", ticks-ticks0)
+		}
+		return nil
+	})
+	ticks, attempts := c.Node(leader).NodeShareCounters()
+	t.Logf("%d dealings in %d checks", attempts-attempts0, ticks-ticks0)
+	if attempts-attempts0 > (ticks-ticks0)/4 {
+		t.Errorf("the leader dealt %d times in %d checks for a voter that cannot open its share", attempts-attempts0, ticks-ticks0)
+	}
+	if got, _ := c.Node(leader).PinnedDeliveryKey(vid); !bytes.Equal(got, pinned) {
+		t.Fatal("the victim's pin changed")
+	}
+}
