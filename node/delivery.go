@@ -154,7 +154,7 @@ func (n *Node) pinDeliveryKey(ctx context.Context, id string) ([]byte, error) {
 	if _, err := n.apply(ctx, &fsm.PinDeliveryKey{Meta: fsm.Meta{At: time.Now().UTC()}, Node: id, PublicKey: dk.PublicKey}); err != nil {
 		return nil, err
 	}
-	n.log.Info("delivery key pinned", "node", id)
+	n.log.Info("delivery key pinned", "peer", id)
 	return dk.PublicKey, nil
 }
 
