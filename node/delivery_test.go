@@ -14,26 +14,37 @@ import (
 	"github.com/keyd/keyd/seal/nodeshare"
 )
 
-// A forced restore onto the same nodes keeps their delivery-key pins: the
-// custodian unseal it requires relays shares sealed to them, and nobody
-// gets to pin a key afresh.
-func TestForcedRestoreKeepsPins(t *testing.T) {
+// A forced restore onto the same nodes keeps what describes those nodes:
+// their delivery-key pins (the custodian unseal it requires relays shares
+// sealed to them, and nobody gets to pin a key afresh) and the tombstones
+// of nodes removed before it (reconciliation must not add them back).
+func TestForcedRestoreKeepsLocalState(t *testing.T) {
 	if testing.Short() {
 		t.Skip()
 	}
 	c, _, _ := hourlyDealing(t)
 	ctx := ctxT(t)
+	leader := c.WaitLeader(t)
+	removed := 1
+	if leader == removed {
+		removed = 2
+	}
+	rid := c.Slot(removed).ID
+	if err := c.Node(leader).RemoveNode(ctx, "", rid); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t, removed)
 	pins := map[string][]byte{}
 	for i := 0; i < 3; i++ {
 		id := c.Slot(i).ID
-		pub, err := c.Node(0).PinnedDeliveryKey(id)
+		pub, err := c.Node(leader).PinnedDeliveryKey(id)
 		if err != nil || pub == nil {
 			t.Fatalf("%s not pinned: %v", id, err)
 		}
 		pins[id] = pub
 	}
 	var file bytes.Buffer
-	cl := c.ClientFor(t, c.Slot(0).APIAddr)
+	cl := c.ClientFor(t, c.Slot(leader).APIAddr)
 	if err := cl.SnapshotSave(ctx, &file); err != nil {
 		t.Fatal(err)
 	}
@@ -43,10 +54,16 @@ func TestForcedRestoreKeepsPins(t *testing.T) {
 	}
 	c.WaitApplied(t, res.Index)
 	for i := 0; i < 3; i++ {
+		if i == removed {
+			continue
+		}
 		for id, want := range pins {
 			if got, err := c.Node(i).PinnedDeliveryKey(id); err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("after the forced restore, %s's pin on node %d: %x, %v", id, i, got, err)
 			}
+		}
+		if !c.Node(i).Tombstoned(rid) {
+			t.Fatalf("after the forced restore, node %d forgot that %s was removed", i, rid)
 		}
 	}
 }
