@@ -107,13 +107,13 @@ func TestLostDeliveryKey(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c.Slot(victim).Dir, "node-shares", nodeshare.DeliveryKeyFile)); !os.IsNotExist(err) {
 		t.Fatalf("a delivery key file came back: %v", err)
 	}
-	// A custodian unseal through node 0 makes the leader re-deal; the
+	// A custodian unseal makes the leader re-deal; the
 	// victim cannot open its new share (nor relayed custodian shares; it
 	// may still rejoin warm from its old share before the re-dealing) and
 	// is left out.
 	ctx := ctxT(t)
 	first := c.Node(leader).Status().NodeShare
-	if err := c.ClientFor(t, c.Slot(0).APIAddr).Seal(ctx); err != nil {
+	if err := c.ClientFor(t, c.Slot(leader).APIAddr).Seal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c.Eventually(t, 10*time.Second, func() error {
@@ -124,21 +124,22 @@ func TestLostDeliveryKey(t *testing.T) {
 		}
 		return nil
 	})
-	cl := c.ClientFor(t, c.Slot(0).APIAddr)
+	// Through the leader, so that it is unsealed by custodians (and so
+	// re-deals), not by the relays of another node.
+	leader = c.WaitLeader(t)
+	if leader == victim {
+		t.Skip("the victim leads")
+	}
+	cl := c.ClientFor(t, c.Slot(leader).APIAddr)
 	for _, sh := range c.Shares[:2] {
-		if _, err := cl.UnsealAt(ctx, c.Slot(0).APIAddr, sh); err != nil {
+		if _, err := cl.UnsealAt(ctx, c.Slot(leader).APIAddr, sh); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.Eventually(t, 20*time.Second, func() error {
-		l := c.WaitLeader(t)
-		if l == victim {
-			return fmt.Errorf("the victim leads")
+	c.Eventually(t, 30*time.Second, func() error {
+		if fp := c.Node(leader).Status().NodeShare; fp == "" || fp == first {
+			return fmt.Errorf("not re-dealt yet: leader %s status %+v", c.Node(leader).ID(), c.Node(leader).Status())
 		}
-		if fp := c.Node(l).Status().NodeShare; fp == "" || fp == first {
-			return fmt.Errorf("not re-dealt yet")
-		}
-		leader = l
 		return nil
 	})
 	// The leader re-deals now and then for the voter that lacks a share,
