@@ -145,6 +145,11 @@ func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*
 	if err != nil {
 		return nil, err
 	}
+	if res.Key != nil && !res.Duplicate {
+		// The version this rotation made, even when another rotation
+		// of the key was applied right after it.
+		return keyInfoOf(res.Key, res.Index), nil
+	}
 	return n.keyInfo(name, res.Index)
 }
 
