@@ -52,7 +52,12 @@ func (a *applier) apply(index uint64, data []byte) (res *Result) {
 		a.rememberRequest(m, index)
 	}
 	res = &Result{Index: index}
-	if c, ok := cmd.(*CreateKey); ok {
+	// The record as this command left it (a later command of the same
+	// batch writes a new one), so a reply describes its own write.
+	switch c := cmd.(type) {
+	case *CreateKey:
+		res.Key = a.changed[c.Name]
+	case *RotateKey:
 		res.Key = a.changed[c.Name]
 	}
 	return res

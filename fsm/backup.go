@@ -357,17 +357,47 @@ func (m *RestoreMarker) Verify(macKey []byte) bool {
 	return hmac.Equal(backupMAC(macKey, m.Digest), m.MAC)
 }
 
+// Local is what a cluster restoring a snapshot keeps of its own state:
+// it describes the cluster's machines, not the snapshot's. A forced
+// restore onto the same nodes keeps their delivery-key pins (the cold
+// unseal that follows relays shares sealed to them) and its removed-node
+// tombstones (a node removed before the restore must not be added back by
+// reconciliation); a fresh cluster has none of either.
+type Local struct {
+	Pins    []DeliveryKeyRecord
+	Removed map[string][]byte // node id -> stored removal record
+}
+
+// Local returns this state's Local part.
+func (f *FSM) Local() (*Local, error) {
+	pins, err := f.DeliveryKeys()
+	if err != nil {
+		return nil, err
+	}
+	l := &Local{Pins: pins, Removed: map[string][]byte{}}
+	err = f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRemoved).ForEach(func(k, v []byte) error {
+			l.Removed[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	return l, err
+}
+
 // PrepareRestore turns a verified snapshot database (from VerifyBackup)
 // into the state a restored cluster starts from: it drops what belongs to
 // the old cluster's hardware and topology (the node-share dealing, whose
 // shares sit in the old nodes' HSMs, the removed-node list and the
-// delivery-key pins, replaced by pins: those of the cluster restored into)
-// and records the restore marker. The state counts as applied at index
+// delivery-key pins), puts in their place the restoring cluster's own
+// (local, nil for none) and records the restore marker. The state counts as applied at index
 // applied: the Raft index the restore will have, so a read that waits for
 // any index the cluster acknowledged before does not wait for a write.
 // It then writes the state in the FSM snapshot format to snapPath and
 // returns its size.
-func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied uint64, pins []DeliveryKeyRecord) (int64, error) {
+func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied uint64, local *Local) (int64, error) {
+	if local == nil {
+		local = &Local{}
+	}
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return 0, fmt.Errorf("fsm: prepare restore: %w", err)
@@ -385,10 +415,7 @@ func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied u
 		if err := meta.Delete(keyNodeShares); err != nil {
 			return err
 		}
-		// Pins describe the hardware restored into, not the snapshot's:
-		// the cluster's own (a forced restore keeps its nodes and HSMs),
-		// none for a fresh cluster (its leader pins its nodes' keys).
-		if err := replacePins(tx, pins); err != nil {
+		if err := replacePins(tx, local.Pins); err != nil {
 			return err
 		}
 		if tx.Bucket(bucketRemoved) != nil {
@@ -396,8 +423,14 @@ func PrepareRestore(dbPath, snapPath string, b *Backup, now time.Time, applied u
 				return err
 			}
 		}
-		if _, err := tx.CreateBucket(bucketRemoved); err != nil {
+		removed, err := tx.CreateBucket(bucketRemoved)
+		if err != nil {
 			return err
+		}
+		for id, v := range local.Removed {
+			if err := removed.Put([]byte(id), v); err != nil {
+				return err
+			}
 		}
 		for _, name := range [][]byte{bucketRequests, bucketReqByTime} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {

@@ -107,7 +107,10 @@ func TestBackupRoundTrip(t *testing.T) {
 
 	// Prepare and restore into a fresh FSM: same keys, tokens, policies;
 	// no node shares, no removed nodes, a marker that verifies.
-	size, err := PrepareRestore(filepath.Join(dir, "db"), filepath.Join(dir, "snap"), b, t0, 5000, []DeliveryKeyRecord{{Node: "n5", PublicKey: bytes.Repeat([]byte{5}, 32), At: t0}})
+	size, err := PrepareRestore(filepath.Join(dir, "db"), filepath.Join(dir, "snap"), b, t0, 5000, &Local{
+		Pins:    []DeliveryKeyRecord{{Node: "n5", PublicKey: bytes.Repeat([]byte{5}, 32), At: t0}},
+		Removed: map[string][]byte{"n7": []byte(`"2026-01-01T00:00:00Z"`)},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +142,9 @@ func TestBackupRoundTrip(t *testing.T) {
 	}
 	if g.Removed("n9") {
 		t.Fatal("old removed-node list survived the restore")
+	}
+	if !g.Removed("n7") {
+		t.Fatal("the restoring cluster's own removed node was dropped: reconciliation could add it back")
 	}
 	if pub, _ := f.DeliveryKey("n2"); pub == nil {
 		t.Fatal("delivery key not pinned before the backup")

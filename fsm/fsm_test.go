@@ -254,6 +254,31 @@ func TestBatchAndObserver(t *testing.T) {
 	}
 }
 
+// Two rotations of one key in one batch: each result carries the record as
+// its own command left it, so each reply names the version it made (the
+// first rotation's reply used to read the key after the second).
+func TestRotateResultsInOneBatch(t *testing.T) {
+	t.Parallel()
+	f := openTest(t, nil)
+	var logs []*raft.Log
+	for i, c := range []Command{
+		initCmd(),
+		&CreateKey{Meta: Meta{At: t0}, Name: "a", Type: "aes256-gcm", First: wv(1)},
+		&RotateKey{Meta: Meta{At: t0, RequestID: "r2"}, Name: "a", FromVersion: 1, New: wv(2)},
+		&RotateKey{Meta: Meta{At: t0, RequestID: "r3"}, Name: "a", FromVersion: 2, New: wv(3)},
+	} {
+		b, _ := Encode(c)
+		logs = append(logs, &raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: b})
+	}
+	out := f.ApplyBatch(logs)
+	for i, want := range map[int]uint32{1: 1, 2: 2, 3: 3} {
+		r := out[i].(*Result)
+		if r.Err != nil || r.Key == nil || r.Key.Latest() != want {
+			t.Fatalf("result %d: %+v, want the key at version %d", i, r, want)
+		}
+	}
+}
+
 func TestWaitApplied(t *testing.T) {
 	t.Parallel()
 	f := openTest(t, nil)

@@ -121,8 +121,10 @@ type Result struct {
 	// Err is the command's own error (a sentinel of this package), if any.
 	// A failed command changes nothing.
 	Err error
-	// Key is the record a CreateKey wrote (nil otherwise, and for a
-	// duplicate), so that the proposer answers without reading it back.
+	// Key is the record a CreateKey or RotateKey wrote (nil otherwise,
+	// and for a duplicate), so that the proposer answers with its own
+	// write, not with whatever a later command of the batch made of the
+	// key (a rotation answering with the next rotation's version).
 	// It is shared with the observer's event: read it, never change it.
 	Key *KeyRecord
 }

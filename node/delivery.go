@@ -41,6 +41,9 @@ type deliveryState struct {
 	// told holds the members whose failure to answer with a key was
 	// logged (once per member until it is pinned).
 	told map[string]bool
+	// ownPub is this node's delivery public key once read, so that
+	// answering the route costs no HSM unwrap.
+	ownPub []byte
 }
 
 // tell reports whether id's failure to be pinned is news to the log.
@@ -169,17 +172,27 @@ func (n *Node) DeliveryKey(ctx context.Context) (*api.DeliveryKey, error) {
 	if n.hsm.dev == nil {
 		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node has no HSM, so no delivery key"}
 	}
+	d := &n.sealer.delivery
+	d.mu.Lock()
+	pub := d.ownPub
+	d.mu.Unlock()
+	if pub != nil {
+		return &api.DeliveryKey{Node: n.cfg.NodeID, PublicKey: pub}, nil
+	}
 	pinned, err := n.fsm.DeliveryKey(n.cfg.NodeID)
 	if err != nil {
 		return nil, err
 	}
-	pub, err := n.vault().DeliveryPublic(ctx, pinned == nil)
+	pub, err = n.vault().DeliveryPublic(ctx, pinned == nil)
 	if err != nil {
 		if pinned != nil && errors.Is(err, os.ErrNotExist) {
 			return nil, &api.Error{Code: api.CodeConflict, Message: errLostDeliveryKey}
 		}
 		return nil, &api.Error{Code: api.CodeUnavailable, Message: "this node's delivery key is unavailable: " + err.Error()}
 	}
+	d.mu.Lock()
+	d.ownPub = pub
+	d.mu.Unlock()
 	return &api.DeliveryKey{Node: n.cfg.NodeID, PublicKey: pub}, nil
 }
 

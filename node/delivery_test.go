@@ -14,26 +14,37 @@ import (
 	"github.com/keyd/keyd/seal/nodeshare"
 )
 
-// A forced restore onto the same nodes keeps their delivery-key pins: the
-// custodian unseal it requires relays shares sealed to them, and nobody
-// gets to pin a key afresh.
-func TestForcedRestoreKeepsPins(t *testing.T) {
+// A forced restore onto the same nodes keeps what describes those nodes:
+// their delivery-key pins (the custodian unseal it requires relays shares
+// sealed to them, and nobody gets to pin a key afresh) and the tombstones
+// of nodes removed before it (reconciliation must not add them back).
+func TestForcedRestoreKeepsLocalState(t *testing.T) {
 	if testing.Short() {
 		t.Skip()
 	}
 	c, _, _ := hourlyDealing(t)
 	ctx := ctxT(t)
+	leader := c.WaitLeader(t)
+	removed := 1
+	if leader == removed {
+		removed = 2
+	}
+	rid := c.Slot(removed).ID
+	if err := c.Node(leader).RemoveNode(ctx, "", rid); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t, removed)
 	pins := map[string][]byte{}
 	for i := 0; i < 3; i++ {
 		id := c.Slot(i).ID
-		pub, err := c.Node(0).PinnedDeliveryKey(id)
+		pub, err := c.Node(leader).PinnedDeliveryKey(id)
 		if err != nil || pub == nil {
 			t.Fatalf("%s not pinned: %v", id, err)
 		}
 		pins[id] = pub
 	}
 	var file bytes.Buffer
-	cl := c.ClientFor(t, c.Slot(0).APIAddr)
+	cl := c.ClientFor(t, c.Slot(leader).APIAddr)
 	if err := cl.SnapshotSave(ctx, &file); err != nil {
 		t.Fatal(err)
 	}
@@ -43,10 +54,16 @@ func TestForcedRestoreKeepsPins(t *testing.T) {
 	}
 	c.WaitApplied(t, res.Index)
 	for i := 0; i < 3; i++ {
+		if i == removed {
+			continue
+		}
 		for id, want := range pins {
 			if got, err := c.Node(i).PinnedDeliveryKey(id); err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("after the forced restore, %s's pin on node %d: %x, %v", id, i, got, err)
 			}
+		}
+		if !c.Node(i).Tombstoned(rid) {
+			t.Fatalf("after the forced restore, node %d forgot that %s was removed", i, rid)
 		}
 	}
 }
@@ -90,13 +107,13 @@ func TestLostDeliveryKey(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c.Slot(victim).Dir, "node-shares", nodeshare.DeliveryKeyFile)); !os.IsNotExist(err) {
 		t.Fatalf("a delivery key file came back: %v", err)
 	}
-	// A custodian unseal through node 0 makes the leader re-deal; the
+	// A custodian unseal makes the leader re-deal; the
 	// victim cannot open its new share (nor relayed custodian shares; it
 	// may still rejoin warm from its old share before the re-dealing) and
 	// is left out.
 	ctx := ctxT(t)
 	first := c.Node(leader).Status().NodeShare
-	if err := c.ClientFor(t, c.Slot(0).APIAddr).Seal(ctx); err != nil {
+	if err := c.ClientFor(t, c.Slot(leader).APIAddr).Seal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c.Eventually(t, 10*time.Second, func() error {
@@ -107,21 +124,22 @@ func TestLostDeliveryKey(t *testing.T) {
 		}
 		return nil
 	})
-	cl := c.ClientFor(t, c.Slot(0).APIAddr)
+	// Through the leader, so that it is unsealed by custodians (and so
+	// re-deals), not by the relays of another node.
+	leader = c.WaitLeader(t)
+	if leader == victim {
+		t.Skip("the victim leads")
+	}
+	cl := c.ClientFor(t, c.Slot(leader).APIAddr)
 	for _, sh := range c.Shares[:2] {
-		if _, err := cl.UnsealAt(ctx, c.Slot(0).APIAddr, sh); err != nil {
+		if _, err := cl.UnsealAt(ctx, c.Slot(leader).APIAddr, sh); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.Eventually(t, 20*time.Second, func() error {
-		l := c.WaitLeader(t)
-		if l == victim {
-			return fmt.Errorf("the victim leads")
+	c.Eventually(t, 30*time.Second, func() error {
+		if fp := c.Node(leader).Status().NodeShare; fp == "" || fp == first {
+			return fmt.Errorf("not re-dealt yet: leader %s status %+v", c.Node(leader).ID(), c.Node(leader).Status())
 		}
-		if fp := c.Node(l).Status().NodeShare; fp == "" || fp == first {
-			return fmt.Errorf("not re-dealt yet")
-		}
-		leader = l
 		return nil
 	})
 	// The leader re-deals now and then for the voter that lacks a share,

@@ -53,3 +53,7 @@ func (n *Node) RootCommitments() ([]byte, error) {
 	}
 	return c.MarshalBinary()
 }
+
+// Tombstoned reports whether node id is removed for good in this node's
+// replicated state.
+func (n *Node) Tombstoned(id string) bool { return n.fsm.Removed(id) }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/keyd/keyd/api"
 	"github.com/keyd/keyd/fsm"
 	"github.com/keyd/keyd/keyring"
@@ -121,7 +123,7 @@ func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*
 	if idx, ok, err := n.fsm.Request(m); err != nil {
 		return nil, err
 	} else if ok {
-		return n.keyInfo(name, idx)
+		return n.rotationReply(name, idx)
 	}
 	rec, err := n.fsm.Key(name)
 	if err != nil {
@@ -145,7 +147,34 @@ func (n *Node) rotateOnce(ctx context.Context, rid, name string, from uint32) (*
 	if err != nil {
 		return nil, err
 	}
-	return n.keyInfo(name, res.Index)
+	if res.Key != nil && !res.Duplicate {
+		// The version this rotation made, even when another rotation
+		// of the key was applied right after it.
+		return keyInfoOf(res.Key, res.Index), nil
+	}
+	return n.rotationReply(name, res.Index)
+}
+
+// rotationReply answers a retried rotation (its request id was applied at
+// index): the key as it is now, but with latest_version the version that
+// rotation made, read back from the Raft log, so a retry after a lost
+// reply does not claim a later rotation's version. Once the entry is
+// compacted away the key's current latest version is all there is.
+func (n *Node) rotationReply(name string, index uint64) (*api.KeyInfo, error) {
+	info, err := n.keyInfo(name, index)
+	if err != nil {
+		return nil, err
+	}
+	var l raft.Log
+	if n.raft == nil || n.raft.logs.GetLog(index, &l) != nil || l.Type != raft.LogCommand {
+		return info, nil
+	}
+	if c, err := fsm.Decode(l.Data); err == nil {
+		if r, ok := c.(*fsm.RotateKey); ok && r.Name == name && r.FromVersion+1 <= info.LatestVersion {
+			info.LatestVersion = r.FromVersion + 1
+		}
+	}
+	return info, nil
 }
 
 // SetKeyEnabled enables or disables a key. A disabled key refuses every

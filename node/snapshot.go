@@ -172,14 +172,13 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, force bool) (*a
 	// the margin, Raft's index is higher, which is safe (applied only
 	// ever lags).
 	target := max(n.raft.raft.LastIndex(), b.Header.Index) + restoreIndexMargin
-	// This cluster's delivery-key pins survive the restore: its nodes and
-	// HSMs stay, and the cold unseal that follows relays custodian shares
-	// sealed to them.
-	pins, err := n.fsm.DeliveryKeys()
+	// This cluster's delivery-key pins and removed nodes survive the
+	// restore (fsm.Local): its machines stay what they are.
+	local, err := n.fsm.Local()
 	if err != nil {
 		return nil, err
 	}
-	size, err := fsm.PrepareRestore(filepath.Join(dir, "state.db"), filepath.Join(dir, "snap"), b, time.Now(), target+1, pins)
+	size, err := fsm.PrepareRestore(filepath.Join(dir, "state.db"), filepath.Join(dir, "snap"), b, time.Now(), target+1, local)
 	if err != nil {
 		return nil, err
 	}
