@@ -109,28 +109,36 @@ func (a *applier) dispatchAudit(cmd Command) (bool, error) {
 }
 
 func (a *applier) applyAuditKey(c *PutAuditKey) error {
-	if err := validAuditNode(c.Node); err != nil {
-		return err
+	return a.putNodeKeyOnce(bucketAuditKeys, "audit", c.Node, c.PublicKey, c.At)
+}
+
+// putNodeKeyOnce records node's 32-byte public key of the given kind in
+// bucket (created on first use), once for the node's life: the same key
+// again changes nothing, another key is ErrConflict. The stored record is
+// {node, pub, at} (AuditKeyRecord, DeliveryKeyRecord).
+func (a *applier) putNodeKeyOnce(bucket []byte, kind, node string, pub []byte, at time.Time) error {
+	if err := validAuditNode(node); err != nil {
+		return fmt.Errorf("%w: %s key node id", ErrInvalidCommand, kind)
 	}
-	if len(c.PublicKey) != 32 {
-		return fmt.Errorf("%w: audit public key is %d bytes", ErrInvalidCommand, len(c.PublicKey))
+	if len(pub) != 32 {
+		return fmt.Errorf("%w: %s public key is %d bytes", ErrInvalidCommand, kind, len(pub))
 	}
-	b, err := a.tx.CreateBucketIfNotExists(bucketAuditKeys)
+	b, err := a.tx.CreateBucketIfNotExists(bucket)
 	if err != nil {
 		return errStorage{err}
 	}
-	if v := b.Get([]byte(c.Node)); v != nil {
+	if v := b.Get([]byte(node)); v != nil {
 		var cur AuditKeyRecord
-		if err := json.Unmarshal(v, &cur); err == nil && bytes.Equal(cur.PublicKey, c.PublicKey) {
+		if err := json.Unmarshal(v, &cur); err == nil && bytes.Equal(cur.PublicKey, pub) {
 			return nil
 		}
-		return fmt.Errorf("%w: node %s already has a different audit key", ErrConflict, c.Node)
+		return fmt.Errorf("%w: node %s already has a different %s key", ErrConflict, node, kind)
 	}
-	v, err := json.Marshal(&AuditKeyRecord{Node: c.Node, PublicKey: c.PublicKey, At: c.At})
+	v, err := json.Marshal(&AuditKeyRecord{Node: node, PublicKey: pub, At: at})
 	if err != nil {
 		return err
 	}
-	if err := b.Put([]byte(c.Node), v); err != nil {
+	if err := b.Put([]byte(node), v); err != nil {
 		return errStorage{err}
 	}
 	return nil

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -32,7 +31,8 @@ type PinDeliveryKey struct {
 
 func (*PinDeliveryKey) op() Op { return OpPinDeliveryKey }
 
-// DeliveryKeyRecord is a pinned delivery key as stored.
+// DeliveryKeyRecord is a pinned delivery key as stored (the same record as
+// AuditKeyRecord: putNodeKeyOnce).
 type DeliveryKeyRecord struct {
 	Node      string    `json:"node"`
 	PublicKey []byte    `json:"pub"`
@@ -44,31 +44,7 @@ type DeliveryKeyRecord struct {
 const deliveryKeySize = 32
 
 func (a *applier) applyPinDeliveryKey(c *PinDeliveryKey) error {
-	if err := validAuditNode(c.Node); err != nil {
-		return fmt.Errorf("%w: delivery key node id", ErrInvalidCommand)
-	}
-	if len(c.PublicKey) != deliveryKeySize {
-		return fmt.Errorf("%w: delivery key is %d bytes", ErrInvalidCommand, len(c.PublicKey))
-	}
-	b, err := a.tx.CreateBucketIfNotExists(bucketDeliveryKeys)
-	if err != nil {
-		return errStorage{err}
-	}
-	if v := b.Get([]byte(c.Node)); v != nil {
-		var cur DeliveryKeyRecord
-		if err := json.Unmarshal(v, &cur); err == nil && bytes.Equal(cur.PublicKey, c.PublicKey) {
-			return nil
-		}
-		return fmt.Errorf("%w: node %s already has a different delivery key", ErrConflict, c.Node)
-	}
-	v, err := json.Marshal(&DeliveryKeyRecord{Node: c.Node, PublicKey: c.PublicKey, At: c.At})
-	if err != nil {
-		return err
-	}
-	if err := b.Put([]byte(c.Node), v); err != nil {
-		return errStorage{err}
-	}
-	return nil
+	return a.putNodeKeyOnce(bucketDeliveryKeys, "delivery", c.Node, c.PublicKey, c.At)
 }
 
 // DeliveryKey returns node's pinned delivery public key, or nil when none

@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// TestResultKey: a create's result carries the record it wrote, equal to
-// the stored one; a duplicate request and other commands carry none.
+// TestResultKey: a create's or rotation's result carries the record it
+// wrote, equal to the stored one; a duplicate request and other commands
+// carry none.
 func TestResultKey(t *testing.T) {
 	t.Parallel()
 	f := openTest(t, nil)
@@ -31,8 +32,15 @@ func TestResultKey(t *testing.T) {
 	if dup := d.apply(create); !dup.Duplicate || dup.Key != nil {
 		t.Fatalf("duplicate: %+v", dup)
 	}
-	if rot := d.apply(&RotateKey{Meta: Meta{At: t0}, Name: "k", FromVersion: 1, New: wv(2)}); rot.Err != nil || rot.Key != nil {
+	rot := d.apply(&RotateKey{Meta: Meta{At: t0}, Name: "k", FromVersion: 1, New: wv(2)})
+	if rot.Err != nil || rot.Key == nil || rot.Key.Latest() != 2 {
 		t.Fatalf("rotate: %+v", rot)
+	}
+	if stored, _ := f.Key("k"); keyJSON(t, rot.Key) != keyJSON(t, stored) {
+		t.Fatal("rotation's result record differs from the stored one")
+	}
+	if en := d.apply(&SetKeyState{Meta: Meta{At: t0}, Name: "k", Enabled: true}); en.Err != nil || en.Key != nil {
+		t.Fatalf("enable: %+v", en)
 	}
 }
 

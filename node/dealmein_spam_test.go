@@ -30,17 +30,7 @@ func TestDealMeInRefusingVoter(t *testing.T) {
 	// A custodian unseal makes the leader re-deal: the victim is left out.
 	first := c.Node(leader).Status().NodeShare
 	ctx := ctxT(t)
-	if err := c.Client(t).Seal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c.Eventually(t, 10*time.Second, func() error {
-		for i := 0; i < 3; i++ {
-			if !c.Node(i).Sealed() {
-				return errUnsealed(c.Node(i).ID())
-			}
-		}
-		return nil
-	})
+	sealThrough(t, c, 0)
 	// Through node 0: the victim cannot open the shares relayed to it
 	// either (they are sealed to its delivery key, stored with its
 	// shares), so it stays sealed.

@@ -113,17 +113,7 @@ func TestLostDeliveryKey(t *testing.T) {
 	// is left out.
 	ctx := ctxT(t)
 	first := c.Node(leader).Status().NodeShare
-	if err := c.ClientFor(t, c.Slot(leader).APIAddr).Seal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c.Eventually(t, 10*time.Second, func() error {
-		for i := 0; i < 3; i++ {
-			if !c.Node(i).Sealed() {
-				return errUnsealed(c.Node(i).ID())
-			}
-		}
-		return nil
-	})
+	sealThrough(t, c, leader)
 	// Through the leader, so that it is unsealed by custodians (and so
 	// re-deals), not by the relays of another node.
 	leader = c.WaitLeader(t)

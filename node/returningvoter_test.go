@@ -63,23 +63,30 @@ func dealWithout(t *testing.T, c *testcluster.Cluster, res *api.InitResponse, vi
 	return reDeal(t, c, res, first)
 }
 
+// sealThrough has an operator seal the cluster through node via and waits
+// until every running node is sealed.
+func sealThrough(t *testing.T, c *testcluster.Cluster, via int) {
+	t.Helper()
+	if err := c.ClientFor(t, c.Slot(via).APIAddr).Seal(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(t, 10*time.Second, func() error {
+		for i := 0; i < c.Size(); i++ {
+			if n := c.Node(i); n != nil && !n.Sealed() {
+				return errUnsealed(n.ID())
+			}
+		}
+		return nil
+	})
+}
+
 // reDeal seals the cluster and unseals it again by custodians through
 // node 0, so that the leader re-deals to the voters that are up; see
 // dealWithout.
 func reDeal(t *testing.T, c *testcluster.Cluster, res *api.InitResponse, first string) string {
 	t.Helper()
 	ctx := ctxT(t)
-	if err := c.ClientFor(t, c.Slot(0).APIAddr).Seal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c.Eventually(t, 10*time.Second, func() error {
-		for i := 0; i < c.Size(); i++ {
-			if n := c.Node(i); n != nil && !n.Sealed() {
-				return fmt.Errorf("%s unsealed", n.ID())
-			}
-		}
-		return nil
-	})
+	sealThrough(t, c, 0)
 	relayed := make(chan string, 4)
 	c.Node(0).SetShareRelayHook(func(string) func() { return func() { relayed <- "" } })
 	defer c.Node(0).SetShareRelayHook(nil)

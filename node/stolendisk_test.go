@@ -242,17 +242,7 @@ func TestStolenDiskStandbyCollectsNothing(t *testing.T) {
 	im := startImpostor(t, c, standby)
 
 	ctx := ctxT(t)
-	if err := c.ClientFor(t, c.Slot(0).APIAddr).Seal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c.Eventually(t, 10*time.Second, func() error {
-		for i := 0; i < 3; i++ {
-			if !c.Node(i).Sealed() {
-				return errUnsealed(c.Node(i).ID())
-			}
-		}
-		return nil
-	})
+	sealThrough(t, c, 0)
 	relayed := make(chan string, 16)
 	c.Node(0).SetShareRelayHook(func(peer string) func() { return func() { relayed <- peer } })
 	defer c.Node(0).SetShareRelayHook(nil)

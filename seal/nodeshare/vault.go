@@ -68,6 +68,19 @@ func (v *Vault) Store(ctx context.Context, fp string, sh shamir.Share) error {
 	if err != nil {
 		return fmt.Errorf("node: wrap node share: %w", err)
 	}
+	// The leader records this node as a holder once it answers: the
+	// file must survive a machine crash too.
+	if err := v.writeSynced(wrapped, fp+FileSuffix, os.Rename); err != nil {
+		return fmt.Errorf("node: store node share: %w", err)
+	}
+	// No pruning here: this dealing is not committed yet (see Prune).
+	return nil
+}
+
+// writeSynced writes data to a temporary file in the vault's directory
+// (created 0700), syncs it, puts it in place as name with place (rename or
+// link) and syncs the directory, so the file survives a machine crash.
+func (v *Vault) writeSynced(data []byte, name string, place func(tmp, path string) error) error {
 	if err := os.MkdirAll(v.Dir, 0o700); err != nil {
 		return err
 	}
@@ -75,7 +88,7 @@ func (v *Vault) Store(ctx context.Context, fp string, sh shamir.Share) error {
 	if err != nil {
 		return err
 	}
-	_, werr := tmp.Write(wrapped)
+	_, werr := tmp.Write(data)
 	if werr == nil {
 		werr = tmp.Sync()
 	}
@@ -83,19 +96,13 @@ func (v *Vault) Store(ctx context.Context, fp string, sh shamir.Share) error {
 		werr = cerr
 	}
 	if werr == nil {
-		werr = os.Rename(tmp.Name(), v.Path(fp))
+		werr = place(tmp.Name(), filepath.Join(v.Dir, name))
 	}
 	if werr != nil {
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("node: store node share: %w", werr)
+		return werr
 	}
-	// The leader records this node as a holder once it answers: the
-	// rename must survive a machine crash too.
-	if err := durable.SyncDir(v.Dir); err != nil {
-		return fmt.Errorf("node: store node share: %w", err)
-	}
-	// No pruning here: this dealing is not committed yet (see Prune).
-	return nil
+	return durable.SyncDir(v.Dir)
 }
 
 // Load unwraps this node's share of dealing fp with the HSM.
@@ -188,32 +195,15 @@ func (v *Vault) DeliveryPublic(ctx context.Context, create bool) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("node: wrap delivery key: %w", err)
 	}
-	if err := os.MkdirAll(v.Dir, 0o700); err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(v.Dir, "tmp-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	_, werr := tmp.Write(wrapped)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		// Link, not rename: a key another caller put in place first wins.
-		if err := os.Link(tmp.Name(), filepath.Join(v.Dir, DeliveryKeyFile)); err != nil && !errors.Is(err, os.ErrExist) {
-			werr = err
+	// Link, not rename: a key another caller put in place first wins.
+	linkOnce := func(tmp, path string) error {
+		if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
 		}
+		return os.Remove(tmp)
 	}
-	if werr == nil {
-		werr = durable.SyncDir(v.Dir)
-	}
-	if werr != nil {
-		return nil, fmt.Errorf("node: store delivery key: %w", werr)
+	if err := v.writeSynced(wrapped, DeliveryKeyFile, linkOnce); err != nil {
+		return nil, fmt.Errorf("node: store delivery key: %w", err)
 	}
 	priv, err = v.deliveryKey(ctx)
 	if err != nil {
