@@ -14,6 +14,30 @@ import (
 	"github.com/keyd/keyd/seal/nodeshare"
 )
 
+// waitPinned waits until every running node has applied a pinned delivery
+// key for every running node (a cluster with HSMs pins them in the
+// background as nodes join).
+func waitPinned(t *testing.T, c *testcluster.Cluster) {
+	t.Helper()
+	c.Eventually(t, 20*time.Second, func() error {
+		for i := 0; i < c.Size(); i++ {
+			n := c.Node(i)
+			if n == nil {
+				continue
+			}
+			for j := 0; j < c.Size(); j++ {
+				if c.Node(j) == nil {
+					continue
+				}
+				if pub, err := n.PinnedDeliveryKey(c.Slot(j).ID); err != nil || pub == nil {
+					return fmt.Errorf("%s has no pin for %s yet (%v)", n.ID(), c.Slot(j).ID, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
 // A forced restore onto the same nodes keeps what describes those nodes:
 // their delivery-key pins (the custodian unseal it requires relays shares
 // sealed to them, and nobody gets to pin a key afresh) and the tombstones

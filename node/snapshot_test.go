@@ -122,6 +122,9 @@ func TestSnapshotRestoreIntoNewCluster(t *testing.T) {
 
 	fresh := testcluster.New(t, testcluster.Options{Nodes: 3, HSM: testcluster.HSMSoft})
 	fresh.WaitLeader(t)
+	// The leader pins its members' delivery keys as they join: let that
+	// settle before comparing the state.
+	waitPinned(t, fresh)
 	anon := anonClient(t, fresh)
 	before := dumpAll(t, fresh)
 	data := file.Bytes()

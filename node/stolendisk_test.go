@@ -60,6 +60,12 @@ func startImpostor(t *testing.T, c *testcluster.Cluster, slot int) *impostor {
 		}
 	}
 	mux := http.NewServeMux()
+	// Anything else: a node that cannot serve, so clients go elsewhere.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(api.Error{Code: api.CodeUnavailable, Message: "impostor"})
+	})
 	mux.HandleFunc("GET "+api.PathStatus, func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(api.SealStatus{NodeID: id, HSM: "ok", Sealed: true, Initialized: true})
 	})
