@@ -247,9 +247,15 @@ func thinAnchors(b *bolt.Bucket, node string, cutoff time.Time) error {
 // AuditKey returns a node's audit public key, or nil when none is
 // recorded.
 func (f *FSM) AuditKey(node string) (*AuditKeyRecord, error) {
+	return f.nodeKey(bucketAuditKeys, node)
+}
+
+// nodeKey reads node's record of a write-once key bucket
+// (putNodeKeyOnce), or nil when it has none.
+func (f *FSM) nodeKey(bucket []byte, node string) (*AuditKeyRecord, error) {
 	var rec *AuditKeyRecord
 	err := f.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAuditKeys)
+		b := tx.Bucket(bucket)
 		if b == nil {
 			return nil
 		}
@@ -258,7 +264,10 @@ func (f *FSM) AuditKey(node string) (*AuditKeyRecord, error) {
 			return nil
 		}
 		rec = new(AuditKeyRecord)
-		return json.Unmarshal(v, rec)
+		if err := json.Unmarshal(v, rec); err != nil {
+			return fmt.Errorf("fsm: decode %s record of %s: %w", bucket, node, err)
+		}
+		return nil
 	})
 	return rec, err
 }

@@ -50,24 +50,11 @@ func (a *applier) applyPinDeliveryKey(c *PinDeliveryKey) error {
 // DeliveryKey returns node's pinned delivery public key, or nil when none
 // is pinned.
 func (f *FSM) DeliveryKey(node string) ([]byte, error) {
-	var pub []byte
-	err := f.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDeliveryKeys)
-		if b == nil {
-			return nil
-		}
-		v := b.Get([]byte(node))
-		if v == nil {
-			return nil
-		}
-		var rec DeliveryKeyRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("fsm: decode delivery key of %s: %w", node, err)
-		}
-		pub = rec.PublicKey
-		return nil
-	})
-	return pub, err
+	rec, err := f.nodeKey(bucketDeliveryKeys, node)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	return rec.PublicKey, nil
 }
 
 // DeliveryKeys returns every pinned delivery key, by node id.

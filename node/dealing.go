@@ -262,7 +262,7 @@ const dealMeInGap = 250 * time.Millisecond
 // whose HSM works, so a voter cannot obtain more than any voter holds.
 // Requests closer together than dealMeInGap are accepted and dropped; the
 // voter asks again on its next rejoin attempt. A voter whose requests keep
-// leaving it without a share is backed off (dealMeInBackoff).
+// leaving it without a share is backed off (voterBackoff).
 func (n *Node) DealMeIn(from string) error {
 	if !n.IsLeader() {
 		return n.notLeader()
@@ -301,25 +301,27 @@ func (n *Node) DealMeIn(from string) error {
 	return nil
 }
 
-// dealMeInBackoff spaces one voter's DealMeIn requests that made the
-// leader deal and still left it without a share (it refuses or cannot
-// store what it is dealt): dealMeInGap, then twice as long each time, up
-// to the leader's node-share interval. Without it, one such voter makes
-// the leader re-deal (a split, an HSM wrap on every voter, a Raft write)
-// every dealMeInGap for as long as it asks.
-type dealMeInBackoff struct {
+// voterBackoff spaces the leader's attempts for one node: dealMeInGap,
+// then twice as long each time, up to a limit. It backs off a voter's
+// DealMeIn requests that made the leader deal and still left it without a
+// share (without it, one voter that refuses or cannot store what it is
+// dealt makes the leader re-deal, a split, an HSM wrap on every voter and
+// a Raft write, every dealMeInGap for as long as it asks), and in
+// delivery.go the pinning of a member that does not answer and the
+// re-dealing to a voter that refused its share.
+type voterBackoff struct {
 	mu    sync.Mutex
-	voter map[string]dealMeInState
+	voter map[string]voterBackoffState
 }
 
-type dealMeInState struct {
+type voterBackoffState struct {
 	asked int
 	next  time.Time
 }
 
 // allow reports whether voter's request may make the leader deal now,
 // and if so pushes its next one back.
-func (b *dealMeInBackoff) allow(voter string, now time.Time, limit time.Duration) bool {
+func (b *voterBackoff) allow(voter string, now time.Time, limit time.Duration) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.voter[voter]
@@ -327,7 +329,7 @@ func (b *dealMeInBackoff) allow(voter string, now time.Time, limit time.Duration
 		return false
 	}
 	if b.voter == nil {
-		b.voter = map[string]dealMeInState{}
+		b.voter = map[string]voterBackoffState{}
 	}
 	st.next = now.Add(min(dealMeInGap<<min(st.asked, 16), limit))
 	st.asked++
@@ -337,7 +339,7 @@ func (b *dealMeInBackoff) allow(voter string, now time.Time, limit time.Duration
 
 // blocked reports whether voter is backed off at now (without counting an
 // attempt).
-func (b *dealMeInBackoff) blocked(voter string, now time.Time) bool {
+func (b *voterBackoff) blocked(voter string, now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st, ok := b.voter[voter]
@@ -345,7 +347,7 @@ func (b *dealMeInBackoff) blocked(voter string, now time.Time) bool {
 }
 
 // forget drops voter's backoff: it holds a share of the current dealing.
-func (b *dealMeInBackoff) forget(voter string) {
+func (b *voterBackoff) forget(voter string) {
 	b.mu.Lock()
 	delete(b.voter, voter)
 	b.mu.Unlock()

@@ -27,11 +27,11 @@ import (
 type deliveryState struct {
 	// pinBy spaces the attempts to pin a member that has not answered
 	// with a key (down, or without an HSM).
-	pinBy dealMeInBackoff
+	pinBy voterBackoff
 	// refusedBy spaces re-dealings for a voter that refused the share it
 	// was dealt (it cannot open it: its key or HSM is gone), so it does
 	// not make the leader re-deal on every check.
-	refusedBy dealMeInBackoff
+	refusedBy voterBackoff
 
 	mu sync.Mutex
 	// checked is the pin last compared with this node's own key, and

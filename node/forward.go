@@ -184,8 +184,20 @@ func (n *Node) forwardTarget(ctx context.Context) (id, addr string) {
 func (n *Node) relayShare(share string) {
 	givenAt := n.fsm.AppliedIndex()
 	sealed := n.untilNextSeal()
+	// Decoded once for all pinned peers (the share was verified when it
+	// was submitted); a failure here only stops the sealed relays.
+	var rs relaySource
+	rs.share, rs.givenAt = share, givenAt
+	rs.sh, rs.err = shamir.DecodeShare(share)
+	defer rs.sh.Destroy()
+	if rs.err == nil {
+		var root *shamir.Commitments
+		if _, root, rs.err = n.commitments(); rs.err == nil {
+			rs.fingerprint = root.Fingerprint()
+		}
+	}
 	for _, p := range n.relayTargets() {
-		body, err := n.relayBody(p.ID, share, givenAt)
+		body, err := n.relayBody(p.ID, &rs)
 		if err != nil {
 			n.log.Warn("custodian share not relayed", "peer", p.ID, "err", err)
 			continue
@@ -208,28 +220,33 @@ func (n *Node) relayShare(share string) {
 // while it is down and collect every relayed share of a cold unseal. A
 // peer without a pinned key (no HSM) gets it under mutual TLS only: such
 // a node is as trustworthy as its disk (README, "Delivery keys").
-func (n *Node) relayBody(peer, share string, givenAt uint64) ([]byte, error) {
+func (n *Node) relayBody(peer string, rs *relaySource) ([]byte, error) {
 	pub, err := n.fsm.DeliveryKey(peer)
 	if err != nil {
 		return nil, err
 	}
 	if pub == nil {
-		return json.Marshal(api.UnsealRequest{Share: share, GivenAt: givenAt})
+		return json.Marshal(api.UnsealRequest{Share: rs.share, GivenAt: rs.givenAt})
 	}
-	_, root, err := n.commitments()
+	if rs.err != nil {
+		return nil, rs.err
+	}
+	eph, sealed, err := sharex.SealDelivery(pub, sharex.Delivery{Kind: sharex.CustodianRelay, Receiver: peer, Dealer: n.cfg.NodeID, Epoch: rs.givenAt, Fingerprint: rs.fingerprint}, rs.sh)
 	if err != nil {
 		return nil, err
 	}
-	sh, err := shamir.DecodeShare(share)
-	if err != nil {
-		return nil, err
-	}
-	defer sh.Destroy()
-	eph, sealed, err := sharex.SealDelivery(pub, sharex.Delivery{Kind: sharex.CustodianRelay, Receiver: peer, Dealer: n.cfg.NodeID, Epoch: givenAt, Fingerprint: root.Fingerprint()}, sh)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(api.UnsealRequest{GivenAt: givenAt, Ephemeral: eph, Sealed: sealed})
+	return json.Marshal(api.UnsealRequest{GivenAt: rs.givenAt, Ephemeral: eph, Sealed: sealed})
+}
+
+// relaySource is one custodian share being relayed: its text (for peers
+// without a delivery key) and, decoded once, the share and the root
+// commitments' fingerprint it is sealed with (err: why they are missing).
+type relaySource struct {
+	share       string
+	givenAt     uint64
+	sh          shamir.Share
+	fingerprint string
+	err         error
 }
 
 // relaySeal asks every peer but skip (already sealed) to seal (sealIndex:

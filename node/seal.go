@@ -73,7 +73,7 @@ type sealer struct {
 	dealMeInAt atomic.Int64
 	// dealMeInBy spaces each voter's requests that did not get it a
 	// share (dealing.go).
-	dealMeInBy dealMeInBackoff
+	dealMeInBy voterBackoff
 	// delivery is the delivery-key pinning state (delivery.go).
 	delivery deliveryState
 }
