@@ -592,6 +592,12 @@ func TestEnsureKeyRetriesSoftHSMGeneralError(t *testing.T) {
 	if _, err := h.Wrap(t.Context(), "k", []byte("share"), nil); err != nil {
 		t.Fatalf("the retried key is not usable: %v", err)
 	}
+	// The same random failure seen as CKR_TEMPLATE_INCONSISTENT (the
+	// template is fixed and valid).
+	f.failNext("GenerateKey", pkcs11.Error(pkcs11.CKR_TEMPLATE_INCONSISTENT))
+	if err := h.EnsureKey(t.Context(), "k1"); err != nil {
+		t.Fatalf("EnsureKey after one template-inconsistent error: %v", err)
+	}
 	f.failNext("GenerateKey", pkcs11.Error(pkcs11.CKR_DEVICE_ERROR))
 	if err := h.EnsureKey(t.Context(), "k2"); err == nil {
 		t.Fatal("EnsureKey retried a device error")
